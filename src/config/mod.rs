@@ -1,0 +1,8 @@
+//! The legacy Sun MMP configuration: an instance directory with `AService.cfg` and one
+//! `*AService.cfg` per proxy, read into the typed [`Config`].
+//!
+//! TODO(config helper): lexer.rs, options.rs, load().
+pub mod template;
+pub mod types;
+
+pub use types::*;

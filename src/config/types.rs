@@ -1,0 +1,333 @@
+//! The typed configuration the rest of mmp reads. Built once by [`super::load`] from the
+//! legacy files; nothing outside `config/` ever sees an option by its string name.
+//! Data only: no I/O.
+
+use super::template::Template;
+use crate::protocol::Protocol;
+use crate::secret::Secret;
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// Everything read from an instance directory.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// The instance directory (`-c DIR`).
+    pub dir: PathBuf,
+    /// `AService.cfg`.
+    pub global: Global,
+    /// `ImapProxyAService.cfg`, when `ServiceList` names the IMAP proxy.
+    pub imap: Option<Service>,
+    /// `PopProxyAService.cfg`, when `ServiceList` names the POP proxy.
+    pub pop: Option<Service>,
+    /// `SmtpProxyAService.cfg`, when `ServiceList` names the SMTP proxy.
+    pub smtp: Option<Service>,
+}
+
+impl Config {
+    /// The configured services, in IMAP, POP, SMTP order.
+    pub fn services(&self) -> impl Iterator<Item = &Service> {
+        self.imap.iter().chain(self.pop.iter()).chain(self.smtp.iter())
+    }
+}
+
+/// `AService.cfg`.
+#[derive(Debug, Clone)]
+pub struct Global {
+    /// `ServiceList`, one entry per service, in file order.
+    pub services: Vec<ServiceEntry>,
+    /// `LogDir`.
+    pub log_dir: Option<PathBuf>,
+    /// `LogLevel` (legacy number; see [`LogLevel`]).
+    pub log_level: LogLevel,
+    /// `NumThreads` / `MaxThreads` (mmp extension): size of the worker pool.
+    pub worker_threads: usize,
+}
+
+/// The legacy numeric log level, kept as read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LogLevel(pub u32);
+
+impl LogLevel {
+    /// Maps the legacy number onto `log` levels: 0–1 warn (errors and notices), 2–4 info,
+    /// 5 and up debug.
+    pub fn filter(self) -> log::LevelFilter {
+        match self.0 {
+            0..=1 => log::LevelFilter::Warn,
+            2..=4 => log::LevelFilter::Info,
+            _ => log::LevelFilter::Debug,
+        }
+    }
+}
+
+/// One `ServiceList` entry: `SERVICE@PORT|PORT…`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServiceEntry {
+    /// Which proxy.
+    pub protocol: Protocol,
+    /// The ports (optionally `IP:PORT`) it listens on, plain and SSL alike.
+    pub listen: Vec<Listen>,
+    /// Line of `AService.cfg` the entry came from.
+    pub line: u32,
+}
+
+/// One listening address.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Listen {
+    /// `None` = every address (0.0.0.0).
+    pub ip: Option<IpAddr>,
+    /// The port.
+    pub port: u16,
+}
+
+/// One proxy service file (`ImapProxyAService.cfg`, …). Options that do not apply to a
+/// protocol keep their defaults.
+#[derive(Debug, Clone)]
+pub struct Service {
+    /// Which proxy.
+    pub protocol: Protocol,
+    /// The file it was read from.
+    pub file: PathBuf,
+    /// Listening addresses from `ServiceList`.
+    pub listen: Vec<Listen>,
+    /// `LogDir`.
+    pub log_dir: Option<PathBuf>,
+    /// `LogLevel`.
+    pub log_level: LogLevel,
+    /// `BacksidePort` (default 143 / 110 / 25).
+    pub backside_port: u16,
+    /// `SSLBacksidePort`.
+    pub ssl_backside_port: Option<u16>,
+    /// `Timeout`: idle timeout of a session.
+    pub timeout: Duration,
+    /// `LoginTimeout` (mmp extension, default 60 s): how long a client may take from
+    /// connecting to completing its login.
+    pub login_timeout: Duration,
+    /// `BacksideTimeout` (mmp extension, default 15 s): the bound on each blocking step
+    /// of a login in a worker (LDAP operation, store connect, each store reply).
+    pub backside_timeout: Duration,
+    /// `Banner`.
+    pub banner: Option<String>,
+    /// `Capability` (IMAP only), split into words.
+    pub capability: Option<Vec<String>>,
+    /// `ServerDownAlert`.
+    pub server_down_alert: String,
+    /// Directory options.
+    pub directory: Directory,
+    /// `ReplayFormat` (default `%U`).
+    pub replay_format: Template,
+    /// `PreAuth`.
+    pub preauth: bool,
+    /// `AuthCacheSize`.
+    pub auth_cache_size: usize,
+    /// `AuthCacheTTL`.
+    pub auth_cache_ttl: Duration,
+    /// `StoreAdmin`.
+    pub store_admin: Option<String>,
+    /// `StoreAdminPass`.
+    pub store_admin_pass: Option<Secret>,
+    /// `AdminPolicy`.
+    pub admin_policy: AdminPolicy,
+    /// `CRAMs`.
+    pub crams: bool,
+    /// `RestrictPlainPasswords`.
+    pub restrict_plain_passwords: bool,
+    /// `VirtualDomainFile`.
+    pub virtual_domain_file: Option<PathBuf>,
+    /// `CertMapFile`.
+    pub cert_map_file: Option<PathBuf>,
+    /// `CertmapDN`.
+    pub certmap_dn: Option<String>,
+    /// `TCPAccess`, kept as written until the access issue parses it.
+    pub tcp_access: Option<String>,
+    /// `TCPAccessAttr`.
+    pub tcp_access_attr: String,
+    /// `ConnLimits`.
+    pub conn_limits: Vec<ConnLimit>,
+    /// `BG*`.
+    pub bad_guy: BadGuy,
+    /// `AuthService`.
+    pub auth_service: bool,
+    /// `AuthServiceTTL`.
+    pub auth_service_ttl: Duration,
+    /// SSL options.
+    pub tls: Tls,
+    /// SMTP-only options.
+    pub smtp: Smtp,
+    /// `MaxLineBytes` / literal caps (mmp extensions).
+    pub limits: Limits,
+}
+
+/// How the directory is asked.
+#[derive(Debug, Clone)]
+pub struct Directory {
+    /// `LdapUrl`: failover list in order.
+    pub ldap_urls: Vec<LdapUrl>,
+    /// `BindDN` (`None` = anonymous).
+    pub bind_dn: Option<String>,
+    /// `BindPass`.
+    pub bind_pass: Option<Secret>,
+    /// `SearchFormat` (default `(uid=%s)`).
+    pub search_format: Template,
+    /// `DomainSearchFormat` (default `(uid=%U)`).
+    pub domain_search_format: Template,
+    /// `HostedDomains`.
+    pub hosted_domains: bool,
+    /// `DefaultDomain`.
+    pub default_domain: Option<String>,
+    /// `VirtualDomainDelim`: every character is a delimiter (default `@`).
+    pub virtual_domain_delim: String,
+    /// `DomainDelim` / `CanonicalDomainDelim` (default `@`).
+    pub canonical_domain_delim: String,
+    /// `MailHostAttrs` (default `mailHost`).
+    pub mail_host_attrs: Vec<String>,
+    /// `LdapCacheSize`.
+    pub ldap_cache_size: usize,
+    /// `LdapCacheTTL`.
+    pub ldap_cache_ttl: Duration,
+}
+
+/// One `LdapUrl` entry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LdapUrl {
+    /// `ldap` or `ldaps`.
+    pub tls: bool,
+    /// Host name or address.
+    pub host: String,
+    /// Port (389 / 636 by default).
+    pub port: u16,
+    /// Search base (the URL's path), e.g. `o=internet`.
+    pub base: String,
+}
+
+impl LdapUrl {
+    /// `ldap://host:port` (without the base), as ldap3 wants it.
+    pub fn server_url(&self) -> String {
+        let scheme = if self.tls { "ldaps" } else { "ldap" };
+        if self.host.contains(':') {
+            format!("{scheme}://[{}]:{}", self.host, self.port)
+        } else {
+            format!("{scheme}://{}:{}", self.host, self.port)
+        }
+    }
+}
+
+/// `AdminPolicy`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AdminPolicy {
+    /// Only `StoreAdmin` may make proxy logins.
+    Simple,
+    /// Admins by group.
+    Group,
+}
+
+/// One `ConnLimits` realm `IP|MASK:NUM`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConnLimit {
+    /// Network address.
+    pub ip: IpAddr,
+    /// Mask.
+    pub mask: IpAddr,
+    /// Maximum simultaneous connections from one address of the realm.
+    pub max: u32,
+}
+
+/// Bad-guy options.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BadGuy {
+    /// `BGMax`.
+    pub max: usize,
+    /// `BGPenalty`.
+    pub penalty: Duration,
+    /// `BGMaxBadness`.
+    pub max_badness: Duration,
+    /// `BGDecay`.
+    pub decay: Duration,
+    /// `BGLinear`.
+    pub linear: bool,
+    /// `BGExcluded`, as written.
+    pub excluded: Option<String>,
+}
+
+/// SSL options (validated by the TLS issue; kept as read here).
+#[derive(Debug, Clone, Default)]
+pub struct Tls {
+    /// `SSLEnable`.
+    pub enable: bool,
+    /// `SSLPorts`.
+    pub ports: Vec<u16>,
+    /// `SSLCertFile`.
+    pub cert_file: Option<PathBuf>,
+    /// `SSLKeyFile`.
+    pub key_file: Option<PathBuf>,
+    /// `SSLKeyPasswdFile`.
+    pub key_passwd_file: Option<PathBuf>,
+    /// `SSLSecmodFile`.
+    pub secmod_file: Option<PathBuf>,
+    /// `SSLCertNicknames`.
+    pub cert_nicknames: Option<String>,
+    /// `SSLCertPrefix`.
+    pub cert_prefix: Option<String>,
+    /// `SSLCipherSpecs`.
+    pub cipher_specs: Option<String>,
+    /// `SSLAdjustCipherSuites`.
+    pub adjust_cipher_suites: Option<String>,
+    /// `SSLCacheDir`.
+    pub cache_dir: Option<PathBuf>,
+    /// `SSLCACertFile`.
+    pub ca_cert_file: Option<PathBuf>,
+    /// `SSLBacksideCACertFile`.
+    pub backside_ca_cert_file: Option<PathBuf>,
+}
+
+/// SMTP proxy options.
+#[derive(Debug, Clone, Default)]
+pub struct Smtp {
+    /// `SmtpRelays`: `host[:port]`, port 25 by default.
+    pub relays: Vec<(String, u16)>,
+    /// `SmtpProxyPassword`.
+    pub proxy_password: Option<Secret>,
+    /// `PopBeforeSmtpKludgeChannel`.
+    pub pop_before_smtp_channel: Option<String>,
+    /// `ClientLookup`.
+    pub client_lookup: bool,
+    /// `EhloKeywords`.
+    pub ehlo_keywords: Vec<String>,
+    /// `FailoverTimeout`.
+    pub failover_timeout: Duration,
+    /// `MmpSmtpClientInfo`.
+    pub client_info: SmtpClientInfo,
+}
+
+/// `MmpSmtpClientInfo`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum SmtpClientInfo {
+    /// Postfix XCLIENT (default).
+    #[default]
+    Xclient,
+    /// PROXY protocol v1 header.
+    Proxy,
+    /// Nothing (explicit choice only).
+    None,
+}
+
+/// Size caps on client input before login (mmp extensions).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// `MaxLineBytes`: longest command line (default 8192).
+    pub max_line_bytes: usize,
+    /// `MaxLiteralBytes`: longest literal in a login command (default 8192).
+    pub max_literal_bytes: usize,
+    /// `MaxBadCommands`: bad commands before the connection is closed (default 10).
+    pub max_bad_commands: u32,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_line_bytes: 8192,
+            max_literal_bytes: 8192,
+            max_bad_commands: 10,
+        }
+    }
+}

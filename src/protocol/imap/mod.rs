@@ -1,0 +1,1 @@
+//! IMAP (placeholder until the IMAP front end lands).

@@ -1,0 +1,212 @@
+//! The mail protocols as the loop and the pool see them: one closed set of front ends
+//! (the client's pre-login dialogue) and one of store replays (logging in to the store).
+//!
+//! Each protocol module (`imap`, later `pop` and `smtp`) answers the same few questions:
+//! what to say first ([`Front::greeting`]), what to do with the bytes a client sent
+//! ([`Front::feed`] → [`Action`]), what to tell the client when the login ends
+//! ([`Front::login_succeeded`], [`Front::login_failed`]), and how to replay the login to a
+//! store line by line ([`Replay::on_line`] → [`ReplayStep`]). The loop and the pool know
+//! nothing else about IMAP, POP3 or SMTP. Everything here is pure: no I/O and no clock.
+
+pub mod imap;
+pub mod sasl;
+
+use crate::secret::Secret;
+use std::net::SocketAddr;
+
+/// Which mail protocol a listener speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Protocol {
+    /// IMAP4rev1 / IMAP4rev2.
+    Imap,
+    /// POP3.
+    Pop,
+    /// SMTP submission / relay.
+    Smtp,
+}
+
+impl Protocol {
+    /// The name used in log lines and messages.
+    pub fn name(self) -> &'static str {
+        match self {
+            Protocol::Imap => "IMAP",
+            Protocol::Pop => "POP3",
+            Protocol::Smtp => "SMTP",
+        }
+    }
+}
+
+/// What the client asked to log in with, complete.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Credentials {
+    /// The login name exactly as the client sent it (`%o`).
+    pub user: String,
+    /// The password; never logged.
+    pub password: Secret,
+    /// SASL authorization identity, when the client gave one different from `user`.
+    pub authzid: Option<String>,
+}
+
+/// What a front end wants the loop to do after it was fed bytes.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Action {
+    /// Write these bytes to the client and go on reading.
+    Send(Vec<u8>),
+    /// Write these bytes, then start TLS; bytes the client already sent are discarded.
+    StartTls(Vec<u8>),
+    /// The credentials are complete: hand the session to the worker pool. Bytes after the
+    /// login command stay in the input buffer (they are for the store).
+    Login(Credentials),
+    /// Write these bytes and close the connection.
+    Close(Vec<u8>),
+}
+
+/// Why a login did not reach a logged-in store session, as the client is told.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Failure {
+    /// Unknown user, wrong password, inactive account: one answer for all, so that a
+    /// client cannot tell which users exist.
+    AuthFailed,
+    /// Directory or store unreachable or misbehaving: try again later. `alert` is the
+    /// operator's `ServerDownAlert` text.
+    Unavailable {
+        /// Text for the client (no CR/LF).
+        alert: String,
+    },
+}
+
+/// The store's successful answer to the replayed login, as the protocol needs it to
+/// build the client's reply.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoreAnswer {
+    /// IMAP: what followed the store's tag (`OK [CAPABILITY …] Logged in`); POP3/SMTP:
+    /// the status line.
+    pub line: Vec<u8>,
+}
+
+/// Why a store did not log the user in.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Refusal {
+    /// The store rejected the credentials (its text, sanitised, for the log).
+    AuthFailed(String),
+    /// The store said it cannot serve now (`[UNAVAILABLE]`, `* BYE`, …).
+    Unavailable(String),
+    /// The store spoke something we do not understand.
+    Protocol(String),
+}
+
+/// One step of a store replay.
+#[derive(Debug, PartialEq, Eq)]
+pub enum ReplayStep {
+    /// Write these bytes to the store, then read the next line.
+    Send(Vec<u8>),
+    /// Nothing to send; read the next line.
+    Wait,
+    /// Logged in: this is the answer for the client.
+    Done(StoreAnswer),
+    /// Not logged in.
+    Refused(Refusal),
+}
+
+/// Facts about the client connection that a replay may pass on to the store.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClientInfo {
+    /// The client's address.
+    pub client: SocketAddr,
+    /// The local address the client connected to.
+    pub server: SocketAddr,
+    /// mmp's session id.
+    pub session: u64,
+}
+
+/// A protocol's pre-login dialogue with the client.
+#[derive(Debug)]
+pub enum Front {
+    /// IMAP.
+    Imap(imap::Front),
+}
+
+impl Front {
+    /// The first bytes the client receives.
+    pub fn greeting(&self) -> Vec<u8> {
+        match self {
+            Front::Imap(f) => f.greeting(),
+        }
+    }
+
+    /// Consumes bytes from the front of `input` and says what to do. `None` means more
+    /// bytes are needed; whatever was not consumed stays in `input`.
+    pub fn feed(&mut self, input: &mut Vec<u8>) -> Option<Action> {
+        match self {
+            Front::Imap(f) => f.feed(input),
+        }
+    }
+
+    /// The client's reply when the store accepted the login.
+    pub fn login_succeeded(&mut self, answer: &StoreAnswer) -> Vec<u8> {
+        match self {
+            Front::Imap(f) => f.login_succeeded(answer),
+        }
+    }
+
+    /// The client's reply when the login failed; `Action::Send` keeps the session in its
+    /// pre-login dialogue, `Action::Close` ends it.
+    pub fn login_failed(&mut self, failure: &Failure) -> Action {
+        match self {
+            Front::Imap(f) => f.login_failed(failure),
+        }
+    }
+
+    /// The reply for a client that is refused before it may speak (server full, …).
+    pub fn refuse(&self, failure: &Failure) -> Vec<u8> {
+        match self {
+            Front::Imap(f) => f.refuse(failure),
+        }
+    }
+}
+
+/// A login being replayed to a store.
+#[derive(Debug)]
+pub enum Replay {
+    /// IMAP.
+    Imap(imap::Replay),
+}
+
+impl Replay {
+    /// Starts a replay of `credentials` to a store of `protocol`, logging in as
+    /// `store_user` (the `ReplayFormat` result). `None` for a protocol that has no store
+    /// replay yet (the server refuses to start such a service).
+    pub fn new(
+        protocol: Protocol,
+        credentials: &Credentials,
+        store_user: &str,
+        info: &ClientInfo,
+    ) -> Option<Replay> {
+        match protocol {
+            Protocol::Imap => Some(Replay::Imap(imap::Replay::new(credentials, store_user, info))),
+            Protocol::Pop | Protocol::Smtp => None,
+        }
+    }
+
+    /// Feeds one line from the store (without its CRLF).
+    pub fn on_line(&mut self, line: &[u8]) -> ReplayStep {
+        match self {
+            Replay::Imap(r) => r.on_line(line),
+        }
+    }
+}
+
+/// Shortens and cleans a peer's text for a log line: no control characters, at most
+/// 160 characters (as Dovecot's `str_sanitize(…, 160)`).
+pub fn sanitize(bytes: &[u8]) -> String {
+    const MAX: usize = 160;
+    let mut out = String::new();
+    for ch in String::from_utf8_lossy(bytes).chars() {
+        if out.len() >= MAX {
+            out.push_str("...");
+            break;
+        }
+        out.push(if ch.is_control() { '?' } else { ch });
+    }
+    out
+}
