@@ -6,3 +6,7 @@ pub mod template;
 pub mod types;
 
 pub use types::*;
+/// TEMPORARY stub.
+pub fn load(_dir: &std::path::Path) -> Result<(Config, Vec<String>), Vec<String>> {
+    Err(vec!["stub".into()])
+}

@@ -27,7 +27,10 @@ pub struct Config {
 impl Config {
     /// The configured services, in IMAP, POP, SMTP order.
     pub fn services(&self) -> impl Iterator<Item = &Service> {
-        self.imap.iter().chain(self.pop.iter()).chain(self.smtp.iter())
+        self.imap
+            .iter()
+            .chain(self.pop.iter())
+            .chain(self.smtp.iter())
     }
 }
 

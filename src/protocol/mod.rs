@@ -183,7 +183,11 @@ impl Replay {
         info: &ClientInfo,
     ) -> Option<Replay> {
         match protocol {
-            Protocol::Imap => Some(Replay::Imap(imap::Replay::new(credentials, store_user, info))),
+            Protocol::Imap => Some(Replay::Imap(imap::Replay::new(
+                credentials,
+                store_user,
+                info,
+            ))),
             Protocol::Pop | Protocol::Smtp => None,
         }
     }

@@ -1,0 +1,570 @@
+//! The event loop: one mio `Poll` owns every listener and every socket that is not in a
+//! worker's hands. It accepts clients, runs their pre-login dialogue, hands complete
+//! logins to the [`Pool`], takes finished logins back when the `Waker` rings, and relays
+//! bytes for logged-in sessions. Nothing here blocks: no DNS, no connect-and-wait, no LDAP,
+//! no lock held across I/O. Readiness is edge-triggered and every socket is registered for
+//! both directions once, so interest never needs re-registering; each side remembers what
+//! the poll last said until a read or write would block.
+
+pub mod session;
+pub mod timer;
+pub mod token;
+
+use crate::buffer::BufferPool;
+use crate::config::{Config, Service};
+use crate::pool::{Done, Job, Outcome, Pool};
+use crate::protocol::{Failure, Protocol};
+use crate::relay::{Relay, Side, Turn};
+use crate::transport::Transport;
+use mio::net::TcpListener;
+use mio::{Events, Interest, Poll, Registry, Waker};
+use session::{Closing, Next, Phase, PreLogin, Session, Waiting, CLOSE_GRACE};
+use std::collections::HashMap;
+use std::fmt;
+use std::io;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use timer::Timers;
+use token::Target;
+
+/// Why the server could not start.
+#[derive(Debug)]
+pub enum Error {
+    /// A listening address could not be bound.
+    Bind(SocketAddr, io::Error),
+    /// The poll, the waker or a worker thread could not be created.
+    Setup(&'static str, io::Error),
+    /// The configuration names a service this version cannot run.
+    Unsupported(Protocol),
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Error::Bind(addr, e) => write!(f, "cannot listen on {addr}: {e}"),
+            Error::Setup(what, e) => write!(f, "cannot create {what}: {e}"),
+            Error::Unsupported(p) => write!(
+                f,
+                "ServiceList names the {} proxy, which this version of mmp does not run yet; \
+                 remove it from ServiceList",
+                p.name()
+            ),
+        }
+    }
+}
+
+impl std::error::Error for Error {}
+
+/// Refuses a configuration that names a service mmp cannot run yet.
+pub fn check_supported(config: &Config) -> Result<(), Error> {
+    match config.services().find(|s| s.protocol != Protocol::Imap) {
+        Some(s) => Err(Error::Unsupported(s.protocol)),
+        None => Ok(()),
+    }
+}
+
+/// Jobs that may wait for a worker before new logins are answered "try later".
+const MAX_QUEUED_LOGINS: usize = 4096;
+/// Idle relay buffers kept for reuse.
+const MAX_IDLE_BUFFERS: usize = 256;
+
+struct Listener {
+    socket: TcpListener,
+    service: usize,
+}
+
+/// The running proxy.
+pub struct Server {
+    poll: Poll,
+    listeners: Vec<Listener>,
+    services: Vec<Arc<Service>>,
+    sessions: HashMap<u64, Session>,
+    next_sid: u64,
+    pool: Pool,
+    buffers: BufferPool,
+    timers: Timers,
+    /// Sessions whose relay ran out of budget and must run again without waiting.
+    busy: Vec<u64>,
+    done: Vec<Done>,
+}
+
+impl Server {
+    /// Binds every listening address of every service and starts the worker pool.
+    pub fn bind(config: &Config) -> Result<Server, Error> {
+        check_supported(config)?;
+        let poll = Poll::new().map_err(|e| Error::Setup("the poll", e))?;
+        let waker = Arc::new(
+            Waker::new(poll.registry(), token::WAKER).map_err(|e| Error::Setup("the waker", e))?,
+        );
+        let services: Vec<Arc<Service>> = config.services().cloned().map(Arc::new).collect();
+        let mut listeners = Vec::new();
+        for (index, service) in services.iter().enumerate() {
+            for listen in &service.listen {
+                let ip = listen.ip.unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED));
+                let addr = SocketAddr::new(ip, listen.port);
+                let mut socket = TcpListener::bind(addr).map_err(|e| Error::Bind(addr, e))?;
+                let token = token::listener(listeners.len());
+                poll.registry()
+                    .register(&mut socket, token, Interest::READABLE)
+                    .map_err(|e| Error::Setup("a listener registration", e))?;
+                log::info!("{} proxy listening on {addr}", service.protocol.name());
+                listeners.push(Listener {
+                    socket,
+                    service: index,
+                });
+            }
+        }
+        let pool = Pool::start(
+            config.global.worker_threads,
+            MAX_QUEUED_LOGINS,
+            waker,
+            services.clone(),
+        )
+        .map_err(|e| Error::Setup("the worker threads", e))?;
+        log::info!("{} worker threads started", config.global.worker_threads);
+        Ok(Server {
+            poll,
+            listeners,
+            services,
+            sessions: HashMap::new(),
+            next_sid: 1,
+            pool,
+            buffers: BufferPool::new(MAX_IDLE_BUFFERS),
+            timers: Timers::default(),
+            busy: Vec::new(),
+            done: Vec::new(),
+        })
+    }
+
+    /// The addresses actually bound (useful when a port was 0).
+    pub fn local_addrs(&self) -> Vec<SocketAddr> {
+        self.listeners
+            .iter()
+            .filter_map(|l| l.socket.local_addr().ok())
+            .collect()
+    }
+
+    /// Runs the loop until the process is stopped.
+    pub fn run(&mut self) -> Result<(), Error> {
+        let mut events = Events::with_capacity(1024);
+        loop {
+            let now = Instant::now();
+            let timeout = if self.busy.is_empty() {
+                self.timers.sleep(now)
+            } else {
+                Some(Duration::ZERO)
+            };
+            if let Err(e) = self.poll.poll(&mut events, timeout) {
+                if e.kind() == io::ErrorKind::Interrupted {
+                    continue;
+                }
+                return Err(Error::Setup("a poll", e));
+            }
+            let now = Instant::now();
+            for event in events.iter() {
+                match token::decode(event.token(), self.listeners.len()) {
+                    Some(Target::Waker) => self.finish_logins(now),
+                    Some(Target::Listener(n)) => self.accept(n, now),
+                    Some(Target::Session(sid, side)) => self.on_event(sid, side, event, now),
+                    None => {}
+                }
+            }
+            for sid in std::mem::take(&mut self.busy) {
+                self.advance(sid, now);
+            }
+            self.expire(now);
+        }
+    }
+
+    fn accept(&mut self, n: usize, now: Instant) {
+        loop {
+            let (stream, client_addr) = match self.listeners[n].socket.accept() {
+                Ok(pair) => pair,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => {
+                    // EMFILE and friends: log and let the next connection try again.
+                    log::error!("accept failed: {e}");
+                    return;
+                }
+            };
+            let service_index = self.listeners[n].service;
+            let service = Arc::clone(&self.services[service_index]);
+            let Some(front) = session::new_front(&service) else {
+                continue;
+            };
+            let _ = stream.set_nodelay(true);
+            let server_addr = stream.local_addr().unwrap_or(client_addr);
+            let sid = self.next_sid;
+            self.next_sid += 1;
+            let mut client = Transport::Plain(stream);
+            if let Err(e) = self.poll.registry().register(
+                client.source(),
+                token::session(sid, Side::Client),
+                Interest::READABLE | Interest::WRITABLE,
+            ) {
+                log::error!("(sid 0x{sid:x}) cannot register client {client_addr}: {e}");
+                continue;
+            }
+            let deadline = now + service.login_timeout;
+            let output = front.greeting();
+            let session = Session {
+                sid,
+                service: service_index,
+                client_addr,
+                server_addr,
+                phase: Phase::PreLogin(Box::new(PreLogin {
+                    client,
+                    front,
+                    input: Vec::new(),
+                    output,
+                    readable: true,
+                    writable: true,
+                })),
+                deadline,
+                scheduled: deadline,
+                user: None,
+            };
+            log::debug!("{} connected to {server_addr}", session.ctx());
+            self.timers.arm(deadline, sid);
+            self.sessions.insert(sid, session);
+            self.advance(sid, now);
+        }
+    }
+
+    fn on_event(&mut self, sid: u64, side: Side, event: &mio::event::Event, now: Instant) {
+        let Some(session) = self.sessions.get_mut(&sid) else {
+            return;
+        };
+        let readable = event.is_readable() || event.is_read_closed() || event.is_error();
+        let writable = event.is_writable() || event.is_write_closed() || event.is_error();
+        match &mut session.phase {
+            Phase::PreLogin(p) => {
+                p.readable |= readable;
+                p.writable |= writable;
+            }
+            Phase::Relay(r) => {
+                let end = match side {
+                    Side::Client => &mut r.client,
+                    Side::Store => &mut r.store,
+                };
+                end.readable |= readable;
+                end.writable |= writable;
+                session.deadline = now + self.services[session.service].timeout;
+            }
+            Phase::InWorker(_) | Phase::Closing(_) | Phase::Closed => {}
+        }
+        self.advance(sid, now);
+    }
+
+    /// Runs whatever the session's phase can do now.
+    fn advance(&mut self, sid: u64, now: Instant) {
+        let Some(session) = self.sessions.get_mut(&sid) else {
+            return;
+        };
+        let phase = std::mem::replace(&mut session.phase, Phase::Closed);
+        session.phase = match phase {
+            Phase::PreLogin(mut p) => {
+                let service = &self.services[session.service];
+                let max_input =
+                    service.limits.max_line_bytes + service.limits.max_literal_bytes + 1024;
+                match p.turn(max_input) {
+                    Next::Wait => Phase::PreLogin(p),
+                    Next::Close => closing(p.client, p.output, session, now, &mut self.timers),
+                    Next::Drop(why) => {
+                        log::info!("{} closed before login: {why}", session.ctx());
+                        Phase::Closed
+                    }
+                    Next::Login(credentials) => {
+                        let PreLogin {
+                            mut client,
+                            front,
+                            input,
+                            output,
+                            ..
+                        } = *p;
+                        let _ = self.poll.registry().deregister(client.source());
+                        let job = Job {
+                            sid,
+                            service: session.service,
+                            client,
+                            credentials,
+                            info: session.info(),
+                        };
+                        match self.pool.submit(job) {
+                            Ok(()) => Phase::InWorker(Box::new(Waiting {
+                                front,
+                                input,
+                                output,
+                            })),
+                            Err(job) => {
+                                log::error!("{} login refused: worker queue full", session.ctx());
+                                let failure = Failure::Unavailable {
+                                    alert: service.server_down_alert.clone(),
+                                };
+                                let waiting = Waiting {
+                                    front,
+                                    input,
+                                    output,
+                                };
+                                resume_after_failure(
+                                    self.poll.registry(),
+                                    session,
+                                    job.client,
+                                    waiting,
+                                    &failure,
+                                )
+                            }
+                        }
+                    }
+                }
+            }
+            Phase::Relay(mut relay) => match relay.run(&mut self.buffers) {
+                Turn::Idle => Phase::Relay(relay),
+                Turn::MoreWork => {
+                    self.busy.push(sid);
+                    Phase::Relay(relay)
+                }
+                Turn::Finished => {
+                    log::info!(
+                        "{} session ended ({} bytes up, {} down)",
+                        session.ctx(),
+                        relay.up_bytes,
+                        relay.down_bytes
+                    );
+                    relay.into_parts(&mut self.buffers);
+                    Phase::Closed
+                }
+                Turn::Failed(side, why) => {
+                    log::info!(
+                        "{} session ended: {} {why} ({} bytes up, {} down)",
+                        session.ctx(),
+                        match side {
+                            Side::Client => "client",
+                            Side::Store => "store",
+                        },
+                        relay.up_bytes,
+                        relay.down_bytes
+                    );
+                    relay.into_parts(&mut self.buffers);
+                    Phase::Closed
+                }
+            },
+            Phase::Closing(mut c) => {
+                if c.flush() {
+                    Phase::Closed
+                } else {
+                    Phase::Closing(c)
+                }
+            }
+            other @ (Phase::InWorker(_) | Phase::Closed) => other,
+        };
+        if matches!(session.phase, Phase::Closed) {
+            self.sessions.remove(&sid);
+        }
+    }
+}
+
+/// Puts a session whose login failed back into its pre-login dialogue (or closes it).
+fn resume_after_failure(
+    registry: &Registry,
+    session: &mut Session,
+    mut client: Transport,
+    waiting: Waiting,
+    failure: &Failure,
+) -> Phase {
+    let Waiting {
+        mut front,
+        input,
+        mut output,
+    } = waiting;
+    match front.login_failed(failure) {
+        crate::protocol::Action::Send(bytes) => {
+            output.extend_from_slice(&bytes);
+            if let Err(e) = registry.register(
+                client.source(),
+                token::session(session.sid, Side::Client),
+                Interest::READABLE | Interest::WRITABLE,
+            ) {
+                log::error!("{} cannot register client again: {e}", session.ctx());
+                return Phase::Closed;
+            }
+            Phase::PreLogin(Box::new(PreLogin {
+                client,
+                front,
+                input,
+                output,
+                readable: true,
+                writable: true,
+            }))
+        }
+        crate::protocol::Action::Close(bytes) | crate::protocol::Action::StartTls(bytes) => {
+            output.extend_from_slice(&bytes);
+            Phase::Closing(Box::new(Closing { client, output }))
+        }
+        crate::protocol::Action::Login(_) => {
+            log::error!(
+                "{} front asked for a login while answering one",
+                session.ctx()
+            );
+            Phase::Closed
+        }
+    }
+}
+
+impl Server {
+    /// Takes every finished login from the pool and moves its session on.
+    fn finish_logins(&mut self, now: Instant) {
+        self.pool.take_done(&mut self.done);
+        for done in std::mem::take(&mut self.done) {
+            let sid = done.sid;
+            let Some(session) = self.sessions.get_mut(&sid) else {
+                continue;
+            };
+            let Phase::InWorker(waiting) = std::mem::replace(&mut session.phase, Phase::Closed)
+            else {
+                log::error!(
+                    "{} login finished for a session not waiting for one",
+                    session.ctx()
+                );
+                self.sessions.remove(&sid);
+                continue;
+            };
+            session.phase = match done.outcome {
+                Outcome::LoggedIn {
+                    store,
+                    store_addr,
+                    answer,
+                    leftover,
+                    user,
+                } => {
+                    session.user = Some(user);
+                    let Waiting {
+                        mut front,
+                        input,
+                        mut output,
+                    } = *waiting;
+                    output.extend_from_slice(&front.login_succeeded(&answer));
+                    output.extend_from_slice(&leftover);
+                    drop(front);
+                    let registry = self.poll.registry();
+                    match start_relay(
+                        registry,
+                        &mut self.buffers,
+                        sid,
+                        done.client,
+                        store,
+                        &output,
+                        &input,
+                    ) {
+                        Ok(relay) => {
+                            log::debug!("{} relaying to store {store_addr}", session.ctx());
+                            session.deadline = now + self.services[session.service].timeout;
+                            Phase::Relay(relay)
+                        }
+                        Err(e) => {
+                            log::error!("{} cannot start relay: {e}", session.ctx());
+                            Phase::Closed
+                        }
+                    }
+                }
+                Outcome::Failed(failure) => resume_after_failure(
+                    self.poll.registry(),
+                    session,
+                    done.client,
+                    *waiting,
+                    &failure,
+                ),
+            };
+            self.advance(sid, now);
+        }
+    }
+
+    /// Closes sessions whose deadline has passed; re-arms the others.
+    fn expire(&mut self, now: Instant) {
+        while let Some((at, sid)) = self.timers.pop_due(now) {
+            let Some(session) = self.sessions.get_mut(&sid) else {
+                continue;
+            };
+            if at != session.scheduled {
+                continue; // stale entry: a newer one is armed
+            }
+            if matches!(session.phase, Phase::InWorker(_)) || session.deadline > now {
+                // A worker bounds its own time; an active session moved its deadline.
+                let next = session.deadline.max(now + Duration::from_secs(1));
+                session.scheduled = next;
+                self.timers.arm(next, sid);
+                continue;
+            }
+            let phase = std::mem::replace(&mut session.phase, Phase::Closed);
+            match phase {
+                Phase::PreLogin(p) => {
+                    log::info!(
+                        "{} closed: no login within the login timeout",
+                        session.ctx()
+                    );
+                    let bye = p.front.refuse(&Failure::Unavailable {
+                        alert: "Autologout; idle for too long".into(),
+                    });
+                    let mut c = Closing {
+                        client: p.client,
+                        output: [p.output, bye].concat(),
+                    };
+                    if !c.flush() {
+                        session.phase = closing(c.client, c.output, session, now, &mut self.timers);
+                    }
+                }
+                Phase::Relay(relay) => {
+                    log::info!("{} closed: idle for longer than Timeout", session.ctx());
+                    relay.into_parts(&mut self.buffers);
+                }
+                Phase::Closing(_) => {
+                    log::debug!("{} closed: last reply not taken in time", session.ctx());
+                }
+                Phase::InWorker(_) | Phase::Closed => {}
+            }
+            if matches!(session.phase, Phase::Closed) {
+                self.sessions.remove(&sid);
+            }
+        }
+    }
+}
+
+/// Registers both sockets of a logged-in session and starts relaying.
+fn start_relay(
+    registry: &Registry,
+    buffers: &mut BufferPool,
+    sid: u64,
+    mut client: Transport,
+    mut store: Transport,
+    for_client: &[u8],
+    for_store: &[u8],
+) -> io::Result<Box<Relay>> {
+    let both = Interest::READABLE | Interest::WRITABLE;
+    registry.register(client.source(), token::session(sid, Side::Client), both)?;
+    registry.register(store.source(), token::session(sid, Side::Store), both)?;
+    Ok(Box::new(Relay::new(
+        client, store, for_client, for_store, buffers,
+    )))
+}
+
+/// Moves a session to `Closing` with a short deadline of its own.
+fn closing(
+    client: Transport,
+    output: Vec<u8>,
+    session: &mut Session,
+    now: Instant,
+    timers: &mut Timers,
+) -> Phase {
+    let mut c = Closing { client, output };
+    if c.flush() {
+        return Phase::Closed;
+    }
+    session.deadline = now + CLOSE_GRACE;
+    if session.deadline < session.scheduled {
+        session.scheduled = session.deadline;
+        timers.arm(session.deadline, session.sid);
+    }
+    Phase::Closing(Box::new(c))
+}

@@ -1,0 +1,226 @@
+//! A session as the loop holds it: one enum [`Phase`] that is consumed on each transition
+//! (pre-login dialogue → in a worker → relay → closing), so nothing of an old phase (a
+//! half-parsed line, a credential) outlives it. The pre-login dialogue runs here,
+//! non-blocking: bytes from the client are fed to the protocol's [`Front`], its replies are
+//! written back, and a complete login leaves as a [`Job`] with the client's socket.
+
+use crate::config::Service;
+use crate::protocol::imap::{FrontConfig, TlsState};
+use crate::protocol::{self, Action, ClientInfo, Front, Protocol};
+use crate::relay::Relay;
+use crate::transport::{Outcome, Transport};
+use std::net::SocketAddr;
+use std::time::Instant;
+
+/// Most bytes of replies mmp queues for a client that does not read them before it
+/// stops reading that client's commands.
+pub const MAX_PENDING_OUTPUT: usize = 64 * 1024;
+
+/// Longest a closing session may take to flush its last reply.
+pub const CLOSE_GRACE: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// One client connection and everything mmp holds for it.
+#[derive(Debug)]
+pub struct Session {
+    /// Never reused.
+    pub sid: u64,
+    /// Index of the service (listener's protocol and options).
+    pub service: usize,
+    /// The client's address.
+    pub client_addr: SocketAddr,
+    /// The local address it connected to.
+    pub server_addr: SocketAddr,
+    /// Where the session is in its life.
+    pub phase: Phase,
+    /// When the session expires unless something happens.
+    pub deadline: Instant,
+    /// The deadline the timer heap holds for this session.
+    pub scheduled: Instant,
+    /// The qualified user, once logged in (for log lines).
+    pub user: Option<String>,
+}
+
+/// Where a session is in its life.
+#[derive(Debug)]
+pub enum Phase {
+    /// Talking to the client before login; the loop owns the socket.
+    PreLogin(Box<PreLogin>),
+    /// A worker has the client's socket and is logging in; the dialogue waits here.
+    InWorker(Box<Waiting>),
+    /// Logged in: bytes flow both ways.
+    Relay(Box<Relay>),
+    /// Writing a last reply, then closing.
+    Closing(Box<Closing>),
+    /// Gone; removed at the end of the loop turn.
+    Closed,
+}
+
+/// The pre-login dialogue.
+#[derive(Debug)]
+pub struct PreLogin {
+    /// The client's connection.
+    pub client: Transport,
+    /// The protocol's state machine.
+    pub front: Front,
+    /// Bytes read but not yet consumed by the front.
+    pub input: Vec<u8>,
+    /// Replies not yet written.
+    pub output: Vec<u8>,
+    /// The poll said readable and no read has blocked since.
+    pub readable: bool,
+    /// The poll said writable and no write has blocked since.
+    pub writable: bool,
+}
+
+/// The dialogue while a worker holds the socket.
+#[derive(Debug)]
+pub struct Waiting {
+    /// The protocol's state machine (for the reply to the login).
+    pub front: Front,
+    /// Bytes the client sent after its login command (for the store, or for the front
+    /// again if the login fails).
+    pub input: Vec<u8>,
+    /// Replies not yet written when the login left.
+    pub output: Vec<u8>,
+}
+
+/// A last reply on its way out.
+#[derive(Debug)]
+pub struct Closing {
+    /// The client's connection.
+    pub client: Transport,
+    /// What is still to be written.
+    pub output: Vec<u8>,
+}
+
+/// The front end for a new connection to `service`; `None` for a protocol that has no
+/// front end yet (start-up refuses such services, see [`super::check_supported`]).
+pub fn new_front(service: &Service) -> Option<Front> {
+    match service.protocol {
+        Protocol::Pop | Protocol::Smtp => None,
+        Protocol::Imap => Some(Front::Imap(protocol::imap::Front::new(FrontConfig {
+            banner: service.banner.clone(),
+            capability: service.capability.clone(),
+            max_line_bytes: service.limits.max_line_bytes,
+            max_literal_bytes: service.limits.max_literal_bytes,
+            max_bad_commands: service.limits.max_bad_commands,
+            tls: TlsState::Unavailable,
+            restrict_plain_passwords: service.restrict_plain_passwords,
+        }))),
+    }
+}
+
+/// What the dialogue asks of the loop after a turn.
+#[derive(Debug)]
+pub enum Next {
+    /// Keep going; wait for the poll.
+    Wait,
+    /// The credentials are complete: send this login to a worker.
+    Login(protocol::Credentials),
+    /// Write what is pending and close.
+    Close,
+    /// The connection is unusable; drop it now.
+    Drop(String),
+}
+
+impl PreLogin {
+    /// Writes pending replies, reads what the client sent and feeds it to the front until
+    /// it needs more bytes or asks for something the loop must do.
+    pub fn turn(&mut self, max_input: usize) -> Next {
+        loop {
+            if let Some(next) = self.flush() {
+                return next;
+            }
+            // Commands already read come first (pipelining).
+            match self.front.feed(&mut self.input) {
+                Some(Action::Send(bytes)) => {
+                    self.output.extend_from_slice(&bytes);
+                    continue;
+                }
+                Some(Action::Close(bytes)) => {
+                    self.output.extend_from_slice(&bytes);
+                    return Next::Close;
+                }
+                Some(Action::StartTls(bytes)) => {
+                    // The front offers STARTTLS only when TLS is available, which it is
+                    // not yet on this service: refuse rather than carry on in plain text.
+                    self.output.extend_from_slice(&bytes);
+                    return Next::Drop("STARTTLS asked but TLS is not configured".into());
+                }
+                Some(Action::Login(credentials)) => return Next::Login(credentials),
+                None => {}
+            }
+            if self.output.len() >= MAX_PENDING_OUTPUT || !self.readable {
+                return Next::Wait;
+            }
+            if self.input.len() > max_input {
+                return Next::Drop(format!(
+                    "client sent {} bytes without a command",
+                    self.input.len()
+                ));
+            }
+            let mut chunk = [0u8; 4096];
+            match self.client.read(&mut chunk) {
+                Outcome::Moved(n) => self.input.extend_from_slice(&chunk[..n]),
+                Outcome::WouldBlock => {
+                    self.readable = false;
+                    return Next::Wait;
+                }
+                Outcome::Closed => return Next::Drop("client closed the connection".into()),
+                Outcome::Failed(e) => return Next::Drop(format!("read failed: {e}")),
+            }
+        }
+    }
+
+    /// Writes as much pending output as the socket takes.
+    fn flush(&mut self) -> Option<Next> {
+        while self.writable && !self.output.is_empty() {
+            match self.client.write(&self.output) {
+                Outcome::Moved(n) => {
+                    self.output.drain(..n);
+                }
+                Outcome::WouldBlock => self.writable = false,
+                Outcome::Closed => return Some(Next::Drop("client closed the connection".into())),
+                Outcome::Failed(e) => return Some(Next::Drop(format!("write failed: {e}"))),
+            }
+        }
+        None
+    }
+}
+
+impl Closing {
+    /// Writes what is left; true when the session can be dropped.
+    pub fn flush(&mut self) -> bool {
+        while !self.output.is_empty() {
+            match self.client.write(&self.output) {
+                Outcome::Moved(n) => {
+                    self.output.drain(..n);
+                }
+                Outcome::WouldBlock => return false,
+                Outcome::Closed | Outcome::Failed(_) => return true,
+            }
+        }
+        self.client.shutdown_write();
+        true
+    }
+}
+
+impl Session {
+    /// The addresses a replay may pass on.
+    pub fn info(&self) -> ClientInfo {
+        ClientInfo {
+            client: self.client_addr,
+            server: self.server_addr,
+            session: self.sid,
+        }
+    }
+
+    /// The log context of this session.
+    pub fn ctx(&self) -> crate::log::Ctx<'_> {
+        crate::log::Ctx {
+            sid: self.sid,
+            client: self.client_addr,
+            user: self.user.as_deref(),
+        }
+    }
+}
