@@ -15,6 +15,17 @@ pub struct Buffer {
 }
 
 impl Buffer {
+    /// A buffer holding exactly `bytes`, however many (for the bytes owed when a relay
+    /// starts, which may exceed one block); the pool keeps it only if it has the usual size.
+    pub fn from_vec(bytes: Vec<u8>) -> Buffer {
+        let end = bytes.len();
+        Buffer {
+            data: bytes.into_boxed_slice(),
+            start: 0,
+            end,
+        }
+    }
+
     /// The bytes waiting to be written.
     pub fn pending(&self) -> &[u8] {
         &self.data[self.start..self.end]
@@ -96,7 +107,7 @@ impl BufferPool {
 
     /// Gives a buffer back.
     pub fn give(&mut self, buffer: Buffer) {
-        if self.free.len() < self.max_free {
+        if self.free.len() < self.max_free && buffer.data.len() == BUFFER_BYTES {
             self.free.push(buffer.data);
         }
     }
@@ -130,12 +141,29 @@ mod tests {
         assert_eq!(pool.idle(), 1);
         let other = pool.take();
         pool.give(other);
-        pool.give(Buffer {
-            data: vec![0; 4].into_boxed_slice(),
-            start: 0,
-            end: 0,
-        });
+        pool.give(pool_sized());
         assert_eq!(pool.idle(), 1, "pool keeps at most max_free");
+        let mut empty = BufferPool::new(4);
+        empty.give(Buffer::from_vec(vec![1, 2, 3]));
+        assert_eq!(
+            empty.idle(),
+            0,
+            "odd-sized buffers go back to the allocator"
+        );
+    }
+
+    fn pool_sized() -> Buffer {
+        Buffer::from_vec(vec![0; BUFFER_BYTES])
+    }
+
+    #[test]
+    fn from_vec_holds_more_than_a_block() {
+        let big = vec![9u8; BUFFER_BYTES * 2 + 1];
+        let mut b = Buffer::from_vec(big.clone());
+        assert_eq!(b.pending(), &big[..]);
+        assert!(b.is_full());
+        b.consumed(big.len());
+        assert!(b.is_empty());
     }
 
     #[test]

@@ -1,8 +1,9 @@
 //! The byte pump between a client and its store once the login is done: one function,
 //! [`pump`], used for both directions (as nginx's `ngx_mail_proxy_handler` is), with
-//! backpressure (a side is read only while the buffer towards its peer has room), half-close
-//! (end of stream on one side is passed on as a write shutdown once its bytes are out) and
-//! buffers taken from the loop's pool only while bytes are in flight.
+//! backpressure (a side is read only while the buffer towards its peer has room), an orderly
+//! end (end of stream on one side is passed on as a write shutdown once its bytes are out,
+//! and the session ends there) and buffers taken from the loop's pool only while bytes are
+//! in flight.
 //!
 //! Readiness is edge-triggered: each [`Endpoint`] remembers whether it may still be read or
 //! written (sozu's `Readiness`); only a read or write that would block clears the flag,
@@ -61,7 +62,7 @@ pub enum Turn {
     Idle,
     /// The turn's budget ran out while bytes were still moving; run again soon.
     MoreWork,
-    /// Both directions are closed and drained: the session is over.
+    /// One side closed and its last bytes are delivered: the session is over.
     Finished,
     /// A side failed or vanished while bytes were owed to it.
     Failed(Side, String),
@@ -88,25 +89,17 @@ const TURN_BUDGET: usize = 16;
 impl Relay {
     /// Starts relaying with bytes already owed to each side: the store's login answer (and
     /// anything after it) for the client, commands the client pipelined after its login for
-    /// the store. Bytes beyond one buffer are truncated; callers keep them under
-    /// [`crate::buffer::BUFFER_BYTES`] (pre-login input is capped far below that).
+    /// the store.
     pub fn new(
         client: Transport,
         store: Transport,
-        for_client: &[u8],
-        for_store: &[u8],
-        pool: &mut BufferPool,
+        for_client: Vec<u8>,
+        for_store: Vec<u8>,
     ) -> Relay {
-        let prefill = |bytes: &[u8], pool: &mut BufferPool| {
-            (!bytes.is_empty()).then(|| {
-                let mut b = pool.take();
-                b.push(bytes);
-                b
-            })
-        };
+        let prefill = |bytes: Vec<u8>| (!bytes.is_empty()).then(|| Buffer::from_vec(bytes));
         Relay {
-            to_client: prefill(for_client, pool),
-            to_store: prefill(for_store, pool),
+            to_client: prefill(for_client),
+            to_store: prefill(for_store),
             client: Endpoint::new(client),
             store: Endpoint::new(store),
             up_bytes: 0,
@@ -137,12 +130,12 @@ impl Relay {
         Turn::MoreWork
     }
 
-    /// True when both directions have ended and nothing is left to write.
+    /// True when one side has ended its stream and every byte it sent has been passed
+    /// on. As in nginx's mail proxy, the session ends there: a store that closed has
+    /// nothing more to say, and a client that closed will not read the answers.
     pub fn is_finished(&self) -> bool {
-        self.client.reading == Half::Closed
-            && self.store.reading == Half::Closed
-            && self.to_client.is_none()
-            && self.to_store.is_none()
+        (self.client.reading == Half::Closed && self.to_store.is_none())
+            || (self.store.reading == Half::Closed && self.to_client.is_none())
     }
 
     /// True when the relay holds no buffer (what an idle session should look like).
@@ -223,4 +216,144 @@ fn pump(
         dst.writing = Half::Closed;
     }
     Ok(moved)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::{Read, Write};
+    use std::net::{TcpListener, TcpStream};
+    use std::time::{Duration, Instant};
+
+    /// A connected pair over loopback: (our non-blocking end, the peer's blocking end).
+    fn pair() -> (Transport, TcpStream) {
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        let peer = TcpStream::connect(l.local_addr().unwrap()).unwrap();
+        let (ours, _) = l.accept().unwrap();
+        ours.set_nonblocking(true).unwrap();
+        peer.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        (Transport::Plain(mio::net::TcpStream::from_std(ours)), peer)
+    }
+
+    /// Runs the relay as a level-triggered loop would, until `done` or 5 s.
+    fn drive(
+        relay: &mut Relay,
+        pool: &mut BufferPool,
+        mut done: impl FnMut(&Relay) -> bool,
+    ) -> Turn {
+        let until = Instant::now() + Duration::from_secs(5);
+        loop {
+            for end in [&mut relay.client, &mut relay.store] {
+                end.readable = true;
+                end.writable = true;
+            }
+            let turn = relay.run(pool);
+            if done(relay) || matches!(turn, Turn::Finished | Turn::Failed(..)) {
+                return turn;
+            }
+            assert!(Instant::now() < until, "relay made no progress in time");
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    }
+
+    #[test]
+    fn moves_bytes_both_ways_and_prefills_first() {
+        let (client, mut client_peer) = pair();
+        let (store, mut store_peer) = pair();
+        let mut pool = BufferPool::new(4);
+        let mut relay = Relay::new(
+            client,
+            store,
+            b"A OK hello\r\n".to_vec(),
+            b"B NOOP\r\n".to_vec(),
+        );
+        let big: Vec<u8> = (0..300_000u32).map(|i| (i % 251) as u8).collect();
+        let sender = {
+            let big = big.clone();
+            let mut w = store_peer.try_clone().unwrap();
+            std::thread::spawn(move || w.write_all(&big).unwrap())
+        };
+        client_peer.write_all(b"C LOGOUT\r\n").unwrap();
+        let mut got = Vec::new();
+        let want_len = 12 + big.len();
+        let reader = std::thread::spawn(move || {
+            let mut buf = vec![0u8; 65536];
+            while got.len() < want_len {
+                let n = client_peer.read(&mut buf).unwrap();
+                assert!(n > 0, "client side closed early");
+                got.extend_from_slice(&buf[..n]);
+            }
+            got
+        });
+        drive(&mut relay, &mut pool, |r| {
+            r.down_bytes as usize >= big.len() && r.up_bytes >= 10
+        });
+        let got = reader.join().unwrap();
+        sender.join().unwrap();
+        assert_eq!(&got[..12], b"A OK hello\r\n");
+        assert!(
+            got[12..] == big[..],
+            "store bytes arrive intact and in order"
+        );
+        let mut up = [0u8; 18];
+        store_peer.read_exact(&mut up).unwrap();
+        assert_eq!(&up, b"B NOOP\r\nC LOGOUT\r\n");
+        // Idle now: every buffer went back.
+        drive(&mut relay, &mut pool, |_| true);
+        assert!(relay.holds_no_buffers());
+    }
+
+    #[test]
+    fn store_close_ends_the_session_after_its_last_bytes() {
+        let (client, mut client_peer) = pair();
+        let (store, mut store_peer) = pair();
+        let mut pool = BufferPool::new(4);
+        let mut relay = Relay::new(client, store, Vec::new(), Vec::new());
+        store_peer.write_all(b"* BYE logging out\r\n").unwrap();
+        store_peer.shutdown(std::net::Shutdown::Both).unwrap();
+        let turn = drive(&mut relay, &mut pool, |_| false);
+        assert_eq!(turn, Turn::Finished);
+        let mut got = Vec::new();
+        client_peer.read_to_end(&mut got).unwrap();
+        assert_eq!(got, b"* BYE logging out\r\n");
+    }
+
+    #[test]
+    fn backpressure_stops_reading_a_side_whose_peer_is_full() {
+        let (client, client_peer) = pair();
+        let (store, store_peer) = pair();
+        let mut pool = BufferPool::new(4);
+        let mut relay = Relay::new(client, store, Vec::new(), Vec::new());
+        // The client never reads; the store sends far more than the kernel buffers hold.
+        let mut w = store_peer.try_clone().unwrap();
+        w.set_write_timeout(Some(Duration::from_millis(500)))
+            .unwrap();
+        let sender = std::thread::spawn(move || {
+            let chunk = vec![b'x'; 65536];
+            let mut sent = 0usize;
+            while w.write_all(&chunk).is_ok() && sent < 64 << 20 {
+                sent += chunk.len();
+            }
+            sent
+        });
+        for _ in 0..200 {
+            for end in [&mut relay.client, &mut relay.store] {
+                end.readable = true;
+                end.writable = true;
+            }
+            relay.run(&mut pool);
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        let sent = sender.join().unwrap();
+        assert!(sent < 64 << 20, "the store was stopped by backpressure");
+        assert!(
+            relay.to_client.as_ref().is_some_and(Buffer::is_full),
+            "one full buffer waits for the client"
+        );
+        assert!(
+            relay.to_store.is_none(),
+            "no buffer held for the quiet direction"
+        );
+        drop((client_peer, store_peer));
+    }
 }

@@ -449,15 +449,7 @@ impl Server {
                     output.extend_from_slice(&leftover);
                     drop(front);
                     let registry = self.poll.registry();
-                    match start_relay(
-                        registry,
-                        &mut self.buffers,
-                        sid,
-                        done.client,
-                        store,
-                        &output,
-                        &input,
-                    ) {
+                    match start_relay(registry, sid, done.client, store, output, input) {
                         Ok(relay) => {
                             log::debug!("{} relaying to store {store_addr}", session.ctx());
                             session.deadline = now + self.services[session.service].timeout;
@@ -534,19 +526,16 @@ impl Server {
 /// Registers both sockets of a logged-in session and starts relaying.
 fn start_relay(
     registry: &Registry,
-    buffers: &mut BufferPool,
     sid: u64,
     mut client: Transport,
     mut store: Transport,
-    for_client: &[u8],
-    for_store: &[u8],
+    for_client: Vec<u8>,
+    for_store: Vec<u8>,
 ) -> io::Result<Box<Relay>> {
     let both = Interest::READABLE | Interest::WRITABLE;
     registry.register(client.source(), token::session(sid, Side::Client), both)?;
     registry.register(store.source(), token::session(sid, Side::Store), both)?;
-    Ok(Box::new(Relay::new(
-        client, store, for_client, for_store, buffers,
-    )))
+    Ok(Box::new(Relay::new(client, store, for_client, for_store)))
 }
 
 /// Moves a session to `Closing` with a short deadline of its own.
