@@ -98,7 +98,14 @@ fn load(dir: &Path) -> Option<config::Config> {
 }
 
 fn run(config: &config::Config, pidfile: Option<&Path>) -> ExitCode {
-    mmp::log::init(config.global.log_level.filter());
+    // One log for the whole process: the most verbose of AService.cfg and the services.
+    let level = config
+        .services()
+        .map(|s| s.log_level.filter())
+        .chain([config.global.log_level.filter()])
+        .max()
+        .unwrap_or(log::LevelFilter::Warn);
+    mmp::log::init(level);
     let _ = rustls::crypto::ring::default_provider().install_default();
     let mut server = match mmp::server::Server::bind(config) {
         Ok(s) => s,

@@ -1,12 +1,201 @@
 //! The legacy Sun MMP configuration: an instance directory with `AService.cfg` and one
-//! `*AService.cfg` per proxy, read into the typed [`Config`].
+//! `*AService.cfg` per proxy, read and validated into the typed [`Config`] by [`load`].
 //!
-//! TODO(config helper): lexer.rs, options.rs, load().
+//! Layers, each in its own file: [`lexer`] (lines → raw entries), [`options`] (the table
+//! of every known option name), `file` (one file → known settings, with the `-def`
+//! fallback), `values` (value syntaxes), `aservice` and `service` (typed building) and
+//! `checks` (rules that span several options). Loading is pure apart from reading the files (and copying a
+//! missing file's `-def` template, as the Sun MMP did): it opens no sockets and calls no
+//! logger; it returns its warnings and every error of every file, so that the operator
+//! sees all problems at once (reference §1.6).
+
+mod aservice;
+mod checks;
+mod file;
+pub mod lexer;
+pub mod options;
+mod service;
 pub mod template;
 pub mod types;
+pub mod values;
+
+#[cfg(test)]
+mod tests;
 
 pub use types::*;
-/// TEMPORARY stub.
-pub fn load(_dir: &std::path::Path) -> Result<(Config, Vec<String>), Vec<String>> {
-    Err(vec!["stub".into()])
+
+use options::FileKind;
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+/// Something in the instance directory that stops mmp from starting.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Error {
+    /// The file, relative to the instance directory (e.g. `ImapProxyAService.cfg`).
+    pub file: PathBuf,
+    /// 1-based line; 0 when the error is about the file as a whole (missing file, missing
+    /// required option).
+    pub line: u32,
+    /// What is wrong.
+    pub kind: ErrorKind,
+}
+
+/// What is wrong, without the place.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ErrorKind {
+    /// The file cannot be read (missing, permissions, …).
+    Read(String),
+    /// A line that is not `default:Option value`, or has another scope.
+    Syntax(String),
+    /// A known option with a value mmp cannot use, missing although required, or in
+    /// conflict with another option. The message never contains a password.
+    Value {
+        /// The option, in the reference spelling.
+        option: &'static str,
+        /// What is wrong with it.
+        message: String,
+    },
+    /// An option or value mmp refuses on purpose (reference §7), with what to do instead.
+    Refused {
+        /// The option, in the reference spelling.
+        option: &'static str,
+        /// Why, and what to use instead.
+        hint: String,
+    },
+}
+
+impl fmt::Display for ErrorKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ErrorKind::Read(message) | ErrorKind::Syntax(message) => f.write_str(message),
+            ErrorKind::Value { option, message } => write!(f, "{option}: {message}"),
+            ErrorKind::Refused { option, hint } => write!(f, "{option}: {hint}"),
+        }
+    }
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write_place(f, &self.file, self.line)?;
+        write!(f, "{}", self.kind)
+    }
+}
+
+impl std::error::Error for Error {}
+
+/// Something mmp accepts but the operator should know: an unknown or ignored option, a
+/// repeated line, a `-def` file copied into place.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Warning {
+    /// The file, relative to the instance directory.
+    pub file: PathBuf,
+    /// 1-based line; 0 when about the file as a whole.
+    pub line: u32,
+    /// The text, starting with the option name when there is one.
+    pub message: String,
+}
+
+impl fmt::Display for Warning {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write_place(f, &self.file, self.line)?;
+        f.write_str(&self.message)
+    }
+}
+
+fn write_place(f: &mut fmt::Formatter<'_>, file: &Path, line: u32) -> fmt::Result {
+    match line {
+        0 => write!(f, "{}: ", file.display()),
+        n => write!(f, "{}:{n}: ", file.display()),
+    }
+}
+
+/// Errors and warnings gathered over all files.
+#[derive(Debug, Default)]
+struct Report {
+    errors: Vec<Error>,
+    warnings: Vec<Warning>,
+}
+
+impl Report {
+    fn error(&mut self, file: &Path, line: u32, kind: ErrorKind) {
+        self.errors.push(Error {
+            file: file.to_path_buf(),
+            line,
+            kind,
+        });
+    }
+
+    fn value_error(&mut self, file: &Path, line: u32, option: &'static str, message: String) {
+        self.error(file, line, ErrorKind::Value { option, message });
+    }
+
+    fn warn(&mut self, file: &Path, line: u32, message: String) {
+        self.warnings.push(Warning {
+            file: file.to_path_buf(),
+            line,
+            message,
+        });
+    }
+
+    /// Puts messages in reading order: files as first reported (AService.cfg, then the
+    /// services in ServiceList order), lines ascending, whole-file messages (line 0)
+    /// first; messages about one line keep their order.
+    fn sort(&mut self) {
+        let mut files: Vec<PathBuf> = Vec::new();
+        let places = self.errors.iter().map(|e| &e.file);
+        for file in places.chain(self.warnings.iter().map(|w| &w.file)) {
+            if !files.contains(file) {
+                files.push(file.clone());
+            }
+        }
+        let rank = |file: &PathBuf| files.iter().position(|f| f == file);
+        self.errors.sort_by_key(|e| (rank(&e.file), e.line));
+        self.warnings.sort_by_key(|w| (rank(&w.file), w.line));
+    }
+}
+
+/// Reads and validates the instance directory `dir`: `AService.cfg`, then the file of every
+/// service its `ServiceList` names. Returns the configuration and the warnings to log, or
+/// every error found in every file.
+pub fn load(dir: &Path) -> Result<(Config, Vec<Warning>), Vec<Error>> {
+    let mut report = Report::default();
+    let global_settings = file::read_settings(dir, FileKind::AService, None, &mut report);
+    let global = aservice::build(dir, global_settings.as_ref(), &mut report);
+    let mut threads = aservice::threads(global_settings.as_ref(), FileKind::AService, &mut report)
+        .into_iter()
+        .collect::<Vec<_>>();
+    let mut config = Config {
+        dir: dir.to_path_buf(),
+        global,
+        imap: None,
+        pop: None,
+        smtp: None,
+    };
+    for entry in &config.global.services {
+        let kind = match entry.protocol {
+            crate::protocol::Protocol::Imap => FileKind::Imap,
+            crate::protocol::Protocol::Pop => FileKind::Pop,
+            crate::protocol::Protocol::Smtp => FileKind::Smtp,
+        };
+        let Some(settings) = file::read_settings(dir, kind, Some(entry.line), &mut report) else {
+            continue;
+        };
+        threads.extend(aservice::threads(Some(&settings), kind, &mut report));
+        let built = service::build(dir, kind, entry, &config.global, &settings, &mut report);
+        match kind {
+            FileKind::Imap => config.imap = Some(built),
+            FileKind::Pop => config.pop = Some(built),
+            FileKind::Smtp => config.smtp = Some(built),
+            FileKind::AService => {}
+        }
+    }
+    if let Some(n) = aservice::resolve_threads(&threads, &mut report) {
+        config.global.worker_threads = n;
+    }
+    report.sort();
+    if report.errors.is_empty() {
+        Ok((config, report.warnings))
+    } else {
+        Err(report.errors)
+    }
 }

@@ -39,7 +39,7 @@ impl Config {
 pub struct Global {
     /// `ServiceList`, one entry per service, in file order.
     pub services: Vec<ServiceEntry>,
-    /// `LogDir`.
+    /// `LogDir` (relative paths are taken relative to the instance directory).
     pub log_dir: Option<PathBuf>,
     /// `LogLevel` (legacy number; see [`LogLevel`]).
     pub log_level: LogLevel,
@@ -93,9 +93,9 @@ pub struct Service {
     pub file: PathBuf,
     /// Listening addresses from `ServiceList`.
     pub listen: Vec<Listen>,
-    /// `LogDir`.
+    /// `LogDir`; the `AService.cfg` value when the service file does not set one.
     pub log_dir: Option<PathBuf>,
-    /// `LogLevel`.
+    /// `LogLevel` (default 1; not inherited from `AService.cfg`).
     pub log_level: LogLevel,
     /// `BacksidePort` (default 143 / 110 / 25).
     pub backside_port: u16,
@@ -145,7 +145,7 @@ pub struct Service {
     pub tcp_access: Option<String>,
     /// `TCPAccessAttr`.
     pub tcp_access_attr: String,
-    /// `ConnLimits`.
+    /// `ConnLimits`, every line's realms in file order; empty (the default) = no limit.
     pub conn_limits: Vec<ConnLimit>,
     /// `BG*`.
     pub bad_guy: BadGuy,

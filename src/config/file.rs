@@ -1,0 +1,274 @@
+//! Reading one option file of the instance directory: the `-def` fallback of reference
+//! §1.1, decoding, and sorting its lines into known [`Settings`] by the option table —
+//! scope check, unknown names, options that belong in another file, ignored and refused
+//! options, and repeats (reference §1.3–1.5). The only I/O is reading the file and, when
+//! it is missing, copying its `-def` template to it.
+
+use super::lexer::{lex, Line};
+use super::options::{lookup, Decision, FileKind, Opt, OptionDef, Repeat};
+use super::{ErrorKind, Report};
+use std::fs;
+use std::io;
+use std::path::Path;
+
+/// One option line that survived sorting.
+#[derive(Debug, Clone)]
+pub struct Setting {
+    /// Its table row.
+    pub def: &'static OptionDef,
+    /// The value (quotes removed).
+    pub value: String,
+    /// Its line.
+    pub line: u32,
+}
+
+/// The known, applicable options of one file, repeats resolved: one setting per
+/// [`Repeat::LastWins`] option, every line of a [`Repeat::Append`] one, in file order.
+#[derive(Debug, Clone, Default)]
+pub struct Settings {
+    items: Vec<Setting>,
+}
+
+impl Settings {
+    /// The setting of `opt`, if the file has one (the last, for a list option).
+    pub fn get(&self, opt: Opt) -> Option<&Setting> {
+        self.items.iter().rev().find(|s| s.def.opt == opt)
+    }
+
+    /// Every line of `opt`, in file order.
+    pub fn all(&self, opt: Opt) -> impl Iterator<Item = &Setting> {
+        self.items.iter().filter(move |s| s.def.opt == opt)
+    }
+}
+
+/// Reads `kind`'s file from `dir` (copying its `-def` template first when it is missing)
+/// and sorts its lines. `None` when the file cannot be read; the error is in `report`.
+/// `needed_by` is the `ServiceList` line that asked for a service file.
+pub fn read_settings(
+    dir: &Path,
+    kind: FileKind,
+    needed_by: Option<u32>,
+    report: &mut Report,
+) -> Option<Settings> {
+    let shown = Path::new(kind.file_name());
+    let bytes = read_or_copy_def(dir, kind, needed_by, report)?;
+    let text = match String::from_utf8(bytes) {
+        Ok(text) => text,
+        Err(e) => {
+            report.warn(shown, 0, "not UTF-8; read as ISO-8859-1".to_string());
+            e.into_bytes().into_iter().map(char::from).collect()
+        }
+    };
+    Some(sort(&text, kind, report))
+}
+
+fn read_or_copy_def(
+    dir: &Path,
+    kind: FileKind,
+    needed_by: Option<u32>,
+    report: &mut Report,
+) -> Option<Vec<u8>> {
+    let shown = Path::new(kind.file_name());
+    let path = dir.join(kind.file_name());
+    match fs::read(&path) {
+        Ok(bytes) => return Some(bytes),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+        Err(e) => {
+            report.error(shown, 0, ErrorKind::Read(format!("cannot read: {e}")));
+            return None;
+        }
+    }
+    let def = dir.join(kind.def_name());
+    match fs::read(&def) {
+        Ok(bytes) => {
+            let message = match fs::copy(&def, &path) {
+                Ok(_) => format!("file was missing; copied {} to it", kind.def_name()),
+                Err(e) => format!(
+                    "file is missing; using {} (could not copy it: {e})",
+                    kind.def_name()
+                ),
+            };
+            report.warn(shown, 0, message);
+            Some(bytes)
+        }
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            let why = match needed_by {
+                Some(line) => format!(
+                    "file not found (ServiceList in AService.cfg line {line} starts this \
+                     service; there is no {} to copy either)",
+                    kind.def_name()
+                ),
+                None => format!(
+                    "file not found (there is no {} to copy either)",
+                    kind.def_name()
+                ),
+            };
+            report.error(shown, 0, ErrorKind::Read(why));
+            None
+        }
+        Err(e) => {
+            let why = format!("file not found, and cannot read {}: {e}", kind.def_name());
+            report.error(shown, 0, ErrorKind::Read(why));
+            None
+        }
+    }
+}
+
+/// Sorts the lines of one file; warnings and errors go to `report`.
+pub fn sort(text: &str, kind: FileKind, report: &mut Report) -> Settings {
+    let shown = Path::new(kind.file_name());
+    let mut settings = Settings::default();
+    for item in lex(text) {
+        let entry = match item {
+            Ok(Line::Option(entry)) => entry,
+            Ok(Line::Keyword { line, .. }) => {
+                let why = "expected default:Option value (the first word has no ':')";
+                report.error(shown, line, ErrorKind::Syntax(why.to_string()));
+                continue;
+            }
+            Err(e) => {
+                report.error(shown, e.line, ErrorKind::Syntax(e.message));
+                continue;
+            }
+        };
+        let line = entry.line;
+        if entry.scope != "default" {
+            let why = format!(
+                "scope {:?} is not allowed here; lines in this file start with default:",
+                entry.scope
+            );
+            report.error(shown, line, ErrorKind::Syntax(why));
+            continue;
+        }
+        let Some(def) = lookup(&entry.name) else {
+            report.warn(
+                shown,
+                line,
+                format!("unknown option {:?} ignored", entry.name),
+            );
+            continue;
+        };
+        if !def.files.contains(&kind) {
+            report.warn(
+                shown,
+                line,
+                format!("{}: has no effect in this file", def.name),
+            );
+            continue;
+        }
+        match def.decision {
+            Decision::Honour => {}
+            Decision::Ignore(why) => {
+                report.warn(
+                    shown,
+                    line,
+                    format!("{}: has no effect in mmp: {why}", def.name),
+                );
+            }
+            Decision::Refuse(hint) => {
+                let hint = format!("not supported by mmp: {hint}");
+                let kind = ErrorKind::Refused {
+                    option: def.name,
+                    hint,
+                };
+                report.error(shown, line, kind);
+                continue;
+            }
+        }
+        if def.repeat == Repeat::LastWins {
+            if let Some(at) = settings.items.iter().position(|s| s.def.opt == def.opt) {
+                let earlier = settings.items.remove(at);
+                let message = format!(
+                    "{}: also set at line {} ({}); the last line wins",
+                    def.name, earlier.line, earlier.def.name
+                );
+                report.warn(shown, line, message);
+            }
+        }
+        settings.items.push(Setting {
+            def,
+            value: entry.value,
+            line,
+        });
+    }
+    settings
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sorted(text: &str, kind: FileKind) -> (Settings, Vec<String>, Vec<String>) {
+        let mut report = Report::default();
+        let settings = sort(text, kind, &mut report);
+        let errors = report.errors.iter().map(ToString::to_string).collect();
+        let warnings = report.warnings.iter().map(ToString::to_string).collect();
+        (settings, errors, warnings)
+    }
+
+    #[test]
+    fn repeats_unknowns_and_misplaced_options() {
+        let text = "default:Timeout 10\n\
+                    default:TIMEOUT 20\n\
+                    default:StoreDownAlert x\n\
+                    default:Capability IMAP4\n\
+                    default:LdapUrl ldap://a/o=x\n\
+                    default:ldapurl ldap://b/o=x\n\
+                    default:SSLCacheDir /tmp\n\
+                    default:NumThreads 4\n\
+                    default:MaxThreads 8\n";
+        let (s, errors, warnings) = sorted(text, FileKind::Pop);
+        assert_eq!(errors, Vec::<String>::new());
+        assert_eq!(
+            warnings,
+            [
+                "PopProxyAService.cfg:2: Timeout: also set at line 1 (Timeout); the last line wins",
+                "PopProxyAService.cfg:3: unknown option \"StoreDownAlert\" ignored",
+                "PopProxyAService.cfg:4: Capability: has no effect in this file",
+                "PopProxyAService.cfg:7: SSLCacheDir: has no effect in mmp: rustls keeps its session cache in memory",
+                "PopProxyAService.cfg:9: MaxThreads: also set at line 8 (NumThreads); the last line wins",
+            ]
+        );
+        assert_eq!(
+            s.get(Opt::Timeout).map(|s| (s.value.as_str(), s.line)),
+            Some(("20", 2))
+        );
+        let urls: Vec<_> = s.all(Opt::LdapUrl).map(|s| s.line).collect();
+        assert_eq!(urls, [5, 6]);
+        assert_eq!(s.get(Opt::SslCacheDir).map(|s| s.line), Some(7));
+        assert!(s.get(Opt::Capability).is_none());
+    }
+
+    #[test]
+    fn scope_keyword_and_refused_lines_are_errors() {
+        let text = "siroe:DefaultDomain siroe.com\n\
+                    vdmap siroe 192.0.2.1\n\
+                    default:AuthenticationServer 127.0.0.1:56\n\
+                    default:Banner \"open\n";
+        let (_, errors, _) = sorted(text, FileKind::Imap);
+        assert_eq!(
+            errors,
+            [
+                "ImapProxyAService.cfg:1: scope \"siroe\" is not allowed here; lines in this file start with default:",
+                "ImapProxyAService.cfg:2: expected default:Option value (the first word has no ':')",
+                "ImapProxyAService.cfg:3: AuthenticationServer: not supported by mmp: the third-party \
+                 authentication protocol (tpauth) has no public specification; use LDAP \
+                 pre-authentication (PreAuth yes) instead",
+                "ImapProxyAService.cfg:4: value spans lines; join it into one line (it starts with \" but does not end with one)",
+            ]
+        );
+    }
+
+    #[test]
+    fn refused_option_in_smtp_file_only_warns() {
+        let (_, errors, warnings) = sorted(
+            "default:AuthenticationServer 127.0.0.1:56\n",
+            FileKind::Smtp,
+        );
+        assert!(errors.is_empty(), "{errors:?}");
+        assert_eq!(
+            warnings,
+            ["SmtpProxyAService.cfg:1: AuthenticationServer: has no effect in this file"]
+        );
+    }
+}

@@ -1,0 +1,396 @@
+//! One proxy file (`ImapProxyAService.cfg`, `PopProxyAService.cfg`,
+//! `SmtpProxyAService.cfg`) into a typed [`Service`]: the per-protocol defaults of the
+//! reference (§2.2–2.4, mmp extensions of §7), the value of every option present, then the
+//! cross-option checks of `checks`. Relative paths are taken relative to the instance
+//! directory. No I/O here (the checks look at two named files).
+
+use super::checks;
+use super::file::{Setting, Settings};
+use super::options::{name_of, FileKind, Opt};
+use super::template::{Kind, Template};
+use super::types::*;
+use super::values::*;
+use super::Report;
+use crate::protocol::Protocol;
+use crate::secret::Secret;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// Reads the typed options of one service. Problems go to `report`; an option with a bad
+/// value keeps its default, so that every error of the file is still found.
+pub fn build(
+    dir: &Path,
+    kind: FileKind,
+    entry: &ServiceEntry,
+    global: &Global,
+    settings: &Settings,
+    report: &mut Report,
+) -> Service {
+    let mut cx = Cx {
+        dir,
+        shown: Path::new(kind.file_name()),
+        settings,
+        report,
+    };
+    let mut s = defaults(dir.join(kind.file_name()), entry);
+    s.log_dir.clone_from(&global.log_dir);
+    cx.path(Opt::LogDir, &mut s.log_dir);
+    cx.set(Opt::LogLevel, &mut s.log_level, |v| {
+        parse_u32(v, 0).map(LogLevel)
+    });
+    cx.set(Opt::BacksidePort, &mut s.backside_port, parse_port);
+    cx.set(Opt::SslBacksidePort, &mut s.ssl_backside_port, |v| {
+        parse_port(v).map(Some)
+    });
+    cx.set(Opt::Timeout, &mut s.timeout, |v| parse_seconds(v, 1));
+    cx.set(Opt::LoginTimeout, &mut s.login_timeout, |v| {
+        parse_seconds(v, 1)
+    });
+    cx.set(Opt::BacksideTimeout, &mut s.backside_timeout, |v| {
+        parse_seconds(v, 1)
+    });
+    cx.text(Opt::Banner, &mut s.banner);
+    cx.set(Opt::Capability, &mut s.capability, |v| {
+        check_text(v)?;
+        let words: Vec<String> = v.split_ascii_whitespace().map(str::to_string).collect();
+        Ok((!words.is_empty()).then_some(words))
+    });
+    let mut alert = None;
+    cx.text(Opt::ServerDownAlert, &mut alert);
+    if let Some(alert) = alert {
+        s.server_down_alert = alert;
+    }
+    directory(&mut cx, &mut s.directory);
+    cx.path(Opt::VirtualDomainFile, &mut s.virtual_domain_file);
+    cx.set(Opt::ReplayFormat, &mut s.replay_format, |v| {
+        Template::parse(v, Kind::Replay)
+    });
+    cx.set(Opt::PreAuth, &mut s.preauth, parse_bool);
+    cx.set(Opt::AuthCacheSize, &mut s.auth_cache_size, |v| {
+        parse_size(v, 0)
+    });
+    cx.set(Opt::AuthCacheTtl, &mut s.auth_cache_ttl, |v| {
+        parse_seconds(v, 0)
+    });
+    cx.text(Opt::StoreAdmin, &mut s.store_admin);
+    cx.secret(Opt::StoreAdminPass, &mut s.store_admin_pass);
+    cx.set(Opt::AdminPolicy, &mut s.admin_policy, |v| {
+        match v.to_ascii_lowercase().as_str() {
+            "simple" => Ok(AdminPolicy::Simple),
+            "group" => Ok(AdminPolicy::Group),
+            _ => Err(format!("expected simple or group, got {v:?}")),
+        }
+    });
+    cx.set(Opt::Crams, &mut s.crams, parse_bool);
+    cx.set(
+        Opt::RestrictPlainPasswords,
+        &mut s.restrict_plain_passwords,
+        parse_bool,
+    );
+    cx.path(Opt::CertMapFile, &mut s.cert_map_file);
+    cx.text(Opt::CertmapDn, &mut s.certmap_dn);
+    cx.text(Opt::TcpAccess, &mut s.tcp_access);
+    cx.word(Opt::TcpAccessAttr, &mut s.tcp_access_attr);
+    for line in cx.all(Opt::ConnLimits) {
+        match parse_conn_limits(&line.value) {
+            Ok(mut realms) => s.conn_limits.append(&mut realms),
+            Err(e) => cx.error(line, e),
+        }
+    }
+    bad_guy(&mut cx, &mut s.bad_guy);
+    cx.set(Opt::AuthService, &mut s.auth_service, parse_bool);
+    cx.set(Opt::AuthServiceTtl, &mut s.auth_service_ttl, |v| {
+        parse_seconds(v, 0)
+    });
+    tls(&mut cx, &mut s.tls);
+    smtp(&mut cx, &mut s.smtp);
+    cx.set(Opt::MaxLineBytes, &mut s.limits.max_line_bytes, |v| {
+        parse_size(v, 512)
+    });
+    cx.set(Opt::MaxLiteralBytes, &mut s.limits.max_literal_bytes, |v| {
+        parse_size(v, 1)
+    });
+    cx.set(Opt::MaxBadCommands, &mut s.limits.max_bad_commands, |v| {
+        parse_u32(v, 1)
+    });
+    checks::check(&mut cx, &s);
+    s
+}
+
+/// The reference defaults for `entry`'s protocol.
+fn defaults(file: PathBuf, entry: &ServiceEntry) -> Service {
+    let (backside_port, timeout, what) = match entry.protocol {
+        Protocol::Imap => (143, 1800, "IMAP"),
+        Protocol::Pop => (110, 600, "POP"),
+        Protocol::Smtp => (25, 600, "SMTP"),
+    };
+    Service {
+        protocol: entry.protocol,
+        file,
+        listen: entry.listen.clone(),
+        log_dir: None,
+        log_level: LogLevel(1),
+        backside_port,
+        ssl_backside_port: None,
+        timeout: Duration::from_secs(timeout),
+        login_timeout: Duration::from_secs(60),
+        backside_timeout: Duration::from_secs(15),
+        banner: None,
+        capability: None,
+        server_down_alert: format!("Your {what} server appears to be temporarily out of service."),
+        directory: Directory {
+            ldap_urls: Vec::new(),
+            bind_dn: None,
+            bind_pass: None,
+            search_format: builtin("(uid=%s)", Kind::Search),
+            domain_search_format: builtin("(uid=%U)", Kind::Search),
+            hosted_domains: true,
+            default_domain: None,
+            virtual_domain_delim: "@".to_string(),
+            canonical_domain_delim: "@".to_string(),
+            mail_host_attrs: vec!["mailHost".to_string()],
+            ldap_cache_size: 10000,
+            ldap_cache_ttl: Duration::from_secs(900),
+        },
+        replay_format: builtin("%U", Kind::Replay),
+        preauth: false,
+        auth_cache_size: 10000,
+        auth_cache_ttl: Duration::from_secs(900),
+        store_admin: None,
+        store_admin_pass: None,
+        admin_policy: AdminPolicy::Simple,
+        crams: false,
+        restrict_plain_passwords: false,
+        virtual_domain_file: None,
+        cert_map_file: None,
+        certmap_dn: None,
+        tcp_access: None,
+        tcp_access_attr: "mailAllowedServiceAccess".to_string(),
+        conn_limits: Vec::new(),
+        bad_guy: BadGuy {
+            max: 10000,
+            penalty: Duration::from_secs(2),
+            max_badness: Duration::from_secs(60),
+            decay: Duration::from_secs(900),
+            linear: false,
+            excluded: None,
+        },
+        auth_service: false,
+        auth_service_ttl: Duration::ZERO,
+        tls: Tls::default(),
+        smtp: Smtp {
+            failover_timeout: Duration::from_secs(600),
+            ..Smtp::default()
+        },
+        limits: Limits::default(),
+    }
+}
+
+fn builtin(source: &str, kind: Kind) -> Template {
+    Template::parse(source, kind).expect("the built-in default templates use only valid codes")
+}
+
+fn directory(cx: &mut Cx<'_>, d: &mut Directory) {
+    for line in cx.all(Opt::LdapUrl) {
+        match parse_ldap_urls(&line.value) {
+            Ok(mut urls) => d.ldap_urls.append(&mut urls),
+            Err(e) => cx.error(line, e),
+        }
+    }
+    cx.text(Opt::BindDn, &mut d.bind_dn);
+    cx.secret(Opt::BindPass, &mut d.bind_pass);
+    cx.set(Opt::SearchFormat, &mut d.search_format, |v| {
+        Template::parse(v, Kind::Search)
+    });
+    cx.set(Opt::DomainSearchFormat, &mut d.domain_search_format, |v| {
+        Template::parse(v, Kind::Search)
+    });
+    cx.set(Opt::HostedDomains, &mut d.hosted_domains, parse_bool);
+    cx.text(Opt::DefaultDomain, &mut d.default_domain);
+    cx.word(Opt::VirtualDomainDelim, &mut d.virtual_domain_delim);
+    cx.word(Opt::CanonicalDomainDelim, &mut d.canonical_domain_delim);
+    cx.set(Opt::MailHostAttrs, &mut d.mail_host_attrs, |v| {
+        let attrs: Vec<String> = v.split_ascii_whitespace().map(str::to_string).collect();
+        if attrs.is_empty() {
+            return Err("expected one or more attribute names, got \"\"".to_string());
+        }
+        Ok(attrs)
+    });
+    cx.set(Opt::LdapCacheSize, &mut d.ldap_cache_size, |v| {
+        parse_size(v, 0)
+    });
+    cx.set(Opt::LdapCacheTtl, &mut d.ldap_cache_ttl, |v| {
+        parse_seconds(v, 0)
+    });
+}
+
+fn bad_guy(cx: &mut Cx<'_>, b: &mut BadGuy) {
+    cx.set(Opt::BgMax, &mut b.max, |v| parse_size(v, 0));
+    cx.set(Opt::BgPenalty, &mut b.penalty, |v| parse_seconds(v, 0));
+    cx.set(Opt::BgMaxBadness, &mut b.max_badness, |v| {
+        parse_seconds(v, 0)
+    });
+    cx.set(Opt::BgDecay, &mut b.decay, |v| parse_seconds(v, 0));
+    cx.set(Opt::BgLinear, &mut b.linear, parse_bool);
+    cx.text(Opt::BgExcluded, &mut b.excluded);
+}
+
+fn tls(cx: &mut Cx<'_>, t: &mut Tls) {
+    cx.set(Opt::SslEnable, &mut t.enable, parse_bool);
+    cx.set(Opt::SslPorts, &mut t.ports, parse_port_list);
+    cx.path(Opt::SslCertFile, &mut t.cert_file);
+    cx.path(Opt::SslKeyFile, &mut t.key_file);
+    cx.path(Opt::SslKeyPasswdFile, &mut t.key_passwd_file);
+    cx.path(Opt::SslSecmodFile, &mut t.secmod_file);
+    cx.text(Opt::SslCertNicknames, &mut t.cert_nicknames);
+    cx.text(Opt::SslCertPrefix, &mut t.cert_prefix);
+    cx.text(Opt::SslCipherSpecs, &mut t.cipher_specs);
+    cx.text(Opt::SslAdjustCipherSuites, &mut t.adjust_cipher_suites);
+    cx.path(Opt::SslCacheDir, &mut t.cache_dir);
+    cx.path(Opt::SslCaCertFile, &mut t.ca_cert_file);
+    cx.path(Opt::SslBacksideCaCertFile, &mut t.backside_ca_cert_file);
+}
+
+fn smtp(cx: &mut Cx<'_>, m: &mut Smtp) {
+    for line in cx.all(Opt::SmtpRelays) {
+        match parse_relays(&line.value) {
+            Ok(mut relays) => m.relays.append(&mut relays),
+            Err(e) => cx.error(line, e),
+        }
+    }
+    cx.secret(Opt::SmtpProxyPassword, &mut m.proxy_password);
+    cx.text(
+        Opt::PopBeforeSmtpKludgeChannel,
+        &mut m.pop_before_smtp_channel,
+    );
+    cx.set(Opt::ClientLookup, &mut m.client_lookup, parse_bool);
+    for line in cx.all(Opt::EhloKeywords) {
+        match check_text(&line.value) {
+            Ok(()) => m
+                .ehlo_keywords
+                .extend(line.value.split_ascii_whitespace().map(str::to_string)),
+            Err(e) => cx.error(line, e),
+        }
+    }
+    cx.set(Opt::FailoverTimeout, &mut m.failover_timeout, parse_minutes);
+    let settings = cx.settings;
+    let Some(line) = settings.get(Opt::MmpSmtpClientInfo) else {
+        return;
+    };
+    match line.value.to_ascii_lowercase().as_str() {
+        "xclient" => m.client_info = SmtpClientInfo::Xclient,
+        "proxy" => m.client_info = SmtpClientInfo::Proxy,
+        "none" => m.client_info = SmtpClientInfo::None,
+        "sun" => cx.refuse(
+            line,
+            "the Sun MMP's private client-information command is not known yet; use \
+             MmpSmtpClientInfo xclient (Postfix-style MTAs) or MmpSmtpClientInfo proxy \
+             (PROXY protocol v1, e.g. Messaging Server 8 with the proxyprotocol channel option)"
+                .to_string(),
+        ),
+        _ => cx.error(
+            line,
+            format!("expected xclient, proxy, none or sun, got {:?}", line.value),
+        ),
+    }
+}
+
+/// What the builders share: where problems go and how values are read.
+pub struct Cx<'a> {
+    /// The instance directory (base of relative paths).
+    pub dir: &'a Path,
+    /// The file as shown in messages.
+    pub shown: &'a Path,
+    /// The file's settings.
+    pub settings: &'a Settings,
+    /// Where problems go.
+    pub report: &'a mut Report,
+}
+
+impl<'a> Cx<'a> {
+    /// Every line of a list option (cloned out so the caller may report while iterating).
+    fn all(&self, opt: Opt) -> Vec<&'a Setting> {
+        self.settings.all(opt).collect()
+    }
+
+    /// Reports a bad value of `line`'s option.
+    pub fn error(&mut self, line: &Setting, message: String) {
+        self.report
+            .value_error(self.shown, line.line, line.def.name, message);
+    }
+
+    /// Reports a value mmp refuses on purpose.
+    pub fn refuse(&mut self, line: &Setting, hint: String) {
+        let kind = super::ErrorKind::Refused {
+            option: line.def.name,
+            hint,
+        };
+        self.report.error(self.shown, line.line, kind);
+    }
+
+    /// Reports a problem with an option that is missing (line 0).
+    pub fn missing(&mut self, opt: Opt, message: String) {
+        self.report
+            .value_error(self.shown, 0, name_of(opt), message);
+    }
+
+    /// Warns about `line`.
+    pub fn warn(&mut self, line: &Setting, message: String) {
+        self.report.warn(
+            self.shown,
+            line.line,
+            format!("{}: {message}", line.def.name),
+        );
+    }
+
+    /// Parses `opt` into `slot` when the file sets it.
+    fn set<T>(&mut self, opt: Opt, slot: &mut T, parse: impl FnOnce(&str) -> Result<T, String>) {
+        if let Some(line) = self.settings.get(opt) {
+            match parse(&line.value) {
+                Ok(value) => *slot = value,
+                Err(e) => self.error(line, e),
+            }
+        }
+    }
+
+    /// A one-line text; `""` leaves the default.
+    fn text(&mut self, opt: Opt, slot: &mut Option<String>) {
+        if let Some(line) = self.settings.get(opt) {
+            match check_text(&line.value) {
+                Err(e) => self.error(line, e),
+                Ok(()) if line.value.is_empty() => {}
+                Ok(()) => *slot = Some(line.value.clone()),
+            }
+        }
+    }
+
+    /// A non-empty string without white space.
+    fn word(&mut self, opt: Opt, slot: &mut String) {
+        self.set(opt, slot, |v| {
+            if v.is_empty() || v.chars().any(|c| c.is_whitespace() || c.is_control()) {
+                Err(format!("expected one word, got {v:?}"))
+            } else {
+                Ok(v.to_string())
+            }
+        });
+    }
+
+    /// A password: never quoted in a message; `""` means none.
+    fn secret(&mut self, opt: Opt, slot: &mut Option<Secret>) {
+        self.set(opt, slot, |v| {
+            if v.contains(['\0', '\r', '\n']) {
+                return Err("contains a control character".to_string());
+            }
+            Ok((!v.is_empty()).then(|| Secret::new(v)))
+        });
+    }
+
+    /// A path, relative to the instance directory unless absolute; `""` leaves the default.
+    fn path(&mut self, opt: Opt, slot: &mut Option<PathBuf>) {
+        let mut text = None;
+        self.text(opt, &mut text);
+        if let Some(text) = text {
+            *slot = Some(self.dir.join(text));
+        }
+    }
+}
