@@ -1,0 +1,452 @@
+//! The IMAP client's pre-login dialogue: commands in, [`Action`]s out. No I/O.
+//!
+//! | state | on | next | returns |
+//! |---|---|---|---|
+//! | Commands | a parser event (see `parse.rs`) | Commands | `Send` |
+//! | Commands | `LOGIN`, `AUTHENTICATE PLAIN <ir>` | AwaitingLogin | `Login` |
+//! | Commands | `AUTHENTICATE PLAIN` | AuthResponse | `Send(b"+ \r\n")` |
+//! | Commands | `STARTTLS` (TLS available) | Finished | `StartTls` |
+//! | Commands | `LOGOUT`, fatal parse error, too many BADs | Finished | `Close` |
+//! | AuthResponse | one line: base64 PLAIN / `*` / junk | AwaitingLogin / Commands | `Login` / `Send(BAD)` |
+//! | AwaitingLogin | [`Front::login_failed`] | Commands or Finished | `Send` or `Close` |
+//! | AwaitingLogin | [`Front::login_succeeded`] | Finished | the client's reply |
+//! | AwaitingLogin, Finished | `feed` | unchanged | `None`, input untouched |
+//!
+//! Replies before login follow RFC 9051 §6: commands of the authenticated and selected
+//! states get `BAD` (RFC 3501 §3 allows BAD or NO; BAD is what a protocol error is, and
+//! it counts towards `max_bad_commands`), an unsupported SASL mechanism gets
+//! `NO [CANNOT]`, plaintext login on an unencrypted connection that must not carry one
+//! gets `NO [PRIVACYREQUIRED]`.
+
+use super::parse::{Arg, Command, Event, Limits, LineTooLong, Parser};
+use super::{FrontConfig, TlsState};
+use crate::protocol::sasl::{self, Response};
+use crate::protocol::{Action, Credentials, Failure, StoreAnswer};
+use crate::secret::Secret;
+
+const DEFAULT_BANNER: &str = "mmp IMAP proxy ready";
+const DEFAULT_CAPABILITY: [&str; 4] = ["IMAP4rev1", "SASL-IR", "ID", "LITERAL+"];
+const DEFAULT_ALERT: &str = "Service temporarily unavailable, try again later";
+
+/// Commands of the later states, answered "not valid before login" rather than "unknown".
+const LATER_COMMANDS: &[&str] = &[
+    "APPEND",
+    "CHECK",
+    "CLOSE",
+    "COPY",
+    "CREATE",
+    "DELETE",
+    "ENABLE",
+    "EXAMINE",
+    "EXPUNGE",
+    "FETCH",
+    "GETQUOTA",
+    "GETQUOTAROOT",
+    "IDLE",
+    "LIST",
+    "LSUB",
+    "MOVE",
+    "NAMESPACE",
+    "RENAME",
+    "SEARCH",
+    "SELECT",
+    "SETQUOTA",
+    "STATUS",
+    "STORE",
+    "SUBSCRIBE",
+    "UID",
+    "UNSELECT",
+    "UNSUBSCRIBE",
+];
+
+/// Whether LOGIN and AUTHENTICATE PLAIN may be used on this connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum PlainPasswords {
+    Allowed,
+    /// Restricted and the connection is not encrypted: `LOGINDISABLED`.
+    Disabled,
+}
+
+#[derive(Debug)]
+enum State {
+    Commands,
+    /// `+ ` was sent for AUTHENTICATE PLAIN; the next line is the response.
+    AuthResponse {
+        tag: String,
+    },
+    /// `Login` was returned; the caller owes `login_succeeded` or `login_failed`.
+    AwaitingLogin {
+        tag: String,
+    },
+    /// Logged in, closed, or handed to TLS: nothing more to say.
+    Finished,
+}
+
+/// The IMAP pre-login dialogue of one client.
+///
+/// Call [`Front::feed`] whenever bytes arrive, again and again until it returns `None`.
+/// After it returned `Action::Login`, do not call `feed` until [`Front::login_failed`]
+/// (it would return `None` and leave the input alone): the bytes that follow the login
+/// command belong to the store, or to the next command if the login fails.
+#[derive(Debug)]
+pub struct Front {
+    capability: String,
+    banner: String,
+    tls: TlsState,
+    plain: PlainPasswords,
+    max_bad_commands: u32,
+    parser: Parser,
+    state: State,
+    bad_commands: u32,
+    failed_logins: u32,
+}
+
+impl Front {
+    /// A front end for a new connection (or for one that has just finished STARTTLS).
+    pub fn new(cfg: FrontConfig) -> Front {
+        let plain = if cfg.restrict_plain_passwords && cfg.tls != TlsState::Active {
+            PlainPasswords::Disabled
+        } else {
+            PlainPasswords::Allowed
+        };
+        let banner = cfg
+            .banner
+            .as_deref()
+            .map(clean_text)
+            .filter(|b| !b.is_empty());
+        let limits = Limits {
+            max_line_bytes: cfg.max_line_bytes,
+            max_literal_bytes: cfg.max_literal_bytes,
+        };
+        Front {
+            capability: capability_words(cfg.capability.as_deref(), cfg.tls, plain).join(" "),
+            banner: banner.unwrap_or_else(|| DEFAULT_BANNER.to_string()),
+            tls: cfg.tls,
+            plain,
+            max_bad_commands: cfg.max_bad_commands,
+            parser: Parser::new(limits),
+            state: State::Commands,
+            bad_commands: 0,
+            failed_logins: 0,
+        }
+    }
+
+    /// `* OK [CAPABILITY …] banner`.
+    pub fn greeting(&self) -> Vec<u8> {
+        format!("* OK [CAPABILITY {}] {}\r\n", self.capability, self.banner).into_bytes()
+    }
+
+    /// Consumes commands from the front of `input` and returns the first thing to do;
+    /// `None` means more bytes are needed (an unfinished line stays in `input`). Bytes
+    /// after a login, STARTTLS or LOGOUT command stay in `input`. Between calls, the
+    /// caller only appends to `input` (what it read), so nothing is scanned twice.
+    pub fn feed(&mut self, input: &mut Vec<u8>) -> Option<Action> {
+        match std::mem::replace(&mut self.state, State::Commands) {
+            State::Commands => {
+                let event = self.parser.next(input)?;
+                Some(self.on_event(event))
+            }
+            State::AuthResponse { tag } => match self.parser.take_line(input) {
+                None => {
+                    self.state = State::AuthResponse { tag };
+                    None
+                }
+                Some(Err(LineTooLong)) => Some(self.close(b"* BYE Line too long\r\n".to_vec())),
+                Some(Ok(line)) => Some(self.on_auth_response(tag, &line)),
+            },
+            state @ (State::AwaitingLogin { .. } | State::Finished) => {
+                self.state = state;
+                None
+            }
+        }
+    }
+
+    /// The client's reply when the store logged the user in: the store's answer under
+    /// the client's tag. The front is finished afterwards.
+    pub fn login_succeeded(&mut self, answer: &StoreAnswer) -> Vec<u8> {
+        let tag = self.take_login_tag();
+        self.state = State::Finished;
+        let end = answer.line.iter().position(|&b| b == b'\r' || b == b'\n');
+        let mut out = format!("{tag} ").into_bytes();
+        out.extend_from_slice(&answer.line[..end.unwrap_or(answer.line.len())]);
+        out.extend_from_slice(b"\r\n");
+        out
+    }
+
+    /// The client's reply when the login failed. The same text for an unknown user and
+    /// a wrong password. The session goes back to its pre-login dialogue, unless this was
+    /// the `max_bad_commands`th failure (every failure counts, so that a client cannot
+    /// keep the directory busy either).
+    pub fn login_failed(&mut self, failure: &Failure) -> Action {
+        let tag = self.take_login_tag();
+        let mut reply = match failure {
+            Failure::AuthFailed => tagged(&tag, "NO [AUTHENTICATIONFAILED] Authentication failed."),
+            Failure::Unavailable { alert } => {
+                tagged(&tag, &format!("NO [UNAVAILABLE] {}", alert_text(alert)))
+            }
+        };
+        self.failed_logins = self.failed_logins.saturating_add(1);
+        if self.failed_logins >= self.max_bad_commands {
+            reply.extend_from_slice(b"* BYE Too many failed logins\r\n");
+            return self.close(reply);
+        }
+        Action::Send(reply)
+    }
+
+    /// The reply for a client refused before it may speak.
+    pub fn refuse(&self, failure: &Failure) -> Vec<u8> {
+        match failure {
+            Failure::AuthFailed => b"* BYE Access denied\r\n".to_vec(),
+            Failure::Unavailable { alert } => {
+                format!("* BYE [UNAVAILABLE] {}\r\n", alert_text(alert)).into_bytes()
+            }
+        }
+    }
+
+    fn take_login_tag(&mut self) -> String {
+        match std::mem::replace(&mut self.state, State::Commands) {
+            State::AwaitingLogin { tag } => tag,
+            // Not awaiting a login (a caller bug): answer untagged, change nothing.
+            other => {
+                self.state = other;
+                "*".to_string()
+            }
+        }
+    }
+
+    fn on_event(&mut self, event: Event) -> Action {
+        match event {
+            Event::Continue => Action::Send(b"+ Ready for literal\r\n".to_vec()),
+            Event::Bad {
+                tag: Some(tag),
+                text,
+            } => self.bad(&tag, text),
+            Event::Bad { tag: None, text } => self.bad("*", text),
+            Event::Fatal(text) => self.close(format!("* BYE {text}\r\n").into_bytes()),
+            Event::Command(command) => self.on_command(command),
+        }
+    }
+
+    fn on_command(&mut self, c: Command) -> Action {
+        let tag = c.tag.as_str();
+        match (c.name.as_str(), c.args.as_slice()) {
+            ("CAPABILITY", []) => {
+                let mut out = format!("* CAPABILITY {}\r\n", self.capability).into_bytes();
+                out.extend(tagged(tag, "OK Capability completed"));
+                Action::Send(out)
+            }
+            ("NOOP", []) => Action::Send(tagged(tag, "OK NOOP completed")),
+            ("LOGOUT", []) => {
+                let mut out = b"* BYE Logging out\r\n".to_vec();
+                out.extend(tagged(tag, "OK Logout completed"));
+                self.close(out)
+            }
+            ("ID", [arg]) if is_id_parameters(arg) => {
+                let mut out = b"* ID NIL\r\n".to_vec();
+                out.extend(tagged(tag, "OK ID completed"));
+                Action::Send(out)
+            }
+            ("STARTTLS", []) => match self.tls {
+                TlsState::Available => {
+                    self.state = State::Finished;
+                    Action::StartTls(tagged(tag, "OK Begin TLS negotiation now"))
+                }
+                TlsState::Unavailable => self.bad(tag, "STARTTLS not available"),
+                TlsState::Active => self.bad(tag, "TLS is already active"),
+            },
+            ("LOGIN", [user, password]) => match (user.astring(), password.astring()) {
+                (Some(user), Some(password)) => self.login(tag, user, Secret::new(password)),
+                _ => self.bad(tag, "Invalid arguments"),
+            },
+            ("AUTHENTICATE", [Arg::Atom(mechanism), rest @ ..]) if rest.len() <= 1 => {
+                if !mechanism.eq_ignore_ascii_case("PLAIN") {
+                    return Action::Send(tagged(
+                        tag,
+                        "NO [CANNOT] Unsupported authentication mechanism",
+                    ));
+                }
+                if self.plain == PlainPasswords::Disabled {
+                    return Action::Send(privacy_required(tag));
+                }
+                match rest {
+                    [Arg::Atom(ir)] => match sasl::decode_initial_response(ir.as_bytes()) {
+                        Ok(message) => self.auth_plain(tag, &message),
+                        Err(_) => self.bad(tag, "Invalid base64"),
+                    },
+                    [] => {
+                        self.state = State::AuthResponse {
+                            tag: tag.to_string(),
+                        };
+                        Action::Send(b"+ \r\n".to_vec())
+                    }
+                    _ => self.bad(tag, "Invalid arguments"),
+                }
+            }
+            (
+                "CAPABILITY" | "NOOP" | "LOGOUT" | "ID" | "STARTTLS" | "LOGIN" | "AUTHENTICATE",
+                _,
+            ) => self.bad(tag, "Invalid arguments"),
+            (name, _) if LATER_COMMANDS.contains(&name) => {
+                self.bad(tag, "Command not valid before login")
+            }
+            _ => self.bad(tag, "Unknown command"),
+        }
+    }
+
+    fn login(&mut self, tag: &str, user: &[u8], password: Secret) -> Action {
+        if self.plain == PlainPasswords::Disabled {
+            return Action::Send(privacy_required(tag));
+        }
+        match std::str::from_utf8(user) {
+            Ok("") => self.bad(tag, "Empty user name"),
+            Ok(user) => self.hand_over(
+                tag,
+                Credentials {
+                    user: user.to_string(),
+                    password,
+                    authzid: None,
+                },
+            ),
+            Err(_) => self.bad(tag, "User name is not UTF-8"),
+        }
+    }
+
+    fn on_auth_response(&mut self, tag: String, line: &[u8]) -> Action {
+        match sasl::decode_response(line) {
+            Ok(Response::Data(message)) => self.auth_plain(&tag, &message),
+            Ok(Response::Cancelled) => self.bad(&tag, "Authentication cancelled"),
+            Err(_) => self.bad(&tag, "Invalid base64"),
+        }
+    }
+
+    fn auth_plain(&mut self, tag: &str, message: &Secret) -> Action {
+        match sasl::decode_plain(message.expose()) {
+            Ok(plain) => {
+                // Credentials carry an authzid only when it names someone else.
+                let authzid = plain.authzid.filter(|z| *z != plain.authcid);
+                self.hand_over(
+                    tag,
+                    Credentials {
+                        user: plain.authcid,
+                        password: plain.password,
+                        authzid,
+                    },
+                )
+            }
+            Err(_) => self.bad(tag, "Invalid PLAIN response"),
+        }
+    }
+
+    fn hand_over(&mut self, tag: &str, credentials: Credentials) -> Action {
+        self.state = State::AwaitingLogin {
+            tag: tag.to_string(),
+        };
+        Action::Login(credentials)
+    }
+
+    /// A BAD reply, counted; the `max_bad_commands`th one also closes the session.
+    fn bad(&mut self, tag: &str, text: &str) -> Action {
+        let mut reply = tagged(tag, &format!("BAD {text}"));
+        self.bad_commands = self.bad_commands.saturating_add(1);
+        if self.bad_commands >= self.max_bad_commands {
+            reply.extend_from_slice(b"* BYE Too many invalid commands\r\n");
+            return self.close(reply);
+        }
+        Action::Send(reply)
+    }
+
+    fn close(&mut self, bytes: Vec<u8>) -> Action {
+        self.state = State::Finished;
+        Action::Close(bytes)
+    }
+}
+
+fn tagged(tag: &str, text: &str) -> Vec<u8> {
+    format!("{tag} {text}\r\n").into_bytes()
+}
+
+fn privacy_required(tag: &str) -> Vec<u8> {
+    tagged(
+        tag,
+        "NO [PRIVACYREQUIRED] Plaintext authentication disallowed on non-secure connections",
+    )
+}
+
+/// RFC 2971: `NIL`, or a list of string/NIL pairs (atoms tolerated as strings).
+fn is_id_parameters(arg: &Arg) -> bool {
+    match arg {
+        Arg::List(items) => {
+            items.len() % 2 == 0
+                && items
+                    .iter()
+                    .all(|item| matches!(item, Arg::String(_) | Arg::Atom(_)))
+        }
+        other => other.is_nil(),
+    }
+}
+
+/// Text for a reply line: control characters become spaces, ends trimmed.
+fn clean_text(text: &str) -> String {
+    let cleaned: String = text
+        .chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect();
+    cleaned.trim().to_string()
+}
+
+fn alert_text(alert: &str) -> String {
+    let alert = clean_text(alert);
+    if alert.is_empty() {
+        DEFAULT_ALERT.to_string()
+    } else {
+        alert
+    }
+}
+
+/// The capability list: the configured (or default) words without the ones mmp decides
+/// itself, then `STARTTLS` and `LOGINDISABLED` or `AUTH=PLAIN` as this connection allows.
+/// `SASL-IR` and `LITERAL+` may stay: this front supports both.
+fn capability_words(
+    configured: Option<&[String]>,
+    tls: TlsState,
+    plain: PlainPasswords,
+) -> Vec<String> {
+    let managed = |w: &str| {
+        let upper = w.to_ascii_uppercase();
+        upper == "STARTTLS" || upper == "LOGINDISABLED" || upper.starts_with("AUTH=")
+    };
+    let valid = |w: &str| {
+        w.bytes().all(|b| {
+            (0x21..0x7f).contains(&b)
+                && !matches!(
+                    b,
+                    b'(' | b')' | b'{' | b'"' | b'\\' | b']' | b'[' | b'%' | b'*'
+                )
+        })
+    };
+    let words: Vec<String> = match configured {
+        Some(list) => list
+            .iter()
+            .flat_map(|w| w.split_ascii_whitespace())
+            .map(String::from)
+            .collect(),
+        None => DEFAULT_CAPABILITY.iter().map(|w| w.to_string()).collect(),
+    };
+    let mut out: Vec<String> = Vec::new();
+    let mut push = |w: String| {
+        if !out.iter().any(|o| o.eq_ignore_ascii_case(&w)) {
+            out.push(w);
+        }
+    };
+    for w in words.into_iter().filter(|w| valid(w) && !managed(w)) {
+        push(w);
+    }
+    if tls == TlsState::Available {
+        push("STARTTLS".into());
+    }
+    push(match plain {
+        PlainPasswords::Disabled => "LOGINDISABLED".into(),
+        PlainPasswords::Allowed => "AUTH=PLAIN".into(),
+    });
+    out
+}
