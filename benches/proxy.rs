@@ -1,0 +1,2 @@
+//! Placeholder: the proxy benchmark lands in the next commit.
+fn main() {}
