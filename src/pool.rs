@@ -11,7 +11,7 @@ use crate::config::template::Code;
 use crate::config::Service;
 use crate::directory::{self, ldap::Directory, LoginName};
 use crate::log::Ctx;
-use crate::protocol::{ClientInfo, Credentials, Failure, Replay, StoreAnswer};
+use crate::protocol::{ClientInfo, Failure, Login, Replay, StoreAnswer, Who};
 use crate::store;
 use crate::transport::Transport;
 use mio::Waker;
@@ -31,7 +31,7 @@ pub struct Job {
     /// The client's connection, carried, never used by the worker.
     pub client: Transport,
     /// What the client logged in with.
-    pub credentials: Credentials,
+    pub login: Login,
     /// Addresses and session id.
     pub info: ClientInfo,
 }
@@ -177,11 +177,17 @@ fn work(shared: &Shared, services: Vec<Arc<Service>>) {
 
 /// The blocking part of a login: lookup, connect, replay.
 fn login(service: &Service, directory: &mut Directory, job: &Job) -> Outcome {
-    let creds = &job.credentials;
     let ctx = Ctx {
         sid: job.sid,
         client: job.info.client,
-        user: Some(&creds.user),
+        user: Some(job.login.user()),
+    };
+    let Who::Password(creds) = &job.login.who else {
+        log::warn!(
+            "{ctx} login refused: {} needs a password",
+            service.protocol.name()
+        );
+        return Outcome::Failed(Failure::AuthFailed);
     };
     let unavailable = || {
         Outcome::Failed(Failure::Unavailable {

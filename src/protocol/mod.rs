@@ -47,6 +47,69 @@ pub struct Credentials {
     pub authzid: Option<String>,
 }
 
+/// Whether a client connection is, or may become, encrypted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TlsState {
+    /// No TLS on this listener: STARTTLS/STLS is refused.
+    Unavailable,
+    /// A plain connection on which STARTTLS/STLS may be offered.
+    Available,
+    /// The connection is already encrypted (implicit TLS, or after STARTTLS).
+    Active,
+}
+
+/// Who a complete login says the client is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Who {
+    /// A user name and password (IMAP LOGIN/AUTHENTICATE, POP3 USER+PASS/AUTH, SMTP AUTH).
+    Password(Credentials),
+    /// SMTP without AUTH from an address that logged in to POP3 recently
+    /// (POP-before-SMTP): the POP user, whom the front end was told about when the
+    /// connection was accepted.
+    PopBeforeSmtp(String),
+}
+
+/// The name an SMTP client gave in EHLO or HELO.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Helo {
+    /// The argument of EHLO/HELO.
+    pub name: String,
+    /// True for EHLO, false for HELO.
+    pub extended: bool,
+}
+
+/// A complete login: who the client is, and what the store replay needs from the
+/// dialogue.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Login {
+    /// The identity to check and route.
+    pub who: Who,
+    /// SMTP: the client's EHLO/HELO (replayed to the MTA); `None` for IMAP and POP3.
+    pub helo: Option<Helo>,
+    /// SMTP: the command that triggered the login, replayed to the MTA after the EHLO;
+    /// its reply is the client's (the `MAIL FROM` of a POP-before-SMTP client).
+    pub command: Option<Vec<u8>>,
+}
+
+impl Login {
+    /// A password login with no SMTP context (IMAP, POP3).
+    pub fn password(credentials: Credentials) -> Login {
+        Login {
+            who: Who::Password(credentials),
+            helo: None,
+            command: None,
+        }
+    }
+
+    /// The login name as the client gave it (or the POP user), for log lines and lookup.
+    pub fn user(&self) -> &str {
+        match &self.who {
+            Who::Password(c) => &c.user,
+            Who::PopBeforeSmtp(user) => user,
+        }
+    }
+}
+
 /// What a front end wants the loop to do after it was fed bytes.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Action {
@@ -54,9 +117,9 @@ pub enum Action {
     Send(Vec<u8>),
     /// Write these bytes, then start TLS; bytes the client already sent are discarded.
     StartTls(Vec<u8>),
-    /// The credentials are complete: hand the session to the worker pool. Bytes after the
+    /// The login is complete: hand the session to the worker pool. Bytes after the
     /// login command stay in the input buffer (they are for the store).
-    Login(Credentials),
+    Login(Login),
     /// Write these bytes and close the connection.
     Close(Vec<u8>),
 }

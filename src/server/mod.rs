@@ -276,7 +276,7 @@ impl Server {
                         log::info!("{} closed before login: {why}", session.ctx());
                         Phase::Closed
                     }
-                    Next::Login(credentials) => {
+                    Next::Login(login) => {
                         let PreLogin {
                             mut client,
                             front,
@@ -289,7 +289,7 @@ impl Server {
                             sid,
                             service: session.service,
                             client,
-                            credentials,
+                            login,
                             info: session.info(),
                         };
                         match self.pool.submit(job) {

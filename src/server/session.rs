@@ -5,8 +5,8 @@
 //! written back, and a complete login leaves as a [`Job`] with the client's socket.
 
 use crate::config::Service;
-use crate::protocol::imap::{FrontConfig, TlsState};
-use crate::protocol::{self, Action, ClientInfo, Front, Protocol};
+use crate::protocol::imap::FrontConfig;
+use crate::protocol::{self, Action, ClientInfo, Front, Protocol, TlsState};
 use crate::relay::Relay;
 use crate::transport::{Outcome, Transport};
 use std::net::SocketAddr;
@@ -116,7 +116,7 @@ pub enum Next {
     /// Keep going; wait for the poll.
     Wait,
     /// The credentials are complete: send this login to a worker.
-    Login(protocol::Credentials),
+    Login(protocol::Login),
     /// Write what is pending and close.
     Close,
     /// The connection is unusable; drop it now.
@@ -147,7 +147,7 @@ impl PreLogin {
                     self.output.extend_from_slice(&bytes);
                     return Next::Drop("STARTTLS asked but TLS is not configured".into());
                 }
-                Some(Action::Login(credentials)) => return Next::Login(credentials),
+                Some(Action::Login(login)) => return Next::Login(login),
                 None => {}
             }
             if self.output.len() >= MAX_PENDING_OUTPUT || !self.readable {

@@ -341,7 +341,7 @@ impl Front {
         self.state = State::AwaitingLogin {
             tag: tag.to_string(),
         };
-        Action::Login(credentials)
+        Action::Login(crate::protocol::Login::password(credentials))
     }
 
     /// A BAD reply, counted; the `max_bad_commands`th one also closes the session.

@@ -38,11 +38,11 @@ fn close(s: &str) -> Action {
 }
 
 fn login(user: &str, password: &[u8], authzid: Option<&str>) -> Action {
-    Action::Login(Credentials {
+    Action::Login(crate::protocol::Login::password(Credentials {
         user: user.into(),
         password: Secret::new(password),
         authzid: authzid.map(String::from),
-    })
+    }))
 }
 
 /// A transcript: configuration, client bytes, the actions, and the bytes left over.

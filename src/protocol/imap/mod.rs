@@ -38,16 +38,7 @@ mod replay_tests;
 pub use front::Front;
 pub use replay::Replay;
 
-/// Whether this connection is, or may become, encrypted.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum TlsState {
-    /// No TLS on this listener: STARTTLS is refused.
-    Unavailable,
-    /// A plain connection on which STARTTLS may be offered.
-    Available,
-    /// The connection is already encrypted (implicit TLS, or after STARTTLS).
-    Active,
-}
+pub use crate::protocol::TlsState;
 
 /// What the IMAP front end needs from the configuration.
 #[derive(Debug, Clone, PartialEq, Eq)]
