@@ -10,6 +10,11 @@ use std::io::Write;
 use std::net::SocketAddr;
 use std::time::{SystemTime, UNIX_EPOCH};
 
+/// The log target of the PreAuth line, which is written without a level so that it reads
+/// exactly as the legacy MMP's (`yyyymmdd hhmmss (sid 0xHEX) user pre-authenticated -
+/// client IP, server IP`).
+pub const PREAUTH_TARGET: &str = "mmp::preauth";
+
 /// Starts the logger: lines go to standard error (which the daemon points at its log
 /// file). `RUST_LOG` overrides `level` for debugging.
 pub fn init(level: log::LevelFilter) {
@@ -23,6 +28,9 @@ pub fn init(level: log::LevelFilter) {
         builder.parse_filters(&spec);
     }
     builder.format(|out, record| {
+        if record.target() == PREAUTH_TARGET {
+            return writeln!(out, "{} {}", Timestamp(SystemTime::now()), record.args());
+        }
         writeln!(
             out,
             "{} {:<5} {}",

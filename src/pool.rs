@@ -1,5 +1,6 @@
-//! The fixed pool of worker threads that do a login's blocking work: the directory lookup,
-//! the connection to the store and the replayed login, each bounded by `BacksideTimeout`.
+//! The fixed pool of worker threads that do a login's blocking work ([`crate::login`]: the
+//! directory lookup, the connection to the store and the replayed login, each bounded by
+//! `BacksideTimeout`).
 //!
 //! The loop hands over a [`Job`] (with the client's socket, which a worker never reads or
 //! writes: it only carries it back) and rings nothing; a worker pushes a [`Done`] onto the
@@ -7,12 +8,10 @@
 //! whole done queue on each one. The job queue is bounded: when it is full, `submit`
 //! gives the job back and the loop answers "temporary failure" instead of growing.
 
-use crate::config::template::Code;
-use crate::config::Service;
-use crate::directory::{self, ldap::Directory, LoginName};
-use crate::log::Ctx;
-use crate::protocol::{ClientInfo, Failure, Login, Replay, StoreAnswer, Who};
-use crate::store;
+use crate::directory::ldap::Directory;
+use crate::login;
+use crate::protocol::{ClientInfo, Failure, Login, StoreAnswer};
+use crate::runtime::ServiceRuntime;
 use crate::transport::Transport;
 use mio::Waker;
 use parking_lot::{Condvar, Mutex};
@@ -92,7 +91,7 @@ impl Pool {
         threads: usize,
         max_queue: usize,
         waker: Arc<Waker>,
-        services: Vec<Arc<Service>>,
+        services: Vec<Arc<ServiceRuntime>>,
     ) -> std::io::Result<Pool> {
         let shared = Arc::new(Shared {
             queue: Mutex::new(Queue {
@@ -144,10 +143,10 @@ impl Drop for Pool {
     }
 }
 
-fn work(shared: &Shared, services: Vec<Arc<Service>>) {
+fn work(shared: &Shared, services: Vec<Arc<ServiceRuntime>>) {
     let mut directories: Vec<Directory> = services
         .iter()
-        .map(|s| Directory::new(s.directory.clone(), s.backside_timeout))
+        .map(|s| Directory::new(s.config.directory.clone(), s.config.backside_timeout))
         .collect();
     loop {
         let job = {
@@ -162,8 +161,7 @@ fn work(shared: &Shared, services: Vec<Arc<Service>>) {
                 shared.ready.wait(&mut q);
             }
         };
-        let service = &services[job.service];
-        let outcome = login(service, &mut directories[job.service], &job);
+        let outcome = login::run(&services[job.service], &mut directories[job.service], &job);
         shared.done.lock().push(Done {
             sid: job.sid,
             client: job.client,
@@ -171,99 +169,6 @@ fn work(shared: &Shared, services: Vec<Arc<Service>>) {
         });
         if let Err(e) = shared.waker.wake() {
             log::error!("cannot wake the event loop: {e}");
-        }
-    }
-}
-
-/// The blocking part of a login: lookup, connect, replay.
-fn login(service: &Service, directory: &mut Directory, job: &Job) -> Outcome {
-    let ctx = Ctx {
-        sid: job.sid,
-        client: job.info.client,
-        user: Some(job.login.user()),
-    };
-    let Who::Password(creds) = &job.login.who else {
-        log::warn!(
-            "{ctx} login refused: {} needs a password",
-            service.protocol.name()
-        );
-        return Outcome::Failed(Failure::AuthFailed);
-    };
-    let unavailable = || {
-        Outcome::Failed(Failure::Unavailable {
-            alert: service.server_down_alert.clone(),
-        })
-    };
-    let name = match LoginName::parse(&creds.user, &service.directory) {
-        Ok(name) => name,
-        Err(bad) => {
-            log::warn!("{ctx} login refused: {}", bad.describe());
-            return Outcome::Failed(Failure::AuthFailed);
-        }
-    };
-    if creds.password.is_empty() {
-        log::warn!("{ctx} login refused: empty password");
-        return Outcome::Failed(Failure::AuthFailed);
-    }
-    let replay_attrs: Vec<String> = service
-        .replay_format
-        .pieces()
-        .iter()
-        .filter_map(|p| match p {
-            crate::config::template::Piece::Code(Code::Attr(a)) => Some(a.clone()),
-            _ => None,
-        })
-        .collect();
-    let route = match directory.lookup(&name, &job.info, &replay_attrs) {
-        Ok(route) => route,
-        Err(e) if e.is_temporary() => {
-            log::error!("{ctx} login failed: {e}");
-            return unavailable();
-        }
-        Err(e) => {
-            log::warn!("{ctx} login failed: {e}");
-            return Outcome::Failed(Failure::AuthFailed);
-        }
-    };
-    let store_user = directory::replay_name(&service.replay_format, &name, &route);
-    let Some(replay) = Replay::new(service.protocol, creds, &store_user, &job.info) else {
-        log::error!("{ctx} no store replay for {}", service.protocol.name());
-        return unavailable();
-    };
-    let port = service.backside_port;
-    match store::login(&route.mail_host, port, replay, service.backside_timeout) {
-        Ok(done) => {
-            if let Err(e) = done.stream.set_nonblocking(true) {
-                log::error!("{ctx} store {}: {e}", done.addr);
-                return unavailable();
-            }
-            log::info!(
-                "{ctx} logged in to store {} as {} ({})",
-                done.addr,
-                crate::protocol::sanitize(store_user.as_bytes()),
-                route.dn
-            );
-            Outcome::LoggedIn {
-                store: Transport::Plain(mio::net::TcpStream::from_std(done.stream)),
-                store_addr: done.addr,
-                answer: done.answer,
-                leftover: done.leftover,
-                user: name.qualified(),
-            }
-        }
-        Err(e) if e.is_auth_failure() => {
-            log::warn!(
-                "{ctx} login failed at store {}:{port}: {e}",
-                route.mail_host
-            );
-            Outcome::Failed(Failure::AuthFailed)
-        }
-        Err(e) => {
-            log::error!(
-                "{ctx} login failed at store {}:{port}: {e}",
-                route.mail_host
-            );
-            unavailable()
         }
     }
 }

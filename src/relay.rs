@@ -11,6 +11,7 @@
 //! parses them.
 
 use crate::buffer::{Buffer, BufferPool};
+use crate::protocol::smtp::Guard;
 use crate::transport::{Outcome, Transport};
 
 /// One side of a relayed session.
@@ -77,6 +78,8 @@ pub struct Relay {
     pub store: Endpoint,
     to_store: Option<Buffer>,
     to_client: Option<Buffer>,
+    /// SMTP sessions only: the command filter and its queues (see [`Guarded`]).
+    guarded: Option<Box<Guarded>>,
     /// Bytes relayed client → store, for the closing log line.
     pub up_bytes: u64,
     /// Bytes relayed store → client.
@@ -100,6 +103,7 @@ impl Relay {
         Relay {
             to_client: prefill(for_client),
             to_store: prefill(for_store),
+            guarded: None,
             client: Endpoint::new(client),
             store: Endpoint::new(store),
             up_bytes: 0,
@@ -107,8 +111,40 @@ impl Relay {
         }
     }
 
+    /// An SMTP relay: every byte passes through `guard` (which refuses client commands
+    /// that would let a client speak for mmp towards the MTA). `for_store` bytes (pipelined
+    /// after the login) are filtered like any other client bytes.
+    pub fn guarded(
+        client: Transport,
+        store: Transport,
+        for_client: Vec<u8>,
+        for_store: &[u8],
+        guard: Guard,
+    ) -> Result<Relay, String> {
+        let mut g = Guarded {
+            guard,
+            to_store: Vec::new(),
+            to_client: for_client,
+        };
+        g.guard
+            .from_client(for_store, &mut g.to_store)
+            .map_err(|e| format!("client bytes refused: {e}"))?;
+        let mut relay = Relay::new(client, store, Vec::new(), Vec::new());
+        relay.guarded = Some(Box::new(g));
+        Ok(relay)
+    }
+
     /// Moves bytes both ways until nothing more can move or the budget is spent.
     pub fn run(&mut self, pool: &mut BufferPool) -> Turn {
+        if let Some(g) = self.guarded.as_mut() {
+            return run_guarded(
+                &mut self.client,
+                &mut self.store,
+                g,
+                &mut self.up_bytes,
+                &mut self.down_bytes,
+            );
+        }
         for _ in 0..TURN_BUDGET {
             let up = match pump(&mut self.client, &mut self.store, &mut self.to_store, pool) {
                 Ok(n) => n,
@@ -134,13 +170,22 @@ impl Relay {
     /// on. As in nginx's mail proxy, the session ends there: a store that closed has
     /// nothing more to say, and a client that closed will not read the answers.
     pub fn is_finished(&self) -> bool {
-        (self.client.reading == Half::Closed && self.to_store.is_none())
-            || (self.store.reading == Half::Closed && self.to_client.is_none())
+        let (up_empty, down_empty) = match &self.guarded {
+            Some(g) => (g.to_store.is_empty(), g.to_client.is_empty()),
+            None => (self.to_store.is_none(), self.to_client.is_none()),
+        };
+        (self.client.reading == Half::Closed && up_empty)
+            || (self.store.reading == Half::Closed && down_empty)
     }
 
     /// True when the relay holds no buffer (what an idle session should look like).
     pub fn holds_no_buffers(&self) -> bool {
-        self.to_client.is_none() && self.to_store.is_none()
+        self.to_client.is_none()
+            && self.to_store.is_none()
+            && self
+                .guarded
+                .as_ref()
+                .is_none_or(|g| g.to_store.capacity() == 0 && g.to_client.capacity() == 0)
     }
 
     /// Gives any buffers back to the pool and returns the two transports.
@@ -152,6 +197,121 @@ impl Relay {
             pool.give(b);
         }
         (self.client.transport, self.store.transport)
+    }
+}
+
+/// The queues of a guarded (SMTP) relay. SMTP sessions are short and small, so they use
+/// plain vectors instead of pool buffers, released whenever they empty.
+#[derive(Debug)]
+pub struct Guarded {
+    guard: Guard,
+    to_store: Vec<u8>,
+    to_client: Vec<u8>,
+}
+
+/// Most bytes a guarded relay queues (or the guard holds) per direction before it stops
+/// reading that direction's source.
+const GUARDED_QUEUE_BYTES: usize = 64 * 1024;
+
+fn run_guarded(
+    client: &mut Endpoint,
+    store: &mut Endpoint,
+    g: &mut Guarded,
+    up_bytes: &mut u64,
+    down_bytes: &mut u64,
+) -> Turn {
+    for _ in 0..TURN_BUDGET {
+        let mut progress = false;
+        match write_queue(store, &mut g.to_store) {
+            Ok(n) => {
+                progress |= n > 0;
+                *up_bytes += n as u64;
+            }
+            Err(e) => return Turn::Failed(Side::Store, e),
+        }
+        match write_queue(client, &mut g.to_client) {
+            Ok(n) => {
+                progress |= n > 0;
+                *down_bytes += n as u64;
+            }
+            Err(e) => return Turn::Failed(Side::Client, e),
+        }
+        let mut chunk = [0u8; 8192];
+        if g.to_store.len() < GUARDED_QUEUE_BYTES && g.guard.held_bytes() < GUARDED_QUEUE_BYTES {
+            if let Some(n) = read_some(client, &mut chunk) {
+                progress = true;
+                if let Err(e) = g.guard.from_client(&chunk[..n], &mut g.to_store) {
+                    return Turn::Failed(Side::Client, format!("client bytes refused: {e}"));
+                }
+            }
+        }
+        if g.to_client.len() < GUARDED_QUEUE_BYTES {
+            if let Some(n) = read_some(store, &mut chunk) {
+                progress = true;
+                if let Err(e) = g.guard.from_store(&chunk[..n], &mut g.to_client) {
+                    return Turn::Failed(Side::Store, format!("MTA bytes refused: {e}"));
+                }
+                g.guard.released(&mut g.to_store);
+            }
+        }
+        pass_on_end(client.reading, store, &g.to_store);
+        pass_on_end(store.reading, client, &g.to_client);
+        let finished = (client.reading == Half::Closed && g.to_store.is_empty())
+            || (store.reading == Half::Closed && g.to_client.is_empty());
+        if finished {
+            return Turn::Finished;
+        }
+        if !progress {
+            return Turn::Idle;
+        }
+    }
+    Turn::MoreWork
+}
+
+/// Once `src_reading` has closed and everything it sent is out, half-closes `dst`.
+fn pass_on_end(src_reading: Half, dst: &mut Endpoint, queue: &[u8]) {
+    if src_reading == Half::Closed && queue.is_empty() && dst.writing == Half::Open {
+        dst.transport.shutdown_write();
+        dst.writing = Half::Closed;
+    }
+}
+
+/// Writes as much of `queue` as `dst` takes; releases the queue's memory once empty.
+fn write_queue(dst: &mut Endpoint, queue: &mut Vec<u8>) -> Result<usize, String> {
+    let mut moved = 0;
+    while dst.writable && !queue.is_empty() {
+        match dst.transport.write(queue) {
+            Outcome::Moved(n) => {
+                queue.drain(..n);
+                moved += n;
+            }
+            Outcome::WouldBlock => dst.writable = false,
+            Outcome::Closed => return Err("connection closed while bytes were owed".into()),
+            Outcome::Failed(e) => return Err(format!("write failed: {e}")),
+        }
+    }
+    if queue.is_empty() && queue.capacity() > 0 {
+        *queue = Vec::new();
+    }
+    Ok(moved)
+}
+
+/// One read from `src` if it may be read; `Some(n)` when bytes arrived. End of stream or
+/// an error closes the reading half.
+fn read_some(src: &mut Endpoint, chunk: &mut [u8]) -> Option<usize> {
+    if !src.readable || src.reading == Half::Closed {
+        return None;
+    }
+    match src.transport.read(chunk) {
+        Outcome::Moved(n) => Some(n),
+        Outcome::WouldBlock => {
+            src.readable = false;
+            None
+        }
+        Outcome::Closed | Outcome::Failed(_) => {
+            src.reading = Half::Closed;
+            None
+        }
     }
 }
 

@@ -45,6 +45,15 @@ pub enum Error {
 }
 
 impl Error {
+    /// True when the host could not be reached at all (so a failover list should skip it
+    /// for a while).
+    pub fn is_unreachable(&self) -> bool {
+        matches!(
+            self,
+            Error::Resolve(..) | Error::Connect(_) | Error::Timeout(_)
+        )
+    }
+
     /// True when the store itself rejected the user's credentials: the client hears
     /// "authentication failed" rather than "try later".
     pub fn is_auth_failure(&self) -> bool {
@@ -79,6 +88,12 @@ pub fn login(
 ) -> Result<LoggedIn, Error> {
     let deadline = Instant::now() + timeout;
     let (mut stream, addr) = connect(host, port, deadline)?;
+    if let Some(first) = replay.start() {
+        set_deadline(&stream, deadline, "sending the connection header")?;
+        stream
+            .write_all(&first)
+            .map_err(|e| io_error(e, "sending the connection header"))?;
+    }
     let mut lines = LineReader::default();
     loop {
         let line = lines.next_line(&mut stream, deadline)?;

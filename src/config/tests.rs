@@ -555,7 +555,7 @@ fn cert_map_needs_store_admin_tls_and_ca() {
         ("vdmap.cfg", "vdmap x 192.0.2.1\n"),
     ]);
     assert_eq!(warnings, Vec::<String>::new());
-    let imap = config.imap.expect("imap");
+    let imap = config.imap.clone().expect("imap");
     assert_eq!(imap.cert_map_file, Some(config.dir.join("certmap.conf")));
     assert_eq!(imap.virtual_domain_file, Some(config.dir.join("vdmap.cfg")));
 }
@@ -586,7 +586,7 @@ fn sample_instance_directory_loads_cleanly() {
         Err(errors) => panic!("etc/mmp: {errors:#?}"),
     };
     assert_eq!(warnings, []);
-    let imap = config.imap.expect("the sample runs the IMAP proxy");
+    let imap = config.imap.clone().expect("the sample runs the IMAP proxy");
     assert_eq!(
         imap.listen,
         [Listen {
@@ -594,5 +594,29 @@ fn sample_instance_directory_loads_cleanly() {
             port: 143
         }]
     );
-    assert!(config.pop.is_none() && config.smtp.is_none());
+    let pop = config.pop.expect("the sample runs the POP proxy");
+    assert_eq!(
+        pop.listen,
+        [Listen {
+            ip: None,
+            port: 110
+        }]
+    );
+    assert!(pop.preauth && pop.auth_service);
+    assert_eq!(pop.auth_service_ttl, std::time::Duration::from_secs(900));
+    let smtp = config.smtp.expect("the sample runs the SMTP proxy");
+    assert_eq!(
+        smtp.listen,
+        [Listen {
+            ip: None,
+            port: 587
+        }]
+    );
+    assert_eq!(
+        smtp.smtp.relays,
+        [
+            ("mta1.example.com".to_string(), 25),
+            ("mta2.example.com".to_string(), 25)
+        ]
+    );
 }

@@ -6,21 +6,36 @@
 use super::{is_active_status, search_filter, Error, LoginName, Route, STATUS_ATTRS};
 use crate::config::{Directory as DirectoryConfig, LdapUrl};
 use crate::protocol::ClientInfo;
+use crate::secret::Secret;
 use ldap3::{LdapConn, LdapConnSettings, Scope, SearchEntry, SearchOptions, StdStream};
 use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// LDAP result codes mmp tells apart.
 const RC_SUCCESS: u32 = 0;
 const RC_SIZE_LIMIT_EXCEEDED: u32 = 4;
 const RC_NO_SUCH_OBJECT: u32 = 32;
 
-/// One worker's view of the directory of one service.
+/// LDAP result code of a bind with a wrong password.
+const RC_INVALID_CREDENTIALS: u32 = 49;
+
+/// One worker's view of the directory of one service: a connection bound as `BindDN` for
+/// searches, and a second one for checking users' passwords by binding as them (so that a
+/// user bind never changes the identity the searches run under).
 pub struct Directory {
     cfg: DirectoryConfig,
     timeout: Duration,
     conn: Option<Open>,
+    user_conn: Option<Open>,
+    /// Per `LdapUrl`: skip it until then (it failed to connect).
+    down_until: Vec<Option<Instant>>,
+    /// When to try the earlier URLs again while connected to a later one.
+    next_probe: Instant,
 }
+
+/// How long an `LdapUrl` that failed is skipped, and how often a worker connected to a
+/// later URL checks whether an earlier one is back.
+const RETRY_AFTER: Duration = Duration::from_secs(30);
 
 struct Open {
     ldap: LdapConn,
@@ -30,11 +45,53 @@ struct Open {
 impl Directory {
     /// A directory client; nothing is connected until the first lookup.
     pub fn new(cfg: DirectoryConfig, timeout: Duration) -> Directory {
+        let urls = cfg.ldap_urls.len();
         Directory {
             cfg,
             timeout,
             conn: None,
+            user_conn: None,
+            down_until: vec![None; urls],
+            next_probe: Instant::now(),
         }
+    }
+
+    /// Checks a user's password by binding as the user's entry: `Ok(true)` when the
+    /// directory accepts it, `Ok(false)` when it says the credentials are invalid. The
+    /// caller refuses empty passwords first (an empty simple bind is an anonymous bind).
+    pub fn check_password(&mut self, dn: &str, password: &Secret) -> Result<bool, Error> {
+        if password.is_empty() {
+            return Ok(false);
+        }
+        let pass = String::from_utf8_lossy(password.expose());
+        let mut last = String::new();
+        for _attempt in 0..2 {
+            let fresh = self.user_conn.is_none();
+            if fresh {
+                self.user_conn = Some(self.open(false, self.cfg.ldap_urls.len())?);
+            }
+            let Some(open) = self.user_conn.as_mut() else {
+                return Err(Error::Unavailable("no directory connection".into()));
+            };
+            match open.ldap.with_timeout(self.timeout).simple_bind(dn, &pass) {
+                Ok(res) if res.rc == RC_SUCCESS => return Ok(true),
+                Ok(res) if res.rc == RC_INVALID_CREDENTIALS => return Ok(false),
+                Ok(res) => {
+                    return Err(Error::Unavailable(format!(
+                        "bind as {dn} failed: rc={} {}",
+                        res.rc, res.text
+                    )))
+                }
+                Err(e) => {
+                    last = e.to_string();
+                    self.user_conn = None;
+                    if fresh {
+                        break;
+                    }
+                }
+            }
+        }
+        Err(Error::Unavailable(format!("bind as {dn}: {last}")))
     }
 
     /// Finds the user's route. A connection that fails is dropped and the lookup is tried
@@ -45,6 +102,22 @@ impl Directory {
         info: &ClientInfo,
         extra_attrs: &[String],
     ) -> Result<Route, Error> {
+        let entry = self.find(name, info, extra_attrs)?;
+        self.route(entry)
+    }
+
+    /// Finds the user's entry (checked for status) without asking for a store: the DN of
+    /// an SMTP user whose password is checked by a bind.
+    pub fn find_dn(&mut self, name: &LoginName, info: &ClientInfo) -> Result<String, Error> {
+        Ok(self.find(name, info, &[])?.dn)
+    }
+
+    fn find(
+        &mut self,
+        name: &LoginName,
+        info: &ClientInfo,
+        extra_attrs: &[String],
+    ) -> Result<SearchEntry, Error> {
         let filter = search_filter(&self.cfg.search_format, name, info);
         let mut attrs: Vec<String> = self.cfg.mail_host_attrs.clone();
         attrs.extend(STATUS_ATTRS.iter().map(|a| a.to_string()));
@@ -58,7 +131,7 @@ impl Directory {
             };
             let base = &self.cfg.ldap_urls[open.url].base;
             match search(&mut open.ldap, base, &filter, &attrs, self.timeout) {
-                Ok(entries) => return self.route(entries, &filter),
+                Ok(entries) => return one_active(entries, &filter),
                 Err(Failure::Answered(e)) => return Err(e),
                 Err(Failure::Connection(why)) => {
                     log::warn!(
@@ -78,22 +151,7 @@ impl Directory {
         ))
     }
 
-    fn route(&self, mut entries: Vec<SearchEntry>, filter: &str) -> Result<Route, Error> {
-        let entry = match entries.len() {
-            0 => return Err(Error::NotFound),
-            1 => entries.remove(0),
-            _ => {
-                log::warn!("directory search {filter} matched several entries");
-                return Err(Error::Ambiguous);
-            }
-        };
-        for status in STATUS_ATTRS {
-            if let Some(value) = first_value(&entry, status) {
-                if !is_active_status(status, value) {
-                    return Err(Error::Inactive(status.to_string(), value.to_string()));
-                }
-            }
-        }
+    fn route(&self, entry: SearchEntry) -> Result<Route, Error> {
         let mail_host = self
             .cfg
             .mail_host_attrs
@@ -113,33 +171,102 @@ impl Directory {
         })
     }
 
-    /// Opens a connection to the first `LdapUrl` that accepts and binds, unless one is open.
+    /// Opens a connection to the first `LdapUrl` that accepts and binds, unless one is
+    /// open. While connected to a later URL, every [`RETRY_AFTER`] it checks whether an
+    /// earlier one is back, and moves there (the list is in order of preference).
     fn connect_if_needed(&mut self) -> Result<(), Error> {
-        if self.conn.is_none() {
-            let mut reasons = Vec::new();
-            for (i, url) in self.cfg.ldap_urls.iter().enumerate() {
-                match connect(url, &self.cfg, self.timeout) {
-                    Ok(ldap) => {
-                        if i > 0 {
-                            log::warn!(
-                                "directory: using {} ({} earlier URL(s) failed: {})",
-                                url.server_url(),
-                                i,
-                                reasons.join("; ")
-                            );
-                        }
-                        self.conn = Some(Open { ldap, url: i });
-                        break;
-                    }
-                    Err(why) => reasons.push(format!("{}: {why}", url.server_url())),
+        let now = Instant::now();
+        match &self.conn {
+            None => self.conn = Some(self.open(true, self.cfg.ldap_urls.len())?),
+            Some(open) if open.url > 0 && now >= self.next_probe => {
+                self.next_probe = now + RETRY_AFTER;
+                let current = open.url;
+                if let Ok(better) = self.open(true, current) {
+                    log::warn!(
+                        "directory: {} answers again; leaving {}",
+                        self.cfg.ldap_urls[better.url].server_url(),
+                        self.cfg.ldap_urls[current].server_url()
+                    );
+                    self.conn = Some(better);
+                    self.user_conn = None;
                 }
             }
-            if self.conn.is_none() {
-                return Err(Error::Unavailable(reasons.join("; ")));
-            }
+            Some(_) => {}
         }
         Ok(())
     }
+
+    /// Connects to the first of the first `limit` URLs that accepts (and binds as
+    /// `BindDN` when `as_service`), skipping URLs that failed less than [`RETRY_AFTER`]
+    /// ago unless every one of them did.
+    fn open(&mut self, as_service: bool, limit: usize) -> Result<Open, Error> {
+        let now = Instant::now();
+        let bind = as_service
+            .then_some(self.cfg.bind_dn.as_deref())
+            .flatten()
+            .map(|dn| {
+                (
+                    dn,
+                    self.cfg.bind_pass.as_ref().map_or(&[][..], |p| p.expose()),
+                )
+            });
+        let limit = limit.min(self.cfg.ldap_urls.len());
+        let is_up = |d: &Option<Instant>| d.is_none_or(|t| t <= now);
+        let all_down = !self.down_until[..limit].iter().any(is_up);
+        let mut reasons = Vec::new();
+        for i in 0..limit {
+            let url = &self.cfg.ldap_urls[i];
+            if !all_down && !is_up(&self.down_until[i]) {
+                reasons.push(format!(
+                    "{}: skipped after a recent failure",
+                    url.server_url()
+                ));
+                continue;
+            }
+            match connect(url, bind, self.timeout) {
+                Ok(ldap) => {
+                    self.down_until[i] = None;
+                    if i > 0 && limit == self.cfg.ldap_urls.len() {
+                        log::warn!(
+                            "directory: using {} ({})",
+                            url.server_url(),
+                            reasons.join("; ")
+                        );
+                        self.next_probe = now + RETRY_AFTER;
+                    }
+                    return Ok(Open { ldap, url: i });
+                }
+                Err(why) => {
+                    self.down_until[i] = Some(now + RETRY_AFTER);
+                    reasons.push(format!("{}: {why}", url.server_url()));
+                }
+            }
+        }
+        if reasons.is_empty() {
+            reasons.push("no LdapUrl configured".into());
+        }
+        Err(Error::Unavailable(reasons.join("; ")))
+    }
+}
+
+/// Exactly one entry, and an active one.
+fn one_active(mut entries: Vec<SearchEntry>, filter: &str) -> Result<SearchEntry, Error> {
+    let entry = match entries.len() {
+        0 => return Err(Error::NotFound),
+        1 => entries.remove(0),
+        _ => {
+            log::warn!("directory search {filter} matched several entries");
+            return Err(Error::Ambiguous);
+        }
+    };
+    for status in STATUS_ATTRS {
+        if let Some(value) = first_value(&entry, status) {
+            if !is_active_status(status, value) {
+                return Err(Error::Inactive(status.to_string(), value.to_string()));
+            }
+        }
+    }
+    Ok(entry)
 }
 
 /// Why a search failed.
@@ -175,7 +302,11 @@ fn search(
     }
 }
 
-fn connect(url: &LdapUrl, cfg: &DirectoryConfig, timeout: Duration) -> Result<LdapConn, String> {
+fn connect(
+    url: &LdapUrl,
+    bind: Option<(&str, &[u8])>,
+    timeout: Duration,
+) -> Result<LdapConn, String> {
     let addrs: Vec<SocketAddr> = (url.host.as_str(), url.port)
         .to_socket_addrs()
         .map_err(|e| format!("cannot resolve {}: {e}", url.host))?
@@ -195,8 +326,7 @@ fn connect(url: &LdapUrl, cfg: &DirectoryConfig, timeout: Duration) -> Result<Ld
             .set_std_stream(StdStream::Tcp(stream));
         let mut ldap = LdapConn::with_settings(settings, &url.server_url())
             .map_err(|e| format!("open {addr}: {e}"))?;
-        if let Some(dn) = &cfg.bind_dn {
-            let pass = cfg.bind_pass.as_ref().map(|p| p.expose()).unwrap_or(b"");
+        if let Some((dn, pass)) = bind {
             let pass = String::from_utf8_lossy(pass);
             let res = ldap
                 .with_timeout(timeout)

@@ -4,6 +4,7 @@
 //! decide the [`Route`]. [`ldap`] holds the connection and the `LdapUrl` failover list;
 //! this module holds the rules.
 
+pub mod cache;
 pub mod filter;
 pub mod ldap;
 

@@ -9,7 +9,10 @@
 //! nothing else about IMAP, POP3 or SMTP. Everything here is pure: no I/O and no clock.
 
 pub mod imap;
+pub mod line;
+pub mod pop;
 pub mod sasl;
+pub mod smtp;
 
 use crate::secret::Secret;
 use std::net::SocketAddr;
@@ -187,6 +190,10 @@ pub struct ClientInfo {
 pub enum Front {
     /// IMAP.
     Imap(imap::Front),
+    /// POP3.
+    Pop(pop::Front),
+    /// SMTP.
+    Smtp(smtp::Front),
 }
 
 impl Front {
@@ -194,6 +201,8 @@ impl Front {
     pub fn greeting(&self) -> Vec<u8> {
         match self {
             Front::Imap(f) => f.greeting(),
+            Front::Pop(f) => f.greeting(),
+            Front::Smtp(f) => f.greeting(),
         }
     }
 
@@ -202,6 +211,8 @@ impl Front {
     pub fn feed(&mut self, input: &mut Vec<u8>) -> Option<Action> {
         match self {
             Front::Imap(f) => f.feed(input),
+            Front::Pop(f) => f.feed(input),
+            Front::Smtp(f) => f.feed(input),
         }
     }
 
@@ -209,6 +220,8 @@ impl Front {
     pub fn login_succeeded(&mut self, answer: &StoreAnswer) -> Vec<u8> {
         match self {
             Front::Imap(f) => f.login_succeeded(answer),
+            Front::Pop(f) => f.login_succeeded(answer),
+            Front::Smtp(f) => f.login_succeeded(answer),
         }
     }
 
@@ -217,6 +230,8 @@ impl Front {
     pub fn login_failed(&mut self, failure: &Failure) -> Action {
         match self {
             Front::Imap(f) => f.login_failed(failure),
+            Front::Pop(f) => f.login_failed(failure),
+            Front::Smtp(f) => f.login_failed(failure),
         }
     }
 
@@ -224,22 +239,28 @@ impl Front {
     pub fn refuse(&self, failure: &Failure) -> Vec<u8> {
         match self {
             Front::Imap(f) => f.refuse(failure),
+            Front::Pop(f) => f.refuse(failure),
+            Front::Smtp(f) => f.refuse(failure),
         }
     }
 }
 
-/// A login being replayed to a store.
+/// A login being replayed to a store (or, for SMTP, the handshake with an MTA).
 #[derive(Debug)]
 pub enum Replay {
     /// IMAP.
     Imap(imap::Replay),
+    /// POP3.
+    Pop(pop::Replay),
+    /// SMTP.
+    Smtp(smtp::Replay),
 }
 
 impl Replay {
-    /// Starts a replay of `credentials` to a store of `protocol`, logging in as
-    /// `store_user` (the `ReplayFormat` result). `None` for a protocol that has no store
-    /// replay yet (the server refuses to start such a service).
-    pub fn new(
+    /// Starts a replay of `credentials` to a mail store of `protocol`, logging in as
+    /// `store_user` (the `ReplayFormat` result). `None` for SMTP, whose MTA handshake is
+    /// built from an [`smtp::RelayRequest`] instead.
+    pub fn for_store(
         protocol: Protocol,
         credentials: &Credentials,
         store_user: &str,
@@ -251,7 +272,17 @@ impl Replay {
                 store_user,
                 info,
             ))),
-            Protocol::Pop | Protocol::Smtp => None,
+            Protocol::Pop => Some(Replay::Pop(pop::Replay::new(credentials, store_user, info))),
+            Protocol::Smtp => None,
+        }
+    }
+
+    /// Bytes to send as soon as the connection is open, before the peer's greeting (the
+    /// PROXY protocol header towards an MTA).
+    pub fn start(&mut self) -> Option<Vec<u8>> {
+        match self {
+            Replay::Smtp(r) => r.start(),
+            Replay::Imap(_) | Replay::Pop(_) => None,
         }
     }
 
@@ -259,6 +290,8 @@ impl Replay {
     pub fn on_line(&mut self, line: &[u8]) -> ReplayStep {
         match self {
             Replay::Imap(r) => r.on_line(line),
+            Replay::Pop(r) => r.on_line(line),
+            Replay::Smtp(r) => r.on_line(line),
         }
     }
 }

@@ -6,18 +6,21 @@
 //! both directions once, so interest never needs re-registering; each side remembers what
 //! the poll last said until a read or write would block.
 
+pub mod pop_before_smtp;
 pub mod session;
 pub mod timer;
 pub mod token;
 
 use crate::buffer::BufferPool;
-use crate::config::{Config, Service};
+use crate::config::Config;
 use crate::pool::{Done, Job, Outcome, Pool};
 use crate::protocol::{Failure, Protocol};
 use crate::relay::{Relay, Side, Turn};
+use crate::runtime::{self, ServiceRuntime};
 use crate::transport::Transport;
 use mio::net::TcpListener;
 use mio::{Events, Interest, Poll, Registry, Waker};
+use pop_before_smtp::PopBeforeSmtp;
 use session::{Closing, Next, Phase, PreLogin, Session, Waiting, CLOSE_GRACE};
 use std::collections::HashMap;
 use std::fmt;
@@ -35,8 +38,6 @@ pub enum Error {
     Bind(SocketAddr, io::Error),
     /// The poll, the waker or a worker thread could not be created.
     Setup(&'static str, io::Error),
-    /// The configuration names a service this version cannot run.
-    Unsupported(Protocol),
 }
 
 impl fmt::Display for Error {
@@ -44,25 +45,11 @@ impl fmt::Display for Error {
         match self {
             Error::Bind(addr, e) => write!(f, "cannot listen on {addr}: {e}"),
             Error::Setup(what, e) => write!(f, "cannot create {what}: {e}"),
-            Error::Unsupported(p) => write!(
-                f,
-                "ServiceList names the {} proxy, which this version of mmp does not run yet; \
-                 remove it from ServiceList",
-                p.name()
-            ),
         }
     }
 }
 
 impl std::error::Error for Error {}
-
-/// Refuses a configuration that names a service mmp cannot run yet.
-pub fn check_supported(config: &Config) -> Result<(), Error> {
-    match config.services().find(|s| s.protocol != Protocol::Imap) {
-        Some(s) => Err(Error::Unsupported(s.protocol)),
-        None => Ok(()),
-    }
-}
 
 /// Jobs that may wait for a worker before new logins are answered "try later".
 const MAX_QUEUED_LOGINS: usize = 4096;
@@ -78,8 +65,9 @@ struct Listener {
 pub struct Server {
     poll: Poll,
     listeners: Vec<Listener>,
-    services: Vec<Arc<Service>>,
+    services: Vec<Arc<ServiceRuntime>>,
     sessions: HashMap<u64, Session>,
+    pop_logins: PopBeforeSmtp,
     next_sid: u64,
     pool: Pool,
     buffers: BufferPool,
@@ -92,14 +80,19 @@ pub struct Server {
 impl Server {
     /// Binds every listening address of every service and starts the worker pool.
     pub fn bind(config: &Config) -> Result<Server, Error> {
-        check_supported(config)?;
         let poll = Poll::new().map_err(|e| Error::Setup("the poll", e))?;
         let waker = Arc::new(
             Waker::new(poll.registry(), token::WAKER).map_err(|e| Error::Setup("the waker", e))?,
         );
-        let services: Vec<Arc<Service>> = config.services().cloned().map(Arc::new).collect();
+        let host_name = runtime::host_name();
+        let services = config
+            .services()
+            .map(|s| ServiceRuntime::new(s.clone(), &host_name).map(Arc::new))
+            .collect::<io::Result<Vec<_>>>()
+            .map_err(|e| Error::Setup("the directory caches", e))?;
         let mut listeners = Vec::new();
-        for (index, service) in services.iter().enumerate() {
+        for (index, rt) in services.iter().enumerate() {
+            let service = &rt.config;
             for listen in &service.listen {
                 let ip = listen.ip.unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED));
                 let addr = SocketAddr::new(ip, listen.port);
@@ -128,6 +121,7 @@ impl Server {
             listeners,
             services,
             sessions: HashMap::new(),
+            pop_logins: PopBeforeSmtp::default(),
             next_sid: 1,
             pool,
             buffers: BufferPool::new(MAX_IDLE_BUFFERS),
@@ -190,10 +184,12 @@ impl Server {
                 }
             };
             let service_index = self.listeners[n].service;
-            let service = Arc::clone(&self.services[service_index]);
-            let Some(front) = session::new_front(&service) else {
-                continue;
-            };
+            let rt = Arc::clone(&self.services[service_index]);
+            let service = &rt.config;
+            let pop_user = (service.protocol == Protocol::Smtp)
+                .then(|| self.pop_logins.lookup(client_addr.ip(), now))
+                .flatten();
+            let front = session::new_front(&rt, pop_user);
             let _ = stream.set_nodelay(true);
             let server_addr = stream.local_addr().unwrap_or(client_addr);
             let sid = self.next_sid;
@@ -251,7 +247,7 @@ impl Server {
                 };
                 end.readable |= readable;
                 end.writable |= writable;
-                session.deadline = now + self.services[session.service].timeout;
+                session.deadline = now + self.services[session.service].config.timeout;
             }
             Phase::InWorker(_) | Phase::Closing(_) | Phase::Closed => {}
         }
@@ -266,7 +262,7 @@ impl Server {
         let phase = std::mem::replace(&mut session.phase, Phase::Closed);
         session.phase = match phase {
             Phase::PreLogin(mut p) => {
-                let service = &self.services[session.service];
+                let service = &self.services[session.service].config;
                 let max_input =
                     service.limits.max_line_bytes + service.limits.max_literal_bytes + 1024;
                 match p.turn(max_input) {
@@ -439,6 +435,16 @@ impl Server {
                     leftover,
                     user,
                 } => {
+                    let rt = &self.services[session.service];
+                    let service = &rt.config;
+                    if service.protocol == Protocol::Pop
+                        && service.auth_service
+                        && !service.auth_service_ttl.is_zero()
+                    {
+                        let until = now + service.auth_service_ttl;
+                        self.pop_logins
+                            .record(session.client_addr.ip(), &user, until);
+                    }
                     session.user = Some(user);
                     let Waiting {
                         mut front,
@@ -449,10 +455,11 @@ impl Server {
                     output.extend_from_slice(&leftover);
                     drop(front);
                     let registry = self.poll.registry();
-                    match start_relay(registry, sid, done.client, store, output, input) {
+                    let guard = service.protocol == Protocol::Smtp;
+                    match start_relay(registry, sid, done.client, store, output, input, guard) {
                         Ok(relay) => {
                             log::debug!("{} relaying to store {store_addr}", session.ctx());
-                            session.deadline = now + self.services[session.service].timeout;
+                            session.deadline = now + service.timeout;
                             Phase::Relay(relay)
                         }
                         Err(e) => {
@@ -523,7 +530,8 @@ impl Server {
     }
 }
 
-/// Registers both sockets of a logged-in session and starts relaying.
+/// Registers both sockets of a logged-in session and starts relaying (through the SMTP
+/// guard for SMTP sessions).
 fn start_relay(
     registry: &Registry,
     sid: u64,
@@ -531,11 +539,23 @@ fn start_relay(
     mut store: Transport,
     for_client: Vec<u8>,
     for_store: Vec<u8>,
-) -> io::Result<Box<Relay>> {
+    smtp_guard: bool,
+) -> Result<Box<Relay>, String> {
     let both = Interest::READABLE | Interest::WRITABLE;
-    registry.register(client.source(), token::session(sid, Side::Client), both)?;
-    registry.register(store.source(), token::session(sid, Side::Store), both)?;
-    Ok(Box::new(Relay::new(client, store, for_client, for_store)))
+    let register = |t: &mut Transport, side| {
+        registry
+            .register(t.source(), token::session(sid, side), both)
+            .map_err(|e| format!("cannot register the {side:?} socket: {e}"))
+    };
+    register(&mut client, Side::Client)?;
+    register(&mut store, Side::Store)?;
+    let relay = if smtp_guard {
+        let guard = crate::protocol::smtp::Guard::new();
+        Relay::guarded(client, store, for_client, &for_store, guard)?
+    } else {
+        Relay::new(client, store, for_client, for_store)
+    };
+    Ok(Box::new(relay))
 }
 
 /// Moves a session to `Closing` with a short deadline of its own.

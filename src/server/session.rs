@@ -4,10 +4,9 @@
 //! non-blocking: bytes from the client are fed to the protocol's [`Front`], its replies are
 //! written back, and a complete login leaves as a [`Job`] with the client's socket.
 
-use crate::config::Service;
-use crate::protocol::imap::FrontConfig;
 use crate::protocol::{self, Action, ClientInfo, Front, Protocol, TlsState};
 use crate::relay::Relay;
+use crate::runtime::ServiceRuntime;
 use crate::transport::{Outcome, Transport};
 use std::net::SocketAddr;
 use std::time::Instant;
@@ -93,20 +92,38 @@ pub struct Closing {
     pub output: Vec<u8>,
 }
 
-/// The front end for a new connection to `service`; `None` for a protocol that has no
-/// front end yet (start-up refuses such services, see [`super::check_supported`]).
-pub fn new_front(service: &Service) -> Option<Front> {
+/// The front end for a new connection to `rt`. `pop_user` is the POP user whose recent
+/// POP3 login from the client's address allows an SMTP client to submit without AUTH.
+pub fn new_front(rt: &ServiceRuntime, pop_user: Option<String>) -> Front {
+    let service = &rt.config;
+    let tls = TlsState::Unavailable;
     match service.protocol {
-        Protocol::Pop | Protocol::Smtp => None,
-        Protocol::Imap => Some(Front::Imap(protocol::imap::Front::new(FrontConfig {
+        Protocol::Imap => Front::Imap(protocol::imap::Front::new(protocol::imap::FrontConfig {
             banner: service.banner.clone(),
             capability: service.capability.clone(),
             max_line_bytes: service.limits.max_line_bytes,
             max_literal_bytes: service.limits.max_literal_bytes,
             max_bad_commands: service.limits.max_bad_commands,
-            tls: TlsState::Unavailable,
+            tls,
             restrict_plain_passwords: service.restrict_plain_passwords,
-        }))),
+        })),
+        Protocol::Pop => Front::Pop(protocol::pop::Front::new(protocol::pop::FrontConfig {
+            banner: service.banner.clone(),
+            max_line_bytes: service.limits.max_line_bytes,
+            max_bad_commands: service.limits.max_bad_commands,
+            tls,
+            restrict_plain_passwords: service.restrict_plain_passwords,
+        })),
+        Protocol::Smtp => Front::Smtp(protocol::smtp::Front::new(protocol::smtp::FrontConfig {
+            host_name: rt.host_name.clone(),
+            banner: service.banner.clone(),
+            max_line_bytes: service.limits.max_line_bytes,
+            max_bad_commands: service.limits.max_bad_commands,
+            tls,
+            restrict_plain_passwords: service.restrict_plain_passwords,
+            ehlo_keywords: service.smtp.ehlo_keywords.clone(),
+            pop_before_smtp: pop_user,
+        })),
     }
 }
 

@@ -182,7 +182,12 @@ impl Front {
         let mut reply = match failure {
             Failure::AuthFailed => tagged(&tag, "NO [AUTHENTICATIONFAILED] Authentication failed."),
             Failure::Unavailable { alert } => {
-                tagged(&tag, &format!("NO [UNAVAILABLE] {}", alert_text(alert)))
+                // The legacy MMP showed ServerDownAlert as an [ALERT], which clients put
+                // in front of the user; the tagged NO says why in machine terms.
+                let text = alert_text(alert);
+                let mut out = format!("* OK [ALERT] {text}\r\n").into_bytes();
+                out.extend_from_slice(&tagged(&tag, &format!("NO [UNAVAILABLE] {text}")));
+                out
             }
         };
         self.failed_logins = self.failed_logins.saturating_add(1);

@@ -311,7 +311,7 @@ fn login_results() {
     };
     assert_eq!(
         front.login_failed(&unavailable),
-        send("c NO [UNAVAILABLE] Mail store down  * OK injected\r\n")
+        send("* OK [ALERT] Mail store down  * OK injected\r\nc NO [UNAVAILABLE] Mail store down  * OK injected\r\n")
     );
     buf.extend_from_slice(b"d LOGIN alice y\r\ne NOOP\r\n");
     assert_eq!(front.feed(&mut buf), Some(login("alice", b"y", None)));
@@ -346,7 +346,10 @@ fn unavailable_alert_falls_back_to_a_default() {
     });
     assert_eq!(
         reply,
-        send("a NO [UNAVAILABLE] Service temporarily unavailable, try again later\r\n")
+        send(concat!(
+            "* OK [ALERT] Service temporarily unavailable, try again later\r\n",
+            "a NO [UNAVAILABLE] Service temporarily unavailable, try again later\r\n"
+        ))
     );
 }
 

@@ -1,0 +1,314 @@
+//! The directory caches of one service (or virtual domain), shared by all workers:
+//!
+//! * [`LookupCache`] (`LdapCacheSize`/`LdapCacheTTL`): search filter → the user's route, so
+//!   a warm login asks the directory nothing. A store that refuses a cached user removes
+//!   the entry. Concurrent first logins of one user make one directory request: the first
+//!   worker searches, the others wait for its answer ([`LookupCache::get_or_search`]).
+//! * [`AuthCache`] (`AuthCacheSize`/`AuthCacheTTL`): entry DN → a keyed hash (HMAC-SHA-256
+//!   with a key made at start-up) of a password the directory accepted, never the password.
+//!
+//! Both are LRU-bounded and expire entries after their TTL; a size of 0 turns a cache off.
+//! Time is a parameter; locks are held only around map operations, never across a search.
+
+use super::{Error, Route};
+use lru::LruCache;
+use parking_lot::{Condvar, Mutex};
+use ring::hmac;
+use std::collections::HashMap;
+use std::num::NonZeroUsize;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// A TTL + LRU map.
+#[derive(Debug)]
+struct TtlLru<V> {
+    map: Option<LruCache<String, (V, Instant)>>,
+    ttl: Duration,
+}
+
+impl<V: Clone> TtlLru<V> {
+    fn new(size: usize, ttl: Duration) -> TtlLru<V> {
+        let map = NonZeroUsize::new(size)
+            .filter(|_| !ttl.is_zero())
+            .map(LruCache::new);
+        TtlLru { map, ttl }
+    }
+
+    fn get(&mut self, key: &str, now: Instant) -> Option<V> {
+        let map = self.map.as_mut()?;
+        match map.get(key) {
+            Some((v, until)) if *until > now => Some(v.clone()),
+            Some(_) => {
+                map.pop(key);
+                None
+            }
+            None => None,
+        }
+    }
+
+    fn put(&mut self, key: String, value: V, now: Instant) {
+        let until = now + self.ttl;
+        if let Some(map) = self.map.as_mut() {
+            map.put(key, (value, until));
+        }
+    }
+
+    fn remove(&mut self, key: &str) {
+        if let Some(map) = self.map.as_mut() {
+            map.pop(key);
+        }
+    }
+}
+
+/// One search in progress, which later askers wait for.
+#[derive(Debug, Default)]
+struct InFlight {
+    result: Mutex<Option<Result<Route, Error>>>,
+    done: Condvar,
+}
+
+/// Search filter → route.
+#[derive(Debug)]
+pub struct LookupCache {
+    entries: Mutex<TtlLru<Route>>,
+    in_flight: Mutex<HashMap<String, Arc<InFlight>>>,
+}
+
+/// Where a route came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Source {
+    /// This worker asked the directory.
+    Directory,
+    /// The cache had it.
+    Cache,
+    /// Another worker asked the directory at the same moment; this one waited for it.
+    Shared,
+}
+
+impl LookupCache {
+    /// A cache of `size` entries, each kept for `ttl`.
+    pub fn new(size: usize, ttl: Duration) -> LookupCache {
+        LookupCache {
+            entries: Mutex::new(TtlLru::new(size, ttl)),
+            in_flight: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// The cached route for `key`, or the result of `search` — run by exactly one of the
+    /// workers that ask for `key` at the same time; the others wait up to `wait` for it.
+    /// Only successful lookups are cached.
+    pub fn get_or_search(
+        &self,
+        key: &str,
+        now: Instant,
+        wait: Duration,
+        search: impl FnOnce() -> Result<Route, Error>,
+    ) -> (Result<Route, Error>, Source) {
+        if let Some(route) = self.entries.lock().get(key, now) {
+            return (Ok(route), Source::Cache);
+        }
+        let (flight, leader) = {
+            let mut in_flight = self.in_flight.lock();
+            match in_flight.get(key) {
+                Some(f) => (Arc::clone(f), false),
+                None => {
+                    let f = Arc::new(InFlight::default());
+                    in_flight.insert(key.to_string(), Arc::clone(&f));
+                    (f, true)
+                }
+            }
+        };
+        if !leader {
+            let deadline = Instant::now() + wait;
+            let mut result = flight.result.lock();
+            while result.is_none() {
+                if flight.done.wait_until(&mut result, deadline).timed_out() {
+                    break;
+                }
+            }
+            return match result.clone() {
+                Some(r) => (r, Source::Shared),
+                None => (
+                    Err(Error::Unavailable(
+                        "timed out waiting for a lookup in progress".into(),
+                    )),
+                    Source::Shared,
+                ),
+            };
+        }
+        let result = search();
+        if let Ok(route) = &result {
+            self.entries.lock().put(key.to_string(), route.clone(), now);
+        }
+        *flight.result.lock() = Some(result.clone());
+        flight.done.notify_all();
+        self.in_flight.lock().remove(key);
+        (result, Source::Directory)
+    }
+
+    /// Forgets `key` (the store refused the user it routed).
+    pub fn invalidate(&self, key: &str) {
+        self.entries.lock().remove(key);
+    }
+}
+
+/// DN → keyed hash of an accepted password.
+pub struct AuthCache {
+    entries: Mutex<TtlLru<hmac::Tag>>,
+    key: hmac::Key,
+}
+
+impl std::fmt::Debug for AuthCache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("AuthCache { .. }")
+    }
+}
+
+impl AuthCache {
+    /// A cache of `size` entries, each kept for `ttl`, keyed with fresh random bytes.
+    pub fn new(size: usize, ttl: Duration) -> Result<AuthCache, ring::error::Unspecified> {
+        let rng = ring::rand::SystemRandom::new();
+        Ok(AuthCache {
+            entries: Mutex::new(TtlLru::new(size, ttl)),
+            key: hmac::Key::generate(hmac::HMAC_SHA256, &rng)?,
+        })
+    }
+
+    fn tag(&self, dn: &str, password: &[u8]) -> hmac::Tag {
+        let mut ctx = hmac::Context::with_key(&self.key);
+        ctx.update(dn.as_bytes());
+        ctx.update(&[0]);
+        ctx.update(password);
+        ctx.sign()
+    }
+
+    /// True when the directory accepted exactly this password for `dn` within the TTL.
+    pub fn is_known(&self, dn: &str, password: &[u8], now: Instant) -> bool {
+        let Some(tag) = self.entries.lock().get(dn, now) else {
+            return false;
+        };
+        let mut ctx_input = Vec::with_capacity(dn.len() + 1 + password.len());
+        ctx_input.extend_from_slice(dn.as_bytes());
+        ctx_input.push(0);
+        ctx_input.extend_from_slice(password);
+        let ok = hmac::verify(&self.key, &ctx_input, tag.as_ref()).is_ok();
+        // Wipe the copy that held the password.
+        ctx_input.iter_mut().for_each(|b| *b = 0);
+        ok
+    }
+
+    /// Remembers that the directory accepted `password` for `dn`.
+    pub fn remember(&self, dn: &str, password: &[u8], now: Instant) {
+        let tag = self.tag(dn, password);
+        self.entries.lock().put(dn.to_string(), tag, now);
+    }
+
+    /// Forgets `dn` (its password was refused somewhere).
+    pub fn forget(&self, dn: &str) {
+        self.entries.lock().remove(dn);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    fn route(host: &str) -> Route {
+        Route {
+            dn: "uid=a,o=isp".into(),
+            mail_host: host.into(),
+            attrs: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn hits_until_the_ttl_then_asks_again() {
+        let cache = LookupCache::new(10, Duration::from_secs(60));
+        let t = Instant::now();
+        let wait = Duration::from_secs(1);
+        let (r, src) = cache.get_or_search("(uid=a)", t, wait, || Ok(route("s1")));
+        assert_eq!(
+            (r.unwrap().mail_host.as_str(), src),
+            ("s1", Source::Directory)
+        );
+        let (r, src) = cache.get_or_search("(uid=a)", t, wait, || Ok(route("s2")));
+        assert_eq!((r.unwrap().mail_host.as_str(), src), ("s1", Source::Cache));
+        let later = t + Duration::from_secs(61);
+        let (r, src) = cache.get_or_search("(uid=a)", later, wait, || Ok(route("s2")));
+        assert_eq!(
+            (r.unwrap().mail_host.as_str(), src),
+            ("s2", Source::Directory)
+        );
+        cache.invalidate("(uid=a)");
+        let (_, src) = cache.get_or_search("(uid=a)", later, wait, || Ok(route("s3")));
+        assert_eq!(
+            src,
+            Source::Directory,
+            "invalidated entries are searched again"
+        );
+    }
+
+    #[test]
+    fn failures_and_size_zero_are_not_cached() {
+        let t = Instant::now();
+        let wait = Duration::from_secs(1);
+        let cache = LookupCache::new(10, Duration::from_secs(60));
+        let (r, _) = cache.get_or_search("k", t, wait, || Err(Error::NotFound));
+        assert_eq!(r, Err(Error::NotFound));
+        let (_, src) = cache.get_or_search("k", t, wait, || Ok(route("s")));
+        assert_eq!(src, Source::Directory);
+        let off = LookupCache::new(0, Duration::from_secs(60));
+        let _ = off.get_or_search("k", t, wait, || Ok(route("s")));
+        assert_eq!(
+            off.get_or_search("k", t, wait, || Ok(route("s"))).1,
+            Source::Directory
+        );
+    }
+
+    #[test]
+    fn concurrent_first_lookups_make_one_search() {
+        let cache = Arc::new(LookupCache::new(10, Duration::from_secs(60)));
+        let searches = Arc::new(AtomicUsize::new(0));
+        let barrier = Arc::new(std::sync::Barrier::new(8));
+        let threads: Vec<_> = (0..8)
+            .map(|_| {
+                let (cache, searches, barrier) = (cache.clone(), searches.clone(), barrier.clone());
+                std::thread::spawn(move || {
+                    barrier.wait();
+                    let (r, _) = cache.get_or_search(
+                        "(uid=b)",
+                        Instant::now(),
+                        Duration::from_secs(5),
+                        || {
+                            searches.fetch_add(1, Ordering::SeqCst);
+                            std::thread::sleep(Duration::from_millis(200));
+                            Ok(route("s1"))
+                        },
+                    );
+                    r.unwrap().mail_host
+                })
+            })
+            .collect();
+        for t in threads {
+            assert_eq!(t.join().unwrap(), "s1");
+        }
+        assert_eq!(searches.load(Ordering::SeqCst), 1);
+    }
+
+    #[test]
+    fn auth_cache_knows_only_the_accepted_password() {
+        let cache = AuthCache::new(10, Duration::from_secs(60)).unwrap();
+        let t = Instant::now();
+        assert!(!cache.is_known("uid=a", b"pw", t));
+        cache.remember("uid=a", b"pw", t);
+        assert!(cache.is_known("uid=a", b"pw", t));
+        assert!(!cache.is_known("uid=a", b"pw2", t));
+        assert!(!cache.is_known("uid=b", b"pw", t));
+        assert!(!cache.is_known("uid=a", b"pw", t + Duration::from_secs(61)));
+        cache.remember("uid=a", b"pw", t);
+        cache.forget("uid=a");
+        assert!(!cache.is_known("uid=a", b"pw", t));
+        assert!(!format!("{cache:?}").contains("pw"));
+    }
+}

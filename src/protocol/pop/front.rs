@@ -1,0 +1,340 @@
+//! The POP3 client's pre-login dialogue: command lines in, [`Action`]s out. No I/O.
+//!
+//! | state | on | next | returns |
+//! |---|---|---|---|
+//! | Authorization | `CAPA`, `AUTH`, `USER` | Authorization | `Send` |
+//! | Authorization | `PASS` (after `USER`), `AUTH PLAIN <ir>` | AwaitingLogin | `Login` |
+//! | Authorization | `AUTH PLAIN` | AuthResponse | `Send(b"+ \r\n")` |
+//! | Authorization | `STLS` (TLS available) | Finished | `StartTls` |
+//! | Authorization | `QUIT`, an overlong line, too many `-ERR`s | Finished | `Close` |
+//! | AuthResponse | one line: base64 PLAIN / `*` / junk | AwaitingLogin / Authorization | `Login` / `Send(-ERR)` |
+//! | AwaitingLogin | [`Front::login_failed`] | Authorization or Finished | `Send` or `Close` |
+//! | AwaitingLogin | [`Front::login_succeeded`] | Finished | the client's reply |
+//! | AwaitingLogin, Finished | `feed` | unchanged | `None`, input untouched |
+//!
+//! Every `-ERR` reply counts towards `max_bad_commands` (POP3 has no milder "NO"), and
+//! the one that reaches it becomes `-ERR Too many invalid commands` and closes. A `PASS`
+//! always uses up the remembered `USER`, whatever its outcome (RFC 1939 §7: after a
+//! negative answer to PASS the client starts again with a new authentication command).
+//! Plaintext logins on a connection that must not carry them get
+//! `-ERR [AUTH] Plaintext authentication disallowed …` as Dovecot answers (RFC 3206).
+
+use super::parse::{parse_command, Command};
+use super::{FrontConfig, TlsState};
+use crate::protocol::line::{LineReader, LineTooLong};
+use crate::protocol::sasl::{self, Response};
+use crate::protocol::{Action, Credentials, Failure, Login, StoreAnswer};
+use crate::secret::Secret;
+
+const DEFAULT_BANNER: &str = "mmp POP3 proxy ready";
+const DEFAULT_ALERT: &str = "Service temporarily unavailable, try again later";
+const AUTH_FAILED: &[u8] = b"-ERR [AUTH] Authentication failed.\r\n";
+
+/// Whether USER/PASS and AUTH PLAIN may be used on this connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum PlainPasswords {
+    Allowed,
+    /// Restricted and the connection is not encrypted.
+    Disabled,
+}
+
+#[derive(Debug)]
+enum State {
+    Authorization,
+    /// `+ ` was sent for AUTH PLAIN; the next line is the response.
+    AuthResponse,
+    /// `Login` was returned; the caller owes `login_succeeded` or `login_failed`.
+    AwaitingLogin,
+    /// Logged in, closed, or handed to TLS: nothing more to say.
+    Finished,
+}
+
+/// The POP3 pre-login dialogue of one client.
+///
+/// Call [`Front::feed`] whenever bytes arrive, again and again until it returns `None`.
+/// After it returned `Action::Login`, do not call `feed` until [`Front::login_failed`]
+/// (it would return `None` and leave the input alone): the bytes that follow the login
+/// command belong to the store (the client may pipeline, RFC 2449 `PIPELINING`), or to
+/// the next command if the login fails.
+#[derive(Debug)]
+pub struct Front {
+    banner: String,
+    tls: TlsState,
+    plain: PlainPasswords,
+    max_bad_commands: u32,
+    lines: LineReader,
+    state: State,
+    /// The name from the last `USER`, waiting for `PASS`.
+    user: Option<String>,
+    bad_commands: u32,
+    failed_logins: u32,
+}
+
+impl Front {
+    /// A front end for a new connection (or for one that has just finished STLS).
+    pub fn new(cfg: FrontConfig) -> Front {
+        let plain = if cfg.restrict_plain_passwords && cfg.tls != TlsState::Active {
+            PlainPasswords::Disabled
+        } else {
+            PlainPasswords::Allowed
+        };
+        // No angle brackets: a client that finds `<…>` in the greeting takes it for an
+        // APOP timestamp (RFC 1939 §7) and may try APOP, which cannot be proxied.
+        let banner = cfg
+            .banner
+            .as_deref()
+            .map(|b| clean_text(&b.replace(['<', '>'], "")))
+            .filter(|b| !b.is_empty());
+        Front {
+            banner: banner.unwrap_or_else(|| DEFAULT_BANNER.to_string()),
+            tls: cfg.tls,
+            plain,
+            max_bad_commands: cfg.max_bad_commands,
+            lines: LineReader::new(cfg.max_line_bytes),
+            state: State::Authorization,
+            user: None,
+            bad_commands: 0,
+            failed_logins: 0,
+        }
+    }
+
+    /// `+OK banner`.
+    pub fn greeting(&self) -> Vec<u8> {
+        format!("+OK {}\r\n", self.banner).into_bytes()
+    }
+
+    /// Consumes one command line from the front of `input` and returns what to do;
+    /// `None` means more bytes are needed (an unfinished line stays in `input`). Bytes
+    /// after a login, STLS or QUIT command stay in `input`. Between calls, the caller
+    /// only appends to `input` (what it read), so nothing is scanned twice.
+    pub fn feed(&mut self, input: &mut Vec<u8>) -> Option<Action> {
+        if !matches!(self.state, State::Authorization | State::AuthResponse) {
+            return None;
+        }
+        // The line may hold a password: keep it where it is wiped when dropped.
+        let line = match self.lines.take(input)? {
+            Ok(line) => Secret::new(line),
+            Err(LineTooLong) => return Some(self.close(b"-ERR Line too long\r\n".to_vec())),
+        };
+        match std::mem::replace(&mut self.state, State::Authorization) {
+            State::AuthResponse => Some(self.on_auth_response(line.expose())),
+            _ => Some(self.on_command(parse_command(line.expose()))),
+        }
+    }
+
+    /// The client's reply when the store logged the user in: the store's `+OK` line.
+    /// The front is finished afterwards.
+    pub fn login_succeeded(&mut self, answer: &StoreAnswer) -> Vec<u8> {
+        self.state = State::Finished;
+        let end = answer.line.iter().position(|&b| b == b'\r' || b == b'\n');
+        let mut out = answer.line[..end.unwrap_or(answer.line.len())].to_vec();
+        out.extend_from_slice(b"\r\n");
+        out
+    }
+
+    /// The client's reply when the login failed. The same text for an unknown user and
+    /// a wrong password. The session goes back to its AUTHORIZATION state with no user
+    /// remembered, unless this was the `max_bad_commands`th failure (every failure
+    /// counts, so that a client cannot keep the directory busy either).
+    pub fn login_failed(&mut self, failure: &Failure) -> Action {
+        if matches!(self.state, State::AwaitingLogin) {
+            self.state = State::Authorization;
+        }
+        self.user = None;
+        let reply = match failure {
+            Failure::AuthFailed => AUTH_FAILED.to_vec(),
+            Failure::Unavailable { alert } => {
+                format!("-ERR [SYS/TEMP] {}\r\n", alert_text(alert)).into_bytes()
+            }
+        };
+        self.failed_logins = self.failed_logins.saturating_add(1);
+        if self.failed_logins >= self.max_bad_commands {
+            return self.close(reply);
+        }
+        Action::Send(reply)
+    }
+
+    /// The reply for a client refused before it may speak.
+    pub fn refuse(&self, failure: &Failure) -> Vec<u8> {
+        match failure {
+            Failure::AuthFailed => b"-ERR Access denied\r\n".to_vec(),
+            Failure::Unavailable { alert } => {
+                format!("-ERR [SYS/TEMP] {}\r\n", alert_text(alert)).into_bytes()
+            }
+        }
+    }
+
+    fn on_command(&mut self, command: Command) -> Action {
+        match command {
+            Command::Capa => Action::Send(self.capabilities()),
+            Command::Quit => self.close(b"+OK Bye\r\n".to_vec()),
+            Command::Stls => match self.tls {
+                TlsState::Available => {
+                    self.state = State::Finished;
+                    Action::StartTls(b"+OK Begin TLS negotiation\r\n".to_vec())
+                }
+                TlsState::Unavailable => self.error("STLS not available"),
+                TlsState::Active => self.error("TLS is already active"),
+            },
+            Command::User(name) => self.user(&name),
+            Command::Pass(password) => self.pass(password),
+            Command::Auth {
+                mechanism: None, ..
+            } => Action::Send(match self.plain {
+                PlainPasswords::Allowed => b"+OK\r\nPLAIN\r\n.\r\n".to_vec(),
+                PlainPasswords::Disabled => b"+OK\r\n.\r\n".to_vec(),
+            }),
+            Command::Auth {
+                mechanism: Some(mechanism),
+                initial_response,
+            } => self.auth(&mechanism, initial_response),
+            Command::Apop => {
+                self.error("APOP is not supported by this proxy; use USER/PASS or AUTH PLAIN")
+            }
+            Command::Transaction => self.error("Not logged in"),
+            Command::Unknown => self.error("Unknown command"),
+            Command::Invalid(text) => self.error(text),
+        }
+    }
+
+    /// The CAPA list (RFC 2449 §5). PIPELINING is honest: the front answers pipelined
+    /// commands in order, and after the login the store gets the rest. TOP and UIDL are
+    /// the store's (every POP3 store mmp fronts has them), listed before login as Dovecot
+    /// does because leave-on-server clients read CAPA only once. No IMPLEMENTATION: the
+    /// proxy does not say what it is.
+    fn capabilities(&self) -> Vec<u8> {
+        let mut out = String::from("+OK Capability list follows\r\n");
+        if self.plain == PlainPasswords::Allowed {
+            out.push_str("USER\r\nSASL PLAIN\r\n");
+        }
+        out.push_str("TOP\r\nUIDL\r\nPIPELINING\r\nRESP-CODES\r\nAUTH-RESP-CODE\r\n");
+        if self.tls == TlsState::Available {
+            out.push_str("STLS\r\n");
+        }
+        out.push_str(".\r\n");
+        out.into_bytes()
+    }
+
+    fn user(&mut self, name: &[u8]) -> Action {
+        if self.plain == PlainPasswords::Disabled {
+            return self.plaintext_disallowed();
+        }
+        match std::str::from_utf8(name) {
+            Ok("") => self.error("Empty user name"),
+            Ok(name) if name.chars().any(char::is_control) => self.error("Invalid user name"),
+            Ok(name) => {
+                self.user = Some(name.to_string());
+                Action::Send(b"+OK\r\n".to_vec())
+            }
+            Err(_) => self.error("User name is not UTF-8"),
+        }
+    }
+
+    fn pass(&mut self, password: Secret) -> Action {
+        if self.plain == PlainPasswords::Disabled {
+            return self.plaintext_disallowed();
+        }
+        let Some(user) = self.user.take() else {
+            return self.error("USER first");
+        };
+        if password.is_empty() {
+            // An empty password would turn the LDAP bind into an unauthenticated one.
+            return self.error("Empty password");
+        }
+        self.hand_over(Credentials {
+            user,
+            password,
+            authzid: None,
+        })
+    }
+
+    fn auth(&mut self, mechanism: &str, initial_response: Option<Vec<u8>>) -> Action {
+        if mechanism != "PLAIN" {
+            return self.error("Unsupported authentication mechanism");
+        }
+        if self.plain == PlainPasswords::Disabled {
+            return self.plaintext_disallowed();
+        }
+        match initial_response {
+            Some(ir) => match sasl::decode_initial_response(&ir) {
+                Ok(message) => self.auth_plain(&message),
+                Err(_) => self.error("Invalid base64"),
+            },
+            None => {
+                self.state = State::AuthResponse;
+                Action::Send(b"+ \r\n".to_vec())
+            }
+        }
+    }
+
+    fn on_auth_response(&mut self, line: &[u8]) -> Action {
+        match sasl::decode_response(line) {
+            Ok(Response::Data(message)) => self.auth_plain(&message),
+            Ok(Response::Cancelled) => self.error("Authentication cancelled"),
+            Err(_) => self.error("Invalid base64"),
+        }
+    }
+
+    fn auth_plain(&mut self, message: &Secret) -> Action {
+        match sasl::decode_plain(message.expose()) {
+            Ok(plain) => {
+                // Credentials carry an authzid only when it names someone else.
+                let authzid = plain.authzid.filter(|z| *z != plain.authcid);
+                self.hand_over(Credentials {
+                    user: plain.authcid,
+                    password: plain.password,
+                    authzid,
+                })
+            }
+            Err(_) => self.error("Invalid PLAIN response"),
+        }
+    }
+
+    fn hand_over(&mut self, credentials: Credentials) -> Action {
+        self.user = None;
+        self.state = State::AwaitingLogin;
+        Action::Login(Login::password(credentials))
+    }
+
+    fn plaintext_disallowed(&mut self) -> Action {
+        self.error(match self.tls {
+            TlsState::Available => {
+                "[AUTH] Plaintext authentication disallowed on non-secure connections, use STLS first"
+            }
+            _ => "[AUTH] Plaintext authentication disallowed on non-secure connections",
+        })
+    }
+
+    /// A `-ERR` reply, counted; the `max_bad_commands`th one closes the session.
+    fn error(&mut self, text: &str) -> Action {
+        self.bad_commands = self.bad_commands.saturating_add(1);
+        if self.bad_commands >= self.max_bad_commands {
+            return self.close(b"-ERR Too many invalid commands\r\n".to_vec());
+        }
+        Action::Send(format!("-ERR {text}\r\n").into_bytes())
+    }
+
+    fn close(&mut self, bytes: Vec<u8>) -> Action {
+        self.state = State::Finished;
+        self.user = None;
+        Action::Close(bytes)
+    }
+}
+
+/// Text for a reply line: control characters become spaces, ends trimmed.
+fn clean_text(text: &str) -> String {
+    let cleaned: String = text
+        .chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect();
+    cleaned.trim().to_string()
+}
+
+fn alert_text(alert: &str) -> String {
+    let alert = clean_text(alert);
+    if alert.is_empty() {
+        DEFAULT_ALERT.to_string()
+    } else {
+        alert
+    }
+}

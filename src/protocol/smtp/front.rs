@@ -1,0 +1,485 @@
+//! The SMTP client's pre-login dialogue: command lines in, [`Action`]s out. No I/O.
+//!
+//! | state | on | next | returns |
+//! |---|---|---|---|
+//! | Start, Ready | `EHLO`/`HELO name` | Ready | `Send(250…)` |
+//! | Ready | `AUTH PLAIN <ir>` | AwaitingLogin | `Login` |
+//! | Ready | `AUTH PLAIN` | AuthPlain | `Send(334 )` |
+//! | Ready | `AUTH LOGIN` / `AUTH LOGIN <ir>` | AuthLoginUser / AuthLoginPassword | `Send(334 <prompt>)` |
+//! | AuthPlain | base64 PLAIN message | AwaitingLogin | `Login` |
+//! | AuthLoginUser | base64 user name | AuthLoginPassword | `Send(334 UGFzc3dvcmQ6)` |
+//! | AuthLoginPassword | base64 password | AwaitingLogin | `Login` |
+//! | Auth… | `*`, bad base64, bad PLAIN | Ready | `Send(501 …)` |
+//! | Ready | `MAIL FROM:…` with `pop_before_smtp` | AwaitingLogin | `Login(PopBeforeSmtp)` |
+//! | Start, Ready | other commands | unchanged | `Send` |
+//! | Start, Ready | `STARTTLS` (TLS available) | Finished | `StartTls` |
+//! | any but AwaitingLogin | `QUIT`, an overlong line, a line after too many errors | Finished | `Close` |
+//! | AwaitingLogin | [`Front::login_succeeded`] | Finished | the client's reply |
+//! | AwaitingLogin | [`Front::login_failed`] | Ready | `Send` |
+//! | AwaitingLogin, Finished | `feed` | unchanged | `None`, input untouched |
+//!
+//! Errors are counted as Postfix counts them for `smtpd_hard_error_limit`: every 4xx or
+//! 5xx reply (a failed login too); once `max_bad_commands` were sent, the next line gets
+//! `421 4.7.0 Too many errors` and the connection is closed.
+
+use super::parse::{self, LineReader, LineTooLong};
+use super::{FrontConfig, TlsState};
+use crate::protocol::sasl::{self, PlainError, Response};
+use crate::protocol::{Action, Credentials, Failure, Helo, Login, StoreAnswer, Who};
+use crate::secret::Secret;
+
+const DEFAULT_BANNER: &str = "mmp";
+const DEFAULT_ALERT: &str = "Service temporarily unavailable, try again later";
+const LINE_TOO_LONG: &[u8] = b"500 5.5.0 Line too long\r\n";
+const TOO_MANY_ERRORS: &[u8] = b"421 4.7.0 Too many errors\r\n";
+const SEND_HELO_FIRST: &str = "503 5.5.1 Send HELO/EHLO first";
+const BAD_BASE64: &str = "501 5.5.2 Invalid base64 data";
+const AUTH_INVALID: &str = "535 5.7.8 Authentication credentials invalid";
+
+/// Keywords mmp always offers, in order; `EhloKeywords` may replace them.
+const DEFAULT_KEYWORDS: [&str; 4] = ["PIPELINING", "SIZE", "8BITMIME", "ENHANCEDSTATUSCODES"];
+
+/// Keywords mmp decides itself: never taken from `EhloKeywords`.
+const MANAGED_KEYWORDS: [&str; 6] = [
+    "AUTH",
+    "STARTTLS",
+    "XCLIENT",
+    "XFORWARD",
+    "CHUNKING",
+    "BINARYMIME",
+];
+
+#[derive(Debug)]
+enum State {
+    /// No EHLO/HELO yet.
+    Start,
+    /// EHLO/HELO done.
+    Ready { helo: Helo },
+    /// `334 ` sent for AUTH PLAIN.
+    AuthPlain { helo: Helo },
+    /// `334 VXNlcm5hbWU6` sent for AUTH LOGIN.
+    AuthLoginUser { helo: Helo },
+    /// `334 UGFzc3dvcmQ6` sent for AUTH LOGIN.
+    AuthLoginPassword { helo: Helo, user: String },
+    /// `Login` was returned; the caller owes `login_succeeded` or `login_failed`.
+    AwaitingLogin { helo: Helo, pop: bool },
+    /// Logged in, closed, or handed to TLS.
+    Finished,
+}
+
+/// The SMTP pre-login dialogue of one client.
+///
+/// Call [`Front::feed`] whenever bytes arrive, again and again until it returns `None`.
+/// After `Action::Login`, do not call `feed` until [`Front::login_failed`]: the bytes
+/// after the login command (pipelined `MAIL`, `RCPT`, …) belong to the MTA, through the
+/// [`super::Guard`], or to the next command if the login fails. After `StartTls` no new
+/// greeting is sent: the client starts over with EHLO on a new front.
+#[derive(Debug)]
+pub struct Front {
+    host_name: String,
+    banner: String,
+    ehlo_reply: Vec<u8>,
+    tls: TlsState,
+    /// False when plain passwords are restricted and the connection is not encrypted.
+    auth_allowed: bool,
+    pop_before_smtp: Option<String>,
+    max_bad_commands: u32,
+    lines: LineReader,
+    state: State,
+    errors: u32,
+}
+
+impl Front {
+    /// A front end for a new connection (or for one that has just finished STARTTLS).
+    pub fn new(cfg: FrontConfig) -> Front {
+        let auth_allowed = !cfg.restrict_plain_passwords || cfg.tls == TlsState::Active;
+        let host_name = Some(clean_text(&cfg.host_name))
+            .filter(|h| !h.is_empty())
+            .unwrap_or_else(|| "localhost".to_string());
+        let banner = cfg
+            .banner
+            .as_deref()
+            .map(clean_text)
+            .filter(|b| !b.is_empty());
+        let keywords = ehlo_keywords(&cfg.ehlo_keywords, auth_allowed, cfg.tls);
+        Front {
+            ehlo_reply: multiline(250, &host_name, &keywords),
+            host_name,
+            banner: banner.unwrap_or_else(|| DEFAULT_BANNER.to_string()),
+            tls: cfg.tls,
+            auth_allowed,
+            pop_before_smtp: cfg.pop_before_smtp,
+            max_bad_commands: cfg.max_bad_commands,
+            lines: LineReader::new(cfg.max_line_bytes),
+            state: State::Start,
+            errors: 0,
+        }
+    }
+
+    /// `220 <host_name> ESMTP <banner>`.
+    pub fn greeting(&self) -> Vec<u8> {
+        format!("220 {} ESMTP {}\r\n", self.host_name, self.banner).into_bytes()
+    }
+
+    /// Consumes one line from the front of `input` and returns what to do; `None` means
+    /// more bytes are needed (an unfinished line stays in `input`). Bytes after a login
+    /// command, STARTTLS or QUIT stay in `input`.
+    pub fn feed(&mut self, input: &mut Vec<u8>) -> Option<Action> {
+        if matches!(self.state, State::AwaitingLogin { .. } | State::Finished) {
+            return None;
+        }
+        let line = match self.lines.take(input)? {
+            Ok(line) => line,
+            Err(LineTooLong) => return Some(self.close(LINE_TOO_LONG)),
+        };
+        if self.errors >= self.max_bad_commands {
+            return Some(self.close(TOO_MANY_ERRORS));
+        }
+        Some(match std::mem::replace(&mut self.state, State::Finished) {
+            State::Start => self.on_command(None, &line),
+            State::Ready { helo } => self.on_command(Some(helo), &line),
+            State::AuthPlain { helo } => match response(&line) {
+                Ok(message) => self.auth_plain(helo, &message),
+                Err(reply) => self.reply(State::Ready { helo }, reply),
+            },
+            State::AuthLoginUser { helo } => match response(&line) {
+                Ok(user) => self.login_user(helo, user.expose()),
+                Err(reply) => self.reply(State::Ready { helo }, reply),
+            },
+            State::AuthLoginPassword { helo, user } => match response(&line) {
+                Ok(password) => self.login_password(helo, user, password),
+                Err(reply) => self.reply(State::Ready { helo }, reply),
+            },
+            state @ (State::AwaitingLogin { .. } | State::Finished) => {
+                self.state = state;
+                return None;
+            }
+        })
+    }
+
+    /// The client's reply when the login succeeded: `235 2.7.0` after AUTH; after a
+    /// POP-before-SMTP `MAIL`, the MTA's reply to it (`answer.line`: the whole reply,
+    /// its lines joined by CRLF, without the final CRLF). The front is finished.
+    pub fn login_succeeded(&mut self, answer: &StoreAnswer) -> Vec<u8> {
+        match std::mem::replace(&mut self.state, State::Finished) {
+            State::AwaitingLogin { pop: true, .. } => {
+                let mut out = answer.line.clone();
+                out.extend_from_slice(b"\r\n");
+                out
+            }
+            State::AwaitingLogin { pop: false, .. } => {
+                b"235 2.7.0 Authentication successful\r\n".to_vec()
+            }
+            // Not awaiting a login (a caller bug): change nothing.
+            other => {
+                self.state = other;
+                b"451 4.3.0 No login in progress\r\n".to_vec()
+            }
+        }
+    }
+
+    /// The client's reply when the login failed: `535 5.7.8` for refused credentials,
+    /// `454 4.7.0 <alert>` when AUTH could not be checked, `451 4.3.0 <alert>` for a
+    /// POP-before-SMTP `MAIL` (the client may try again). The dialogue goes on after
+    /// EHLO; the failure counts as an error.
+    pub fn login_failed(&mut self, failure: &Failure) -> Action {
+        let (helo, pop) = match std::mem::replace(&mut self.state, State::Finished) {
+            State::AwaitingLogin { helo, pop } => (helo, pop),
+            other => {
+                self.state = other;
+                return Action::Send(b"451 4.3.0 No login in progress\r\n".to_vec());
+            }
+        };
+        let reply = match (pop, failure) {
+            (true, Failure::AuthFailed) => format!("451 4.3.0 {DEFAULT_ALERT}"),
+            (true, Failure::Unavailable { alert }) => format!("451 4.3.0 {}", alert_text(alert)),
+            (false, Failure::AuthFailed) => AUTH_INVALID.to_string(),
+            (false, Failure::Unavailable { alert }) => {
+                format!("454 4.7.0 {}", alert_text(alert))
+            }
+        };
+        self.reply(State::Ready { helo }, &reply)
+    }
+
+    /// The reply for a client refused before it may speak: `421 4.3.2 <alert>` when the
+    /// service is unavailable, `554 5.7.1 Access denied` for a refused client.
+    pub fn refuse(&self, failure: &Failure) -> Vec<u8> {
+        match failure {
+            Failure::AuthFailed => b"554 5.7.1 Access denied\r\n".to_vec(),
+            Failure::Unavailable { alert } => {
+                format!("421 4.3.2 {}\r\n", alert_text(alert)).into_bytes()
+            }
+        }
+    }
+
+    fn on_command(&mut self, helo: Option<Helo>, line: &[u8]) -> Action {
+        let back = |helo: Option<Helo>| match helo {
+            Some(helo) => State::Ready { helo },
+            None => State::Start,
+        };
+        if line.contains(&0) {
+            return self.reply(back(helo), "500 5.5.2 Syntax error: NUL in command");
+        }
+        let c = parse::command(line);
+        match (c.verb.as_str(), helo) {
+            (verb @ ("EHLO" | "HELO"), helo) => match parse::helo_name(c.args) {
+                Some(name) => {
+                    let extended = verb == "EHLO";
+                    let reply = if extended {
+                        self.ehlo_reply.clone()
+                    } else {
+                        format!("250 {}\r\n", self.host_name).into_bytes()
+                    };
+                    self.state = State::Ready {
+                        helo: Helo { name, extended },
+                    };
+                    Action::Send(reply)
+                }
+                None => self.reply(back(helo), &format!("501 5.5.4 Syntax: {verb} hostname")),
+            },
+            ("AUTH" | "MAIL", None) => self.reply(State::Start, SEND_HELO_FIRST),
+            ("AUTH", Some(helo)) => self.auth(helo, c.args),
+            ("MAIL", Some(helo)) => {
+                if !parse::starts_with_ignore_case(c.args, b"FROM:") {
+                    return self.reply(
+                        State::Ready { helo },
+                        "501 5.5.4 Syntax: MAIL FROM:<address>",
+                    );
+                }
+                match self.pop_before_smtp.clone() {
+                    Some(user) => {
+                        let mut command = line.to_vec();
+                        command.extend_from_slice(b"\r\n");
+                        self.state = State::AwaitingLogin {
+                            helo: helo.clone(),
+                            pop: true,
+                        };
+                        Action::Login(Login {
+                            who: Who::PopBeforeSmtp(user),
+                            helo: Some(helo),
+                            command: Some(command),
+                        })
+                    }
+                    None => self.reply(State::Ready { helo }, "530 5.7.0 Authentication required"),
+                }
+            }
+            ("RCPT", helo) => self.reply(back(helo), "503 5.5.1 Need MAIL command"),
+            ("DATA" | "BDAT", helo) => self.reply(back(helo), "503 5.5.1 Need RCPT command"),
+            ("NOOP", helo) => self.reply(back(helo), "250 2.0.0 OK"),
+            ("RSET", helo) if c.args.is_empty() => self.reply(back(helo), "250 2.0.0 OK"),
+            ("RSET", helo) => self.reply(back(helo), "501 5.5.4 Syntax: RSET"),
+            ("VRFY", helo) if c.args.is_empty() => {
+                self.reply(back(helo), "501 5.5.4 Syntax: VRFY address")
+            }
+            ("VRFY", helo) => self.reply(
+                back(helo),
+                "252 2.5.2 Cannot VRFY user, but will accept message and attempt delivery",
+            ),
+            ("HELP", helo) => self.reply(back(helo), "214 2.0.0 See RFC 5321"),
+            ("QUIT", _) => self.close(b"221 2.0.0 Bye\r\n"),
+            ("STARTTLS", helo) if !c.args.is_empty() => {
+                self.reply(back(helo), "501 5.5.4 Syntax: STARTTLS")
+            }
+            ("STARTTLS", helo) => match self.tls {
+                TlsState::Available => {
+                    Action::StartTls(b"220 2.0.0 Ready to start TLS\r\n".to_vec())
+                }
+                TlsState::Unavailable => self.reply(back(helo), "502 5.5.1 STARTTLS not available"),
+                TlsState::Active => self.reply(back(helo), "503 5.5.1 TLS already active"),
+            },
+            ("XCLIENT" | "XFORWARD", helo) => {
+                self.reply(back(helo), "502 5.5.1 Command not available")
+            }
+            ("EXPN" | "TURN" | "ETRN" | "ATRN", helo) => {
+                self.reply(back(helo), "502 5.5.1 Command not implemented")
+            }
+            (_, helo) => self.reply(back(helo), "500 5.5.2 Command unrecognized"),
+        }
+    }
+
+    fn auth(&mut self, helo: Helo, args: &[u8]) -> Action {
+        let mut words = args
+            .split(|&b| b == b' ' || b == b'\t')
+            .filter(|w| !w.is_empty());
+        let (Some(mechanism), ir, None) = (words.next(), words.next(), words.next()) else {
+            return self.reply(
+                State::Ready { helo },
+                "501 5.5.4 Syntax: AUTH mechanism [initial-response]",
+            );
+        };
+        let plain = mechanism.eq_ignore_ascii_case(b"PLAIN");
+        if !plain && !mechanism.eq_ignore_ascii_case(b"LOGIN") {
+            return self.reply(
+                State::Ready { helo },
+                "504 5.5.4 Unrecognized authentication type",
+            );
+        }
+        if !self.auth_allowed {
+            return self.reply(
+                State::Ready { helo },
+                "538 5.7.11 Encryption required for requested authentication mechanism",
+            );
+        }
+        let ir = match ir.map(sasl::decode_initial_response) {
+            None => None,
+            Some(Ok(ir)) => Some(ir),
+            Some(Err(_)) => return self.reply(State::Ready { helo }, BAD_BASE64),
+        };
+        match (plain, ir) {
+            (true, Some(message)) => self.auth_plain(helo, &message),
+            (true, None) => {
+                self.state = State::AuthPlain { helo };
+                Action::Send(b"334 \r\n".to_vec())
+            }
+            (false, Some(user)) => self.login_user(helo, user.expose()),
+            (false, None) => {
+                self.state = State::AuthLoginUser { helo };
+                Action::Send(format!("334 {}\r\n", sasl::LOGIN_USERNAME_PROMPT).into_bytes())
+            }
+        }
+    }
+
+    fn auth_plain(&mut self, helo: Helo, message: &Secret) -> Action {
+        match sasl::decode_plain(message.expose()) {
+            Ok(plain) => {
+                // Credentials carry an authzid only when it names someone else.
+                let authzid = plain.authzid.filter(|z| *z != plain.authcid);
+                self.hand_over(
+                    helo,
+                    Credentials {
+                        user: plain.authcid,
+                        password: plain.password,
+                        authzid,
+                    },
+                )
+            }
+            // An empty password would make an LDAP bind anonymous: refuse it here.
+            Err(PlainError::EmptyPassword) => self.reply(State::Ready { helo }, AUTH_INVALID),
+            Err(_) => self.reply(State::Ready { helo }, "501 5.5.2 Invalid PLAIN response"),
+        }
+    }
+
+    fn login_user(&mut self, helo: Helo, user: &[u8]) -> Action {
+        match std::str::from_utf8(user) {
+            Ok(user) if !user.is_empty() && !user.contains('\0') => {
+                self.state = State::AuthLoginPassword {
+                    helo,
+                    user: user.to_string(),
+                };
+                Action::Send(format!("334 {}\r\n", sasl::LOGIN_PASSWORD_PROMPT).into_bytes())
+            }
+            _ => self.reply(State::Ready { helo }, "501 5.5.2 Invalid user name"),
+        }
+    }
+
+    fn login_password(&mut self, helo: Helo, user: String, password: Secret) -> Action {
+        if password.is_empty() {
+            return self.reply(State::Ready { helo }, AUTH_INVALID);
+        }
+        self.hand_over(
+            helo,
+            Credentials {
+                user,
+                password,
+                authzid: None,
+            },
+        )
+    }
+
+    fn hand_over(&mut self, helo: Helo, credentials: Credentials) -> Action {
+        self.state = State::AwaitingLogin {
+            helo: helo.clone(),
+            pop: false,
+        };
+        Action::Login(Login {
+            who: Who::Password(credentials),
+            helo: Some(helo),
+            command: None,
+        })
+    }
+
+    /// Sends one reply line and moves to `next`; a 4xx/5xx reply counts as an error.
+    fn reply(&mut self, next: State, reply: &str) -> Action {
+        if reply.starts_with('4') || reply.starts_with('5') {
+            self.errors = self.errors.saturating_add(1);
+        }
+        self.state = next;
+        Action::Send(format!("{reply}\r\n").into_bytes())
+    }
+
+    fn close(&mut self, bytes: &[u8]) -> Action {
+        self.state = State::Finished;
+        Action::Close(bytes.to_vec())
+    }
+}
+
+/// Decodes a SASL response line; `Err` is the reply for `*` or bad base64.
+fn response(line: &[u8]) -> Result<Secret, &'static str> {
+    match sasl::decode_response(line) {
+        Ok(Response::Data(data)) => Ok(data),
+        Ok(Response::Cancelled) => Err("501 5.7.0 Authentication cancelled"),
+        Err(_) => Err(BAD_BASE64),
+    }
+}
+
+/// Text for a reply line: control characters become spaces, ends trimmed.
+fn clean_text(text: &str) -> String {
+    let cleaned: String = text
+        .chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect();
+    cleaned.trim().to_string()
+}
+
+fn alert_text(alert: &str) -> String {
+    let alert = clean_text(alert);
+    if alert.is_empty() {
+        DEFAULT_ALERT.to_string()
+    } else {
+        alert
+    }
+}
+
+/// `ddd-first`, `ddd-…`, `ddd last`, each with CRLF.
+fn multiline(code: u16, first: &str, rest: &[String]) -> Vec<u8> {
+    let mut out = Vec::new();
+    let all = std::iter::once(first).chain(rest.iter().map(String::as_str));
+    let count = rest.len() + 1;
+    for (i, line) in all.enumerate() {
+        let mark = if i + 1 == count { ' ' } else { '-' };
+        out.extend_from_slice(format!("{code}{mark}{line}\r\n").as_bytes());
+    }
+    out
+}
+
+/// The EHLO keywords: the defaults (a configured one with the same keyword replaces
+/// each), `AUTH PLAIN LOGIN` when AUTH may be used, `STARTTLS` when TLS may start, then
+/// the other configured ones, without duplicates and without mmp's own keywords.
+fn ehlo_keywords(configured: &[String], auth_allowed: bool, tls: TlsState) -> Vec<String> {
+    let keyword = |line: &str| {
+        line.split_ascii_whitespace()
+            .next()
+            .unwrap_or_default()
+            .to_ascii_uppercase()
+    };
+    let mut out: Vec<String> = DEFAULT_KEYWORDS.iter().map(|k| k.to_string()).collect();
+    if auth_allowed {
+        out.push("AUTH PLAIN LOGIN".to_string());
+    }
+    if tls == TlsState::Available {
+        out.push("STARTTLS".to_string());
+    }
+    for line in configured {
+        let line = line.split_ascii_whitespace().collect::<Vec<_>>().join(" ");
+        let valid = line.bytes().all(|b| (0x20..0x7f).contains(&b));
+        let name = keyword(&line);
+        if !valid || name.is_empty() || MANAGED_KEYWORDS.contains(&name.as_str()) {
+            continue;
+        }
+        match out.iter_mut().find(|k| keyword(k) == name) {
+            Some(existing) => *existing = line,
+            None => out.push(line),
+        }
+    }
+    out
+}
