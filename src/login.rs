@@ -11,7 +11,7 @@
 //! anything the user got wrong and "try later" for anything the farm got wrong, and the log
 //! says which and why. Passwords never reach a log line.
 
-use crate::config::template::{Code, Piece};
+use crate::config::template::{Kind as TemplateKind, Template};
 use crate::config::Service;
 use crate::directory::{self, ldap::Directory, LoginName};
 use crate::log::Ctx;
@@ -106,16 +106,8 @@ fn mailbox(
         Ok(name) => name,
         Err(outcome) => return outcome,
     };
-    let replay_attrs: Vec<String> = service
-        .replay_format
-        .pieces()
-        .iter()
-        .filter_map(|p| match p {
-            Piece::Code(Code::Attr(a)) => Some(a.clone()),
-            _ => None,
-        })
-        .collect();
-    let key = directory::search_filter(&service.directory.search_format, &name, &job.info);
+    let replay_attrs = directory::template_attrs(&service.replay_format);
+    let key = directory::cache_key(&service.directory, &name, &job.info);
     let (found, source) =
         rt.lookups
             .get_or_search(&key, Instant::now(), service.backside_timeout, || {
@@ -126,7 +118,7 @@ fn mailbox(
         Err(e) => return directory_failure(service, e, ctx),
     };
     log::debug!("{ctx} route {} from {source:?}", route.mail_host);
-    if service.preauth {
+    if route.preauth.unwrap_or(service.preauth) {
         match check_password(rt, directory, &route.dn, creds) {
             Ok(true) => log::info!(
                 target: crate::log::PREAUTH_TARGET,
@@ -142,7 +134,15 @@ fn mailbox(
             Err(e) => return directory_failure(service, e, ctx),
         }
     }
-    let store_user = directory::replay_name(&service.replay_format, &name, &route);
+    let domain_format = route.replay_format.as_deref().and_then(|t| {
+        Template::parse(t, TemplateKind::Replay)
+            .map_err(|e| {
+                log::warn!("{ctx} mailAccessProxyReplay {t:?} unusable ({e}); using ReplayFormat")
+            })
+            .ok()
+    });
+    let format = domain_format.as_ref().unwrap_or(&service.replay_format);
+    let store_user = directory::replay_name(format, &name, &route);
     let Some(replay) = Replay::for_store(service.protocol, creds, &store_user, &job.info) else {
         log::error!("{ctx} no store replay for {}", service.protocol.name());
         return unavailable(service);

@@ -15,8 +15,10 @@ mod file;
 pub mod lexer;
 pub mod options;
 mod service;
+pub mod certmap;
 pub mod template;
 pub mod types;
+pub mod vdmap;
 pub mod values;
 
 #[cfg(test)]

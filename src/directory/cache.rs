@@ -219,6 +219,8 @@ mod tests {
             dn: "uid=a,o=isp".into(),
             mail_host: host.into(),
             attrs: Vec::new(),
+            replay_format: None,
+            preauth: None,
         }
     }
 

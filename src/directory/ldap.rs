@@ -4,6 +4,7 @@
 //! carries a timeout; nothing here waits without bound.
 
 use super::{is_active_status, search_filter, Error, LoginName, Route, STATUS_ATTRS};
+use crate::config::template::{Kind as TemplateKind, Template};
 use crate::config::{Directory as DirectoryConfig, LdapUrl};
 use crate::protocol::ClientInfo;
 use crate::secret::Secret;
@@ -109,7 +110,7 @@ impl Directory {
     /// Finds the user's entry (checked for status) without asking for a store: the DN of
     /// an SMTP user whose password is checked by a bind.
     pub fn find_dn(&mut self, name: &LoginName, info: &ClientInfo) -> Result<String, Error> {
-        Ok(self.find(name, info, &[])?.dn)
+        Ok(self.find(name, info, &[])?.0.dn)
     }
 
     fn find(
@@ -117,8 +118,7 @@ impl Directory {
         name: &LoginName,
         info: &ClientInfo,
         extra_attrs: &[String],
-    ) -> Result<SearchEntry, Error> {
-        let filter = search_filter(&self.cfg.search_format, name, info);
+    ) -> Result<(SearchEntry, Option<Domain>), Error> {
         let mut attrs: Vec<String> = self.cfg.mail_host_attrs.clone();
         attrs.extend(STATUS_ATTRS.iter().map(|a| a.to_string()));
         attrs.extend(extra_attrs.iter().cloned());
@@ -129,15 +129,17 @@ impl Directory {
             let Some(open) = self.conn.as_mut() else {
                 return Err(Error::Unavailable("no directory connection".into()));
             };
-            let base = &self.cfg.ldap_urls[open.url].base;
-            match search(&mut open.ldap, base, &filter, &attrs, self.timeout) {
-                Ok(entries) => return one_active(entries, &filter),
+            let url = &self.cfg.ldap_urls[open.url];
+            let ask = Ask {
+                cfg: &self.cfg,
+                base: &url.base,
+                timeout: self.timeout,
+            };
+            match ask.user(&mut open.ldap, name, info, &attrs) {
+                Ok(found) => return Ok(found),
                 Err(Failure::Answered(e)) => return Err(e),
                 Err(Failure::Connection(why)) => {
-                    log::warn!(
-                        "directory {}: {why}; reconnecting",
-                        self.cfg.ldap_urls[open.url].server_url()
-                    );
+                    log::warn!("directory {}: {why}; reconnecting", url.server_url());
                     self.conn = None;
                     last = Some(why);
                     if fresh {
@@ -151,7 +153,7 @@ impl Directory {
         ))
     }
 
-    fn route(&self, entry: SearchEntry) -> Result<Route, Error> {
+    fn route(&self, (entry, domain): (SearchEntry, Option<Domain>)) -> Result<Route, Error> {
         let mail_host = self
             .cfg
             .mail_host_attrs
@@ -164,10 +166,15 @@ impl Directory {
             .iter()
             .filter_map(|(k, v)| v.first().map(|v| (k.clone(), v.clone())))
             .collect();
+        let (replay_format, preauth) = domain
+            .map(|d| (d.replay_format, d.preauth))
+            .unwrap_or_default();
         Ok(Route {
             dn: entry.dn,
             mail_host,
             attrs,
+            replay_format,
+            preauth,
         })
     }
 
@@ -269,6 +276,206 @@ fn one_active(mut entries: Vec<SearchEntry>, filter: &str) -> Result<SearchEntry
     Ok(entry)
 }
 
+/// What a hosted domain's entry says (Sun Schema 1 DC tree or Schema 2 organization).
+#[derive(Debug, Clone, Default)]
+struct Domain {
+    /// Where its users live: `inetDomainBaseDN` (Schema 1) or the organization's DN.
+    base_dn: String,
+    /// `inetDomainSearchFilter`, a `SearchFormat`-style template.
+    search_filter: Option<String>,
+    /// `mailAccessProxyReplay`.
+    replay_format: Option<String>,
+    /// `mailAccessProxyPreAuth`.
+    preauth: Option<bool>,
+}
+
+/// Attributes of a domain entry mmp reads.
+const DOMAIN_ATTRS: [&str; 8] = [
+    "inetDomainBaseDN",
+    "inetDomainStatus",
+    "mailDomainStatus",
+    "inetDomainSearchFilter",
+    "mailAccessProxyReplay",
+    "mailAccessProxyPreAuth",
+    "aliasedObjectName",
+    "inetCanonicalDomainName",
+];
+
+/// Status attributes of a domain entry.
+const DOMAIN_STATUS_ATTRS: [&str; 2] = ["inetDomainStatus", "mailDomainStatus"];
+
+/// One lookup's view of the directory: the options and the search base of the URL in use.
+struct Ask<'a> {
+    cfg: &'a DirectoryConfig,
+    base: &'a str,
+    timeout: Duration,
+}
+
+impl Ask<'_> {
+    /// The user's entry: under the hosted domain's subtree with `DomainSearchFormat` (or
+    /// the domain's `inetDomainSearchFilter`) when `HostedDomains` is on and the name has
+    /// a domain, else under the `LdapUrl` base with `SearchFormat`.
+    fn user(
+        &self,
+        ldap: &mut LdapConn,
+        name: &LoginName,
+        info: &ClientInfo,
+        attrs: &[String],
+    ) -> Result<(SearchEntry, Option<Domain>), Failure> {
+        let domain_name = name.domain.as_deref().filter(|_| self.cfg.hosted_domains);
+        let Some(domain_name) = domain_name else {
+            let filter = search_filter(&self.cfg.search_format, name, info);
+            let entries = search(
+                ldap,
+                self.base,
+                Scope::Subtree,
+                &filter,
+                attrs,
+                self.timeout,
+            )?;
+            return Ok((
+                one_active(entries, &filter).map_err(Failure::Answered)?,
+                None,
+            ));
+        };
+        let domain = self.domain(ldap, domain_name, 0)?;
+        let own_filter = domain.search_filter.as_deref().and_then(|t| {
+            Template::parse(t, TemplateKind::Search)
+                .map_err(|e| {
+                    log::warn!("domain {domain_name}: inetDomainSearchFilter {t:?} unusable ({e}); using DomainSearchFormat")
+                })
+                .ok()
+        });
+        let format = own_filter
+            .as_ref()
+            .unwrap_or(&self.cfg.domain_search_format);
+        let filter = search_filter(format, name, info);
+        // The domain's mailAccessProxyReplay may name attributes of the user's entry.
+        let mut attrs = attrs.to_vec();
+        if let Some(replay) = domain.replay_format.as_deref() {
+            if let Ok(t) = Template::parse(replay, TemplateKind::Replay) {
+                attrs.extend(super::template_attrs(&t));
+            }
+        }
+        let entries = search(
+            ldap,
+            &domain.base_dn,
+            Scope::Subtree,
+            &filter,
+            &attrs,
+            self.timeout,
+        )?;
+        let entry = one_active(entries, &filter).map_err(Failure::Answered)?;
+        Ok((entry, Some(domain)))
+    }
+
+    /// Finds a hosted domain: first the Schema 1 DC tree entry `dc=…,dc=…,<base>` (following
+    /// an alias or `inetCanonicalDomainName` once), then a Schema 2 organization whose
+    /// `sunPreferredDomain` or `associatedDomain` is the domain.
+    fn domain(&self, ldap: &mut LdapConn, domain: &str, hops: u8) -> Result<Domain, Failure> {
+        if !is_domain_name(domain) {
+            return Err(Failure::Answered(Error::UnknownDomain(domain.to_string())));
+        }
+        let attrs: Vec<String> = DOMAIN_ATTRS.iter().map(|a| a.to_string()).collect();
+        let dc_dn = domain
+            .split('.')
+            .map(|label| format!("dc={label}"))
+            .chain([self.base.to_string()])
+            .collect::<Vec<_>>()
+            .join(",");
+        let mut entry = read(ldap, &dc_dn, &attrs, self.timeout)?;
+        if let Some(target) = entry
+            .as_ref()
+            .and_then(|e| first_value(e, "aliasedObjectName"))
+        {
+            let target = target.to_string();
+            entry = read(ldap, &target, &attrs, self.timeout)?;
+        }
+        if let Some(e) = &entry {
+            if let Some(canonical) = first_value(e, "inetCanonicalDomainName") {
+                if !canonical.eq_ignore_ascii_case(domain) && hops == 0 {
+                    let canonical = canonical.to_string();
+                    return self.domain(ldap, &canonical, 1);
+                }
+            }
+            if let Some(base_dn) = first_value(e, "inetDomainBaseDN") {
+                check_domain_status(e)?;
+                return Ok(domain_info(e, base_dn.to_string()));
+            }
+        }
+        let d = super::filter::escape(domain);
+        let filter = format!(
+            "(&(objectClass=sunManagedOrganization)(|(sunPreferredDomain={d})(associatedDomain={d})))"
+        );
+        let entries = search(
+            ldap,
+            self.base,
+            Scope::Subtree,
+            &filter,
+            &attrs,
+            self.timeout,
+        )?;
+        match entries.as_slice() {
+            [] => Err(Failure::Answered(Error::UnknownDomain(domain.to_string()))),
+            [e] => {
+                check_domain_status(e)?;
+                Ok(domain_info(e, e.dn.clone()))
+            }
+            _ => Err(Failure::Answered(Error::Ambiguous)),
+        }
+    }
+}
+
+/// True for a DNS-style domain name (letters, digits, `-`, dots between non-empty labels):
+/// anything else cannot name a hosted domain and must not reach a DN.
+fn is_domain_name(domain: &str) -> bool {
+    domain.len() <= 253
+        && domain.split('.').all(|l| {
+            !l.is_empty()
+                && l.len() <= 63
+                && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+        })
+}
+
+fn check_domain_status(e: &SearchEntry) -> Result<(), Failure> {
+    for attr in DOMAIN_STATUS_ATTRS {
+        if let Some(value) = first_value(e, attr) {
+            if !value.eq_ignore_ascii_case("active") {
+                return Err(Failure::Answered(Error::Inactive(
+                    attr.to_string(),
+                    value.to_string(),
+                )));
+            }
+        }
+    }
+    Ok(())
+}
+
+fn domain_info(e: &SearchEntry, base_dn: String) -> Domain {
+    let text = |a| first_value(e, a).map(str::to_string);
+    Domain {
+        base_dn,
+        search_filter: text("inetDomainSearchFilter"),
+        replay_format: text("mailAccessProxyReplay"),
+        preauth: first_value(e, "mailAccessProxyPreAuth")
+            .map(|v| matches!(v.to_ascii_lowercase().as_str(), "1" | "yes" | "true" | "on")),
+    }
+}
+
+/// Reads one entry by DN; `None` when it does not exist.
+fn read(
+    ldap: &mut LdapConn,
+    dn: &str,
+    attrs: &[String],
+    timeout: Duration,
+) -> Result<Option<SearchEntry>, Failure> {
+    match search(ldap, dn, Scope::Base, "(objectClass=*)", attrs, timeout) {
+        Ok(mut entries) => Ok(entries.pop()),
+        Err(Failure::Answered(Error::NotFound)) => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
 /// Why a search failed.
 enum Failure {
     /// The directory answered with a result that decides the lookup.
@@ -280,6 +487,7 @@ enum Failure {
 fn search(
     ldap: &mut LdapConn,
     base: &str,
+    scope: Scope,
     filter: &str,
     attrs: &[String],
     timeout: Duration,
@@ -288,7 +496,7 @@ fn search(
     let result = ldap
         .with_search_options(SearchOptions::new().sizelimit(2))
         .with_timeout(timeout)
-        .search(base, Scope::Subtree, filter, attrs)
+        .search(base, scope, filter, attrs)
         .map_err(|e| Failure::Connection(e.to_string()))?;
     let ldap3::SearchResult(entries, res) = result;
     match res.rc {

@@ -78,6 +78,10 @@ pub struct Route {
     pub mail_host: String,
     /// Attributes the `ReplayFormat` asked for (`%A[attr]`), first value each.
     pub attrs: Vec<(String, String)>,
+    /// The hosted domain's `mailAccessProxyReplay`, which overrides `ReplayFormat`.
+    pub replay_format: Option<String>,
+    /// The hosted domain's `mailAccessProxyPreAuth`, which overrides `PreAuth`.
+    pub preauth: Option<bool>,
 }
 
 /// Why a lookup found no route.
@@ -85,6 +89,8 @@ pub struct Route {
 pub enum Error {
     /// No entry matched.
     NotFound,
+    /// `HostedDomains` is on and the domain has no entry in the domain tree.
+    UnknownDomain(String),
     /// More than one entry matched; mmp never picks one.
     Ambiguous,
     /// The entry (or its domain) is not active: the attribute and its value.
@@ -106,6 +112,11 @@ impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Error::NotFound => f.write_str("no such user in the directory"),
+            Error::UnknownDomain(d) => write!(
+                f,
+                "domain {} is not in the directory's domain tree (HostedDomains is on)",
+                crate::protocol::sanitize(d.as_bytes())
+            ),
             Error::Ambiguous => f.write_str("several directory entries match"),
             Error::Inactive(attr, value) => write!(f, "account not active ({attr}: {value})"),
             Error::NoMailHost => f.write_str("directory entry has no mail host attribute"),
@@ -149,6 +160,29 @@ pub fn replay_name(format: &Template, name: &LoginName, route: &Route) -> String
             .unwrap_or_default(),
         Code::ClientIp | Code::ServerIp | Code::SubjectDn => String::new(),
     })
+}
+
+/// The attributes a `ReplayFormat`-style template reads from the user's entry (`%A[attr]`).
+pub fn template_attrs(format: &Template) -> Vec<String> {
+    format
+        .pieces()
+        .iter()
+        .filter_map(|p| match p {
+            crate::config::template::Piece::Code(Code::Attr(a)) => Some(a.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+/// The key of a login in the lookup cache: everything the searches depend on (the
+/// qualified name and both filter templates as expanded, which covers `%C`/`%S`).
+pub fn cache_key(cfg: &DirectoryConfig, name: &LoginName, info: &ClientInfo) -> String {
+    format!(
+        "{}\0{}\0{}",
+        name.qualified(),
+        search_filter(&cfg.search_format, name, info),
+        search_filter(&cfg.domain_search_format, name, info)
+    )
 }
 
 /// Attributes that refuse a login unless their value says the account is usable.
@@ -249,6 +283,8 @@ mod tests {
             dn: "uid=alice,o=isp".into(),
             mail_host: "127.0.0.2".into(),
             attrs: vec![("uid".into(), "alice01".into())],
+            replay_format: None,
+            preauth: None,
         };
         let cases = [
             ("%U", "alice"),
