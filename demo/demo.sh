@@ -1,12 +1,17 @@
 #!/usr/bin/env bash
 # mmp demo on a fresh Debian machine (run as root):
-#   - installs slapd, ldap-utils, Dovecot (imapd, pop3d), python3 and curl if missing;
+#   - installs slapd, ldap-utils, Dovecot (imapd, pop3d), Postfix (+ libsasl2-modules), python3
+#     and curl if missing;
 #   - builds mmp (cargo build --release);
 #   - starts, under a fresh temp dir, a private slapd on 127.0.0.1 and two private Dovecot
-#     stores on 127.0.0.2 and 127.0.0.3 (same port), writes a legacy Sun MMP config dir, and
-#     starts mmp in the foreground mode (-f) in the background;
+#     stores on 127.0.0.2 and 127.0.0.3 (same IMAP and POP3 ports), a private Postfix on
+#     127.0.0.1 (never Debian's own service), writes a legacy Sun MMP config dir, and starts mmp
+#     in the foreground mode (-f) in the background;
 #   - logs in THROUGH mmp with a real client (python3 imaplib, and curl if present) for a user on
 #     each store and lists the mailboxes and the first Subject;
+#   - lists a mailbox over POP3 through mmp (python3 poplib), and sends a message through mmp's
+#     SMTP proxy (python3 smtplib, AUTH) to the private Postfix and reads it back from its Maildir
+#     (skipped, with a note, when this mmp build does not run the POP3/SMTP proxies yet);
 #   - prints how to connect by hand.
 # Usage: demo/demo.sh [--keep]
 #   --keep  leave everything running until Ctrl-C (then stop it all).
@@ -42,13 +47,15 @@ command -v dovecot >/dev/null || need+=(dovecot-core)
 [ -e /usr/lib/dovecot/pop3 ] || need+=(dovecot-pop3d)
 command -v python3 >/dev/null || need+=(python3)
 command -v curl >/dev/null || need+=(curl)
+command -v postfix >/dev/null || need+=(postfix)
+ls /usr/lib/*/sasl2/libplain.so >/dev/null 2>&1 || need+=(libsasl2-modules)
 if [ ${#need[@]} -gt 0 ]; then
   echo "installing: ${need[*]}"
   apt-get update
   DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
-    slapd ldap-utils dovecot-core dovecot-imapd dovecot-pop3d python3 curl
+    slapd ldap-utils dovecot-core dovecot-imapd dovecot-pop3d python3 curl postfix libsasl2-modules
 else
-  echo "slapd, ldap-utils, dovecot-imapd, dovecot-pop3d, python3, curl: already installed"
+  echo "slapd, ldap-utils, dovecot-imapd, dovecot-pop3d, postfix, libsasl2-modules, python3, curl: already installed"
 fi
 [ -n "${MMP_BIN:-}" ] || command -v cargo >/dev/null || die "cargo not found: install Rust (https://rustup.rs) first"
 
@@ -67,6 +74,7 @@ D=$(mktemp -d /tmp/mmp-demo.XXXXXX)
 chmod 755 "$D"
 PIDS=()          # processes we started (children)
 DOVECOT_CONFS=() # their master pid is in <base_dir>/master.pid
+POSTFIX_ETC=""   # private Postfix config dir (stopped with postfix -c, then by master pid)
 OK=0
 
 stop_pid() { # stop_pid PID: SIGTERM, wait up to 10 s, then SIGKILL
@@ -84,10 +92,15 @@ cleanup() {
     p=$(cat "$(dirname "$f")/run/master.pid" 2>/dev/null || true)
     [ -n "$p" ] && stop_pid "$p"
   done
+  if [ -n "$POSTFIX_ETC" ]; then
+    p=$(tr -d ' ' < "$D/postfix/queue/pid/master.pid" 2>/dev/null || true)
+    timeout 30 postfix -c "$POSTFIX_ETC" stop >/dev/null 2>&1 || true
+    [ -n "$p" ] && stop_pid "$p"
+  fi
   wait 2>/dev/null || true
   if [ "$OK" = 1 ] && { [ "$rc" = 0 ] || [ "$rc" = 130 ]; }; then
     rc=0; rm -rf "$D"; echo "demo: stopped everything, removed $D"
-  else echo "demo: stopped everything; logs kept in $D (mmp.log, slapd.log, store*/dovecot.log)"; fi
+  else echo "demo: stopped everything; logs kept in $D (mmp.log, slapd.log, store*/dovecot.log, postfix/maillog)"; fi
   exit "$rc"
 }
 trap cleanup EXIT
@@ -176,6 +189,8 @@ ldapsearch -x -LLL -H "ldap://127.0.0.1:$LDAP_PORT" -D cn=admin,o=isp -w "$BIND_
 # --------------------------------------------------------------------------------------------
 say "4. two Dovecot stores: store2 on 127.0.0.2, store3 on 127.0.0.3"
 STORE_PORT=$(free_port 127.0.0.2 127.0.0.3)
+POP_PORT=$(free_port 127.0.0.2 127.0.0.3)
+[ "$POP_PORT" != "$STORE_PORT" ] || POP_PORT=$(free_port 127.0.0.2 127.0.0.3)
 for n in 2 3; do
   S="$D/store$n"; mkdir -p "$S"
   : > "$S/passwd"
@@ -193,7 +208,7 @@ base_dir = $S/run
 state_dir = $S/state
 log_path = $S/dovecot.log
 listen = 127.0.0.$n
-protocols = imap
+protocols = imap pop3
 ssl = no
 default_login_user = dovenull
 default_internal_user = dovecot
@@ -223,6 +238,14 @@ service imap-login {
 protocol imap {
   mail_max_userip_connections = 100
 }
+service pop3-login {
+  inet_listener pop3 {
+    port = $POP_PORT
+  }
+  inet_listener pop3s {
+    port = 0
+  }
+}
 service anvil {
   unix_listener anvil-auth-penalty {
     mode = 0
@@ -237,18 +260,67 @@ EOF
 import imaplib, sys
 m = imaplib.IMAP4(sys.argv[1], int(sys.argv[2]), timeout=30); m.login(sys.argv[3], sys.argv[4]); m.logout()
 EOF
-  echo "store$n: imap://127.0.0.$n:$STORE_PORT (pid $(cat "$S/run/master.pid"))"
+  wait_port "127.0.0.$n" "$POP_PORT" 20 || { tail -20 "$S/dovecot.log"; die "store$n: POP3 not listening"; }
+  echo "store$n: imap://127.0.0.$n:$STORE_PORT pop://127.0.0.$n:$POP_PORT (pid $(cat "$S/run/master.pid"))"
 done
+
+# --------------------------------------------------------------------------------------------
+say "4b. a private Postfix on 127.0.0.1 (the relay behind mmp's SMTP proxy)"
+P="$D/postfix"; POSTFIX_PORT=$(free_port 127.0.0.1)
+mkdir -p "$P/etc" "$P/queue" "$P/data" "$P/mail" "$P/sasl"
+chown postfix "$P/data"; chown 65534:65534 "$P/mail"
+printf 'pwcheck_method: auxprop\nauxprop_plugin: sasldb\nsasldb_path: %s/sasl/sasldb2\nmech_list: PLAIN LOGIN\n' "$P" > "$P/sasl/smtpd.conf"
+# Debian's master.cf with smtpd on 127.0.0.1:PORT and chroot off (the private queue has no chroot files).
+awk -v port="$POSTFIX_PORT" '/^[ \t#]/ || NF < 8 { print; next }
+  { if ($1 == "smtp" && $2 == "inet") $1 = "127.0.0.1:" port; $5 = "n"; print }' /etc/postfix/master.cf > "$P/etc/master.cf"
+cat > "$P/etc/main.cf" <<EOF
+compatibility_level = 3.6
+queue_directory = $P/queue
+data_directory = $P/data
+inet_interfaces = 127.0.0.1
+inet_protocols = ipv4
+myhostname = mta.test
+mydestination =
+# not 127.0.0.1: only the client address and login that mmp passes with XCLIENT may decide
+mynetworks = 192.0.2.1/32
+relay_domains =
+smtpd_authorized_xclient_hosts = 127.0.0.0/8
+smtpd_relay_restrictions = permit_sasl_authenticated, reject_unauth_destination
+smtpd_sasl_authenticated_header = yes
+smtpd_sasl_auth_enable = yes
+smtpd_sasl_type = cyrus
+smtpd_sasl_path = smtpd
+cyrus_sasl_config_path = $P/sasl
+virtual_mailbox_domains = a.test b.test
+virtual_transport = virtual
+default_transport = virtual
+virtual_mailbox_base = $P/mail
+virtual_mailbox_maps = static:inbox/
+virtual_uid_maps = static:65534
+virtual_gid_maps = static:65534
+virtual_minimum_uid = 100
+maillog_file = $P/maillog
+maillog_file_prefixes = /var, $P
+alias_maps =
+alias_database =
+biff = no
+EOF
+POSTFIX_ETC="$P/etc"
+timeout 60 postfix -c "$POSTFIX_ETC" start || { tail -20 "$P/maillog" 2>/dev/null; die "postfix did not start (try: script -qc 'postfix -c $POSTFIX_ETC check' /dev/null)"; }
+wait_port 127.0.0.1 "$POSTFIX_PORT" 30 || { tail -20 "$P/maillog"; die "postfix not listening"; }
+echo "postfix: smtp://127.0.0.1:$POSTFIX_PORT (master pid $(tr -d ' ' < "$P/queue/pid/master.pid"), Maildir $P/mail/inbox, log $P/maillog)"
 
 # --------------------------------------------------------------------------------------------
 say "5. legacy config dir and mmp"
 MMP_PORT=$(free_port 127.0.0.1)
+MMP_POP_PORT=$(free_port 127.0.0.1)
+MMP_SMTP_PORT=$(free_port 127.0.0.1)
 C="$D/mmp-config"; mkdir -p "$C"
-cat > "$C/AService.cfg" <<EOF
-default:ServiceList ImapProxyAService@127.0.0.1:$MMP_PORT
-default:LogLevel 5
-default:NumThreads 4
-EOF
+write_aservice() { # write_aservice SERVICE...
+  { echo "default:ServiceList $*"; echo "default:LogLevel 5"; echo "default:NumThreads 4"; } > "$C/AService.cfg"
+}
+write_aservice "ImapProxyAService@127.0.0.1:$MMP_PORT" "PopProxyAService@127.0.0.1:$MMP_POP_PORT" \
+  "SmtpProxyAService@127.0.0.1:$MMP_SMTP_PORT"
 cat > "$C/ImapProxyAService.cfg" <<EOF
 default:LdapUrl "ldap://127.0.0.1:$LDAP_PORT/o=isp"
 default:BindDN "cn=admin,o=isp"
@@ -264,14 +336,63 @@ default:ServerDownAlert "your IMAP server appears to be temporarily out of servi
 default:BacksideTimeout 3
 default:LoginTimeout 60
 EOF
+cat > "$C/PopProxyAService.cfg" <<EOF
+default:LdapUrl "ldap://127.0.0.1:$LDAP_PORT/o=isp"
+default:BindDN "cn=admin,o=isp"
+default:BindPass $BIND_PW
+default:SearchFormat (uid=%s)
+default:HostedDomains no
+default:DefaultDomain a.test
+default:BacksidePort $POP_PORT
+default:ReplayFormat %s
+default:Timeout 600
+default:Banner "mmp demo"
+default:ServerDownAlert "your POP server appears to be temporarily out of service"
+default:BacksideTimeout 3
+default:PreAuth yes
+default:AuthService yes
+default:AuthServiceTTL 900
+EOF
+cat > "$C/SmtpProxyAService.cfg" <<EOF
+default:LdapUrl "ldap://127.0.0.1:$LDAP_PORT/o=isp"
+default:BindDN "cn=admin,o=isp"
+default:BindPass $BIND_PW
+default:SearchFormat (uid=%s)
+default:HostedDomains no
+default:DefaultDomain a.test
+default:SmtpRelays 127.0.0.1:$POSTFIX_PORT
+default:MmpSmtpClientInfo xclient
+default:Banner "mmp demo"
+default:BacksideTimeout 3
+EOF
+POP_SMTP=1
+if ! "$MMP_BIN" -t -c "$C" > "$D/mmp-check.txt" 2>&1; then
+  if grep -q "does not run yet" "$D/mmp-check.txt"; then
+    POP_SMTP=0
+    echo "note: this mmp build does not run the POP3/SMTP proxies yet; the demo runs IMAP only:"
+    sed 's/^/  /' "$D/mmp-check.txt"
+    write_aservice "ImapProxyAService@127.0.0.1:$MMP_PORT"
+  else
+    cat "$D/mmp-check.txt"; die "mmp -t refused the config"
+  fi
+fi
 echo "--- $C/AService.cfg"; cat "$C/AService.cfg"
 echo "--- $C/ImapProxyAService.cfg"; cat "$C/ImapProxyAService.cfg"
+if [ "$POP_SMTP" = 1 ]; then
+  echo "--- $C/PopProxyAService.cfg"; cat "$C/PopProxyAService.cfg"
+  echo "--- $C/SmtpProxyAService.cfg"; cat "$C/SmtpProxyAService.cfg"
+fi
 "$MMP_BIN" -t -c "$C" || die "mmp -t refused the config"
 "$MMP_BIN" -f -c "$C" > "$D/mmp.log" 2>&1 &
 PIDS+=($!)
 MMP_PID=${PIDS[-1]}
 wait_port 127.0.0.1 "$MMP_PORT" 10 "$MMP_PID" || { tail -30 "$D/mmp.log"; die "mmp did not start"; }
 echo "mmp: imap://127.0.0.1:$MMP_PORT (pid $MMP_PID, log $D/mmp.log)"
+if [ "$POP_SMTP" = 1 ]; then
+  wait_port 127.0.0.1 "$MMP_POP_PORT" 10 "$MMP_PID" || { tail -30 "$D/mmp.log"; die "mmp POP3 not listening"; }
+  wait_port 127.0.0.1 "$MMP_SMTP_PORT" 10 "$MMP_PID" || { tail -30 "$D/mmp.log"; die "mmp SMTP not listening"; }
+  echo "mmp: pop://127.0.0.1:$MMP_POP_PORT smtp://127.0.0.1:$MMP_SMTP_PORT"
+fi
 
 # --------------------------------------------------------------------------------------------
 say "6. a real client through mmp (python3 imaplib)"
@@ -299,6 +420,48 @@ if command -v curl >/dev/null; then
   timeout 30 curl -sS "imap://127.0.0.1:$MMP_PORT/INBOX;UID=1;SECTION=HEADER.FIELDS%20(SUBJECT)" --user 'bob@a.test:bob-Pw-42'
 fi
 
+if [ "$POP_SMTP" = 1 ]; then
+  say "8. POP3 through mmp (python3 poplib)"
+  for u in "alice alice-Pw-41" "bob@a.test bob-Pw-42"; do
+    set -- $u
+    echo "--- $1 (password $2)"
+    timeout 30 python3 - 127.0.0.1 "$MMP_POP_PORT" "$1" "$2" <<'EOF'
+import poplib, sys
+host, port, user, pw = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4]
+m = poplib.POP3(host, port, timeout=15)
+print("greeting:", m.getwelcome().decode())
+m.user(user); print("login:   ", m.pass_(pw).decode())
+resp, listing, _ = m.list()
+print("list:    ", resp.decode(), [l.decode() for l in listing])
+subj = [l.decode() for l in m.top(1, 0)[1] if l.startswith(b"Subject:")]
+print("message 1:", subj[0] if subj else "(no subject)")
+m.quit()
+EOF
+  done
+
+  say "9. a message through mmp's SMTP proxy to the private Postfix (python3 smtplib)"
+  TOKEN="demo-$$-$RANDOM"
+  timeout 30 python3 - 127.0.0.1 "$MMP_SMTP_PORT" alice@a.test alice-Pw-41 bob@a.test "$TOKEN" <<'EOF'
+import smtplib, sys
+host, port, user, pw, rcpt, token = sys.argv[1], int(sys.argv[2]), *sys.argv[3:7]
+s = smtplib.SMTP(host, port, timeout=15, source_address=("127.0.0.9", 0))
+print("ehlo:    ", s.ehlo("demo.client.test")[0], "extensions:", sorted(s.esmtp_features))
+print("auth:    ", s.login(user, pw))
+msg = f"From: <{user}>\r\nTo: <{rcpt}>\r\nSubject: mmp demo {token}\r\n\r\nSent through mmp.\r\n"
+print("sendmail: refused", s.sendmail(user, [rcpt], msg))
+s.quit()
+EOF
+  echo "--- waiting for Postfix to deliver it into $P/mail/inbox"
+  f=""
+  for i in $(seq 100); do
+    f=$(grep -l "mmp demo $TOKEN" "$P"/mail/inbox/new/* 2>/dev/null | head -1 || true)
+    [ -n "$f" ] && break; sleep 0.2
+  done
+  [ -n "$f" ] || { tail -20 "$P/maillog"; die "the message did not arrive at Postfix"; }
+  echo "--- $f (headers)"; sed '/^\r\?$/q' "$f"
+  echo "--- maillog:"; grep -E 'sasl_username=|status=sent' "$P/maillog" | tail -3
+fi
+
 say "connect by hand"
 cat <<EOF
 mmp listens on 127.0.0.1:$MMP_PORT. Users (password): alice@a.test (alice-Pw-41) and dave@b.test
@@ -315,6 +478,13 @@ store3 = 127.0.0.3; a short id such as "alice" gets the DefaultDomain a.test.
 
 mmp log: $D/mmp.log   config: $C
 EOF
+if [ "$POP_SMTP" = 1 ]; then
+  cat <<EOF
+POP3 through mmp: 127.0.0.1:$MMP_POP_PORT   (python3 -c "import poplib; m=poplib.POP3('127.0.0.1',$MMP_POP_PORT); m.user('alice'); m.pass_('alice-Pw-41'); print(m.list())")
+SMTP through mmp: 127.0.0.1:$MMP_SMTP_PORT (AUTH PLAIN/LOGIN, relays to Postfix 127.0.0.1:$POSTFIX_PORT;
+  delivered mail lands in $P/mail/inbox/new, Postfix log $P/maillog)
+EOF
+fi
 
 OK=1
 if [ "$KEEP" = 1 ]; then

@@ -8,6 +8,8 @@ pub struct Dovecot {
     pub name: &'static str,
     pub ip: &'static str,
     pub port: u16,
+    /// The POP3 listener (same port on both stores, free on [`DEAD_STORE_IP`]).
+    pub pop3_port: u16,
     pub dir: PathBuf,
     conf: PathBuf,
     child: Option<Child>,
@@ -30,15 +32,19 @@ impl Dovecot {
         let mut last = String::new();
         for _ in 0..5 {
             let port = free_port_on_all(&[STORE2_IP, STORE3_IP, DEAD_STORE_IP]);
-            let s2 = match Dovecot::start("store2", STORE2_IP, port, &users) {
+            let pop3_port = free_port_on_all_but(&[STORE2_IP, STORE3_IP, DEAD_STORE_IP], port);
+            let s2 = match Dovecot::start_with_pop3("store2", STORE2_IP, port, pop3_port, &users) {
                 Ok(s) => s,
                 Err(e) => {
                     last = e;
                     continue;
                 }
             };
-            match Dovecot::start("store3", STORE3_IP, port, &users) {
-                Ok(s3) => return (s2, s3),
+            match Dovecot::start_with_pop3("store3", STORE3_IP, port, pop3_port, &users) {
+                Ok(s3) => match s2.wait_pop3_ready().and_then(|_| s3.wait_pop3_ready()) {
+                    Ok(()) => return (s2, s3),
+                    Err(e) => last = e,
+                },
                 Err(e) => last = e,
             }
         }
@@ -58,6 +64,18 @@ impl Dovecot {
         name: &'static str,
         ip: &'static str,
         port: u16,
+        users: &[User],
+    ) -> Result<Dovecot, String> {
+        let pop3_port = free_port_on_all_but(&[ip], port);
+        Dovecot::start_with_pop3(name, ip, port, pop3_port, users)
+    }
+
+    /// [`Dovecot::start`] with the POP3 listener on `pop3_port`.
+    pub fn start_with_pop3(
+        name: &'static str,
+        ip: &'static str,
+        port: u16,
+        pop3_port: u16,
         users: &[User],
     ) -> Result<Dovecot, String> {
         let dir = temp_dir(name);
@@ -90,7 +108,7 @@ impl Dovecot {
         }
         write_file(&dir.join("passwd"), passwd);
         chown_tree(&dir.join("home"), 8, 8)?;
-        write_file(&conf, dovecot_conf(&dir, name, ip, port));
+        write_file(&conf, dovecot_conf(&dir, name, ip, port, pop3_port));
 
         let out = std::fs::File::create(dir.join("dovecot.stderr")).map_err(|e| e.to_string())?;
         // -F keeps the master in the foreground as our child, so we stop and reap it by PID; its
@@ -108,6 +126,7 @@ impl Dovecot {
             name,
             ip,
             port,
+            pop3_port,
             dir,
             conf,
             child: Some(child),
@@ -176,6 +195,39 @@ impl Dovecot {
         Err(why)
     }
 
+    /// Address of the POP3 listener.
+    pub fn pop3_addr(&self) -> SocketAddr {
+        addr(self.ip, self.pop3_port)
+    }
+
+    /// Wait (bounded) until the POP3 listener greets with `+OK`.
+    pub fn wait_pop3_ready(&self) -> Result<(), String> {
+        let a = self.pop3_addr();
+        let mut last = String::new();
+        let ok = wait_until(
+            Duration::from_secs(20),
+            || match super::pop_client::PopClient::connect(a) {
+                Ok(mut c) => {
+                    last = c.read_line().ok().flatten().unwrap_or_default();
+                    last.starts_with("+OK")
+                }
+                Err(e) => {
+                    last = e.to_string();
+                    false
+                }
+            },
+        );
+        if ok {
+            Ok(())
+        } else {
+            Err(format!(
+                "{}: POP3 on {a} never greeted: {last}; log:\n{}",
+                self.name,
+                tail(&self.log_path(), 20)
+            ))
+        }
+    }
+
     /// PID recorded in `<base_dir>/master.pid`, if any.
     pub fn master_pid(&self) -> Option<u32> {
         std::fs::read_to_string(self.dir.join("run").join("master.pid"))
@@ -194,6 +246,17 @@ impl Drop for Dovecot {
     }
 }
 
+/// A port free on every address in `ips` other than `avoid` (bounded number of tries).
+fn free_port_on_all_but(ips: &[&str], avoid: u16) -> u16 {
+    for _ in 0..20 {
+        let p = free_port_on_all(ips);
+        if p != avoid {
+            return p;
+        }
+    }
+    panic!("no port other than {avoid} free on all of {ips:?}");
+}
+
 fn chown_tree(p: &Path, uid: u32, gid: u32) -> Result<(), String> {
     std::os::unix::fs::chown(p, Some(uid), Some(gid))
         .map_err(|e| format!("chown {}: {e}", p.display()))?;
@@ -205,7 +268,7 @@ fn chown_tree(p: &Path, uid: u32, gid: u32) -> Result<(), String> {
     Ok(())
 }
 
-fn dovecot_conf(dir: &Path, name: &str, ip: &str, port: u16) -> String {
+fn dovecot_conf(dir: &Path, name: &str, ip: &str, port: u16, pop3_port: u16) -> String {
     let d = dir.display();
     format!(
         "# private mmp test store {name}
@@ -214,7 +277,7 @@ base_dir = {d}/run
 state_dir = {d}/state
 log_path = {d}/dovecot.log
 listen = {ip}
-protocols = imap
+protocols = imap pop3
 ssl = no
 default_login_user = dovenull
 default_internal_user = dovecot
@@ -253,6 +316,23 @@ service imap {{
   process_limit = 500
 }}
 protocol imap {{
+  mail_max_userip_connections = 1000
+}}
+service pop3-login {{
+  inet_listener pop3 {{
+    port = {pop3_port}
+  }}
+  inet_listener pop3s {{
+    port = 0
+  }}
+  service_count = 0
+  process_min_avail = 1
+  client_limit = 1000
+}}
+service pop3 {{
+  process_limit = 500
+}}
+protocol pop3 {{
   mail_max_userip_connections = 1000
 }}
 # No per-IP auth penalty: every login comes from 127.0.0.1 (mmp, or a forwarded client address)

@@ -9,7 +9,11 @@
 pub mod dovecot;
 pub mod imap_client;
 pub mod mmp;
+pub mod pop_client;
+pub mod postfix;
+pub mod services;
 pub mod slapd;
+pub mod smtp_client;
 
 use std::io::{self, Read};
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -17,13 +21,19 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
+use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 pub use dovecot::Dovecot;
 pub use imap_client::ImapClient;
 #[allow(unused_imports)]
 pub use mmp::{ConfigDir, Mmp, MmpConfig};
+pub use pop_client::PopClient;
+pub use postfix::{FakeMta, Postfix};
+#[allow(unused_imports)]
+pub use services::{MmpServices, ServicesConfig};
 pub use slapd::Slapd;
+pub use smtp_client::SmtpClient;
 
 /// Address of the first store (users with `mailHost: 127.0.0.2`).
 pub const STORE2_IP: &str = "127.0.0.2";
@@ -512,6 +522,8 @@ pub struct Env {
     pub slapd: Slapd,
     pub store2: Dovecot,
     pub store3: Dovecot,
+    /// The private Postfix of the SMTP cases, started on first use ([`Env::postfix`]).
+    postfix: OnceLock<Result<Postfix, String>>,
 }
 
 impl Env {
@@ -523,6 +535,7 @@ impl Env {
             slapd,
             store2,
             store3,
+            postfix: OnceLock::new(),
         }
     }
 

@@ -15,10 +15,15 @@
 //! ```
 //! Environment: `MMP_TEST_THREADS=N` (default 4), `MMP_TEST_KEEP=1` keeps the temp dirs,
 //! `MMP_BIN=/path/to/mmp` tests another build of the binary,
+//!
+//! POP3 cases (`pop.rs`) use the stores' POP3 listener; SMTP cases (`smtp.rs`) use a private
+//! Postfix started on first use and stopped with the other fixtures.
 
 #[path = "../common/mod.rs"]
 mod common;
 mod imap;
+mod pop;
+mod smtp;
 
 use common::*;
 use std::cell::RefCell;
@@ -89,7 +94,9 @@ fn parse_args() -> Args {
 
 fn main() {
     let args = parse_args();
-    let all = imap::cases();
+    let mut all = imap::cases();
+    all.extend(pop::cases());
+    all.extend(smtp::cases());
     let selected: Vec<&Case> = all
         .iter()
         .filter(|c| {
