@@ -18,6 +18,15 @@ impl Dovecot {
     /// free on [`DEAD_STORE_IP`] so the "store down" user really finds nothing there.
     #[track_caller]
     pub fn start_pair() -> (Dovecot, Dovecot) {
+        Dovecot::start_pair_with("")
+    }
+
+    /// [`Dovecot::start_pair`] with `extra_conf` appended to both stores' `dovecot.conf`
+    /// (a later setting overrides the test default, a repeated section such as
+    /// `service imap { … }` merges into it). The benchmark raises limits this way; the
+    /// integration tests pass nothing.
+    #[track_caller]
+    pub fn start_pair_with(extra_conf: &str) -> (Dovecot, Dovecot) {
         assert!(
             have_program("dovecot"),
             "dovecot not found: install dovecot-imapd (see .ci/run)"
@@ -30,14 +39,14 @@ impl Dovecot {
         let mut last = String::new();
         for _ in 0..5 {
             let port = free_port_on_all(&[STORE2_IP, STORE3_IP, DEAD_STORE_IP]);
-            let s2 = match Dovecot::start("store2", STORE2_IP, port, &users) {
+            let s2 = match Dovecot::start_with("store2", STORE2_IP, port, &users, extra_conf) {
                 Ok(s) => s,
                 Err(e) => {
                     last = e;
                     continue;
                 }
             };
-            match Dovecot::start("store3", STORE3_IP, port, &users) {
+            match Dovecot::start_with("store3", STORE3_IP, port, &users, extra_conf) {
                 Ok(s3) => return (s2, s3),
                 Err(e) => last = e,
             }
@@ -59,6 +68,17 @@ impl Dovecot {
         ip: &'static str,
         port: u16,
         users: &[User],
+    ) -> Result<Dovecot, String> {
+        Dovecot::start_with(name, ip, port, users, "")
+    }
+
+    /// [`Dovecot::start`] with `extra_conf` appended to the generated `dovecot.conf`.
+    pub fn start_with(
+        name: &'static str,
+        ip: &'static str,
+        port: u16,
+        users: &[User],
+        extra_conf: &str,
     ) -> Result<Dovecot, String> {
         let dir = temp_dir(name);
         let conf = dir.join("dovecot.conf");
@@ -90,7 +110,13 @@ impl Dovecot {
         }
         write_file(&dir.join("passwd"), passwd);
         chown_tree(&dir.join("home"), 8, 8)?;
-        write_file(&conf, dovecot_conf(&dir, name, ip, port));
+        let mut text = dovecot_conf(&dir, name, ip, port);
+        if !extra_conf.is_empty() {
+            text += "# extra settings of this run (override the defaults above)\n";
+            text += extra_conf;
+            text += "\n";
+        }
+        write_file(&conf, text);
 
         let out = std::fs::File::create(dir.join("dovecot.stderr")).map_err(|e| e.to_string())?;
         // -F keeps the master in the foreground as our child, so we stop and reap it by PID; its
@@ -174,6 +200,11 @@ impl Dovecot {
         );
         drop(d);
         Err(why)
+    }
+
+    /// PID of the master process (our child), while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(|c| c.id())
     }
 
     /// PID recorded in `<base_dir>/master.pid`, if any.
