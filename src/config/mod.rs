@@ -10,16 +10,16 @@
 //! sees all problems at once (reference §1.6).
 
 mod aservice;
+pub mod certmap;
 mod checks;
 mod file;
 pub mod lexer;
 pub mod options;
 mod service;
-pub mod certmap;
 pub mod template;
 pub mod types;
-pub mod vdmap;
 pub mod values;
+pub mod vdmap;
 
 #[cfg(test)]
 mod tests;

@@ -20,6 +20,15 @@ impl Dovecot {
     /// free on [`DEAD_STORE_IP`] so the "store down" user really finds nothing there.
     #[track_caller]
     pub fn start_pair() -> (Dovecot, Dovecot) {
+        Dovecot::start_pair_with("")
+    }
+
+    /// [`Dovecot::start_pair`] with `extra_conf` appended to both stores' `dovecot.conf`
+    /// (a later setting overrides the test default, a repeated section such as
+    /// `service imap { … }` merges into it). The benchmark raises limits this way; the
+    /// integration tests pass nothing.
+    #[track_caller]
+    pub fn start_pair_with(extra_conf: &str) -> (Dovecot, Dovecot) {
         assert!(
             have_program("dovecot"),
             "dovecot not found: install dovecot-imapd (see .ci/run)"
@@ -33,14 +42,16 @@ impl Dovecot {
         for _ in 0..5 {
             let port = free_port_on_all(&[STORE2_IP, STORE3_IP, DEAD_STORE_IP]);
             let pop3_port = free_port_on_all_but(&[STORE2_IP, STORE3_IP, DEAD_STORE_IP], port);
-            let s2 = match Dovecot::start_with_pop3("store2", STORE2_IP, port, pop3_port, &users) {
-                Ok(s) => s,
-                Err(e) => {
-                    last = e;
-                    continue;
-                }
-            };
-            match Dovecot::start_with_pop3("store3", STORE3_IP, port, pop3_port, &users) {
+            let s2 =
+                match Dovecot::start_full("store2", STORE2_IP, port, pop3_port, &users, extra_conf)
+                {
+                    Ok(s) => s,
+                    Err(e) => {
+                        last = e;
+                        continue;
+                    }
+                };
+            match Dovecot::start_full("store3", STORE3_IP, port, pop3_port, &users, extra_conf) {
                 Ok(s3) => match s2.wait_pop3_ready().and_then(|_| s3.wait_pop3_ready()) {
                     Ok(()) => return (s2, s3),
                     Err(e) => last = e,
@@ -67,7 +78,7 @@ impl Dovecot {
         users: &[User],
     ) -> Result<Dovecot, String> {
         let pop3_port = free_port_on_all_but(&[ip], port);
-        Dovecot::start_with_pop3(name, ip, port, pop3_port, users)
+        Dovecot::start_full(name, ip, port, pop3_port, users, "")
     }
 
     /// [`Dovecot::start`] with the POP3 listener on `pop3_port`.
@@ -77,6 +88,30 @@ impl Dovecot {
         port: u16,
         pop3_port: u16,
         users: &[User],
+    ) -> Result<Dovecot, String> {
+        Dovecot::start_full(name, ip, port, pop3_port, users, "")
+    }
+
+    /// [`Dovecot::start`] with `extra_conf` appended to the generated `dovecot.conf`.
+    pub fn start_with(
+        name: &'static str,
+        ip: &'static str,
+        port: u16,
+        users: &[User],
+        extra_conf: &str,
+    ) -> Result<Dovecot, String> {
+        let pop3_port = free_port_on_all_but(&[ip], port);
+        Dovecot::start_full(name, ip, port, pop3_port, users, extra_conf)
+    }
+
+    /// One store: IMAP on `port`, POP3 on `pop3_port`, `extra_conf` appended to its config.
+    pub fn start_full(
+        name: &'static str,
+        ip: &'static str,
+        port: u16,
+        pop3_port: u16,
+        users: &[User],
+        extra_conf: &str,
     ) -> Result<Dovecot, String> {
         let dir = temp_dir(name);
         let conf = dir.join("dovecot.conf");
@@ -108,7 +143,13 @@ impl Dovecot {
         }
         write_file(&dir.join("passwd"), passwd);
         chown_tree(&dir.join("home"), 8, 8)?;
-        write_file(&conf, dovecot_conf(&dir, name, ip, port, pop3_port));
+        let mut text = dovecot_conf(&dir, name, ip, port, pop3_port);
+        if !extra_conf.is_empty() {
+            text += "# extra settings of this run (override the defaults above)\n";
+            text += extra_conf;
+            text += "\n";
+        }
+        write_file(&conf, text);
 
         let out = std::fs::File::create(dir.join("dovecot.stderr")).map_err(|e| e.to_string())?;
         // -F keeps the master in the foreground as our child, so we stop and reap it by PID; its
@@ -226,6 +267,11 @@ impl Dovecot {
                 tail(&self.log_path(), 20)
             ))
         }
+    }
+
+    /// PID of the master process (our child), while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(|c| c.id())
     }
 
     /// PID recorded in `<base_dir>/master.pid`, if any.

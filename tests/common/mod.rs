@@ -29,6 +29,7 @@ pub use imap_client::ImapClient;
 #[allow(unused_imports)]
 pub use mmp::{ConfigDir, Mmp, MmpConfig};
 pub use pop_client::PopClient;
+#[allow(unused_imports)] // the benchmark uses only part of the fixtures
 pub use postfix::{FakeMta, Postfix};
 #[allow(unused_imports)]
 pub use services::{MmpServices, ServicesConfig};
@@ -529,8 +530,15 @@ pub struct Env {
 impl Env {
     #[track_caller]
     pub fn start() -> Env {
+        Env::start_with_store_conf("")
+    }
+
+    /// [`Env::start`] with `extra_conf` appended to both stores' `dovecot.conf` (see
+    /// [`Dovecot::start_pair_with`]); the benchmark uses it to raise Dovecot's limits.
+    #[track_caller]
+    pub fn start_with_store_conf(extra_conf: &str) -> Env {
         let slapd = Slapd::start_new();
-        let (store2, store3) = Dovecot::start_pair();
+        let (store2, store3) = Dovecot::start_pair_with(extra_conf);
         Env {
             slapd,
             store2,

@@ -110,6 +110,11 @@ impl Slapd {
         addr("127.0.0.1", self.port)
     }
 
+    /// PID of the running slapd, if any.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(|c| c.id())
+    }
+
     pub fn is_running(&mut self) -> bool {
         matches!(self.child.as_mut().map(|c| c.try_wait()), Some(Ok(None)))
     }
