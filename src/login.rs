@@ -17,22 +17,23 @@ use crate::directory::{self, ldap::Directory, LoginName};
 use crate::log::Ctx;
 use crate::pool::{Job, Outcome};
 use crate::protocol::{smtp, Credentials, Failure, Helo, Replay, Who};
-use crate::runtime::ServiceRuntime;
+use crate::runtime::{Realm, ServiceRuntime};
 use crate::store::{self, LoggedIn};
 use crate::transport::Transport;
 use std::time::Instant;
 
-/// Runs the login of `job` for its service.
-pub fn run(rt: &ServiceRuntime, directory: &mut Directory, job: &Job) -> Outcome {
+/// Runs the login of `job` for its service, with the options of realm `realm`.
+pub fn run(rt: &ServiceRuntime, realm: usize, directory: &mut Directory, job: &Job) -> Outcome {
+    let realm = rt.realm(realm);
     let ctx = Ctx {
         sid: job.sid,
         client: job.info.client,
         user: Some(job.login.user()),
     };
     match rt.config.protocol {
-        crate::protocol::Protocol::Smtp => submission(rt, directory, job, &ctx),
+        crate::protocol::Protocol::Smtp => submission(rt, realm, directory, job, &ctx),
         _ => match &job.login.who {
-            Who::Password(creds) => mailbox(rt, directory, job, creds, &ctx),
+            Who::Password(creds) => mailbox(realm, directory, job, creds, &ctx),
             Who::PopBeforeSmtp(_) => {
                 log::warn!(
                     "{ctx} login refused: {} needs a password",
@@ -77,31 +78,31 @@ fn directory_failure(service: &Service, e: directory::Error, ctx: &Ctx) -> Outco
 /// Checks a password against the directory by binding as `dn`, unless the auth cache
 /// already knows the directory accepted it.
 fn check_password(
-    rt: &ServiceRuntime,
+    realm: &Realm,
     directory: &mut Directory,
     dn: &str,
     creds: &Credentials,
 ) -> Result<bool, directory::Error> {
     let password = creds.password.expose();
-    if rt.auths.is_known(dn, password, Instant::now()) {
+    if realm.auths.is_known(dn, password, Instant::now()) {
         return Ok(true);
     }
     let ok = directory.check_password(dn, &creds.password)?;
     if ok {
-        rt.auths.remember(dn, password, Instant::now());
+        realm.auths.remember(dn, password, Instant::now());
     }
     Ok(ok)
 }
 
 /// IMAP and POP3: directory → (PreAuth) → store.
 fn mailbox(
-    rt: &ServiceRuntime,
+    realm: &Realm,
     directory: &mut Directory,
     job: &Job,
     creds: &Credentials,
     ctx: &Ctx,
 ) -> Outcome {
-    let service = &rt.config;
+    let service = &realm.config;
     let name = match parse_name(service, creds, ctx) {
         Ok(name) => name,
         Err(outcome) => return outcome,
@@ -109,7 +110,8 @@ fn mailbox(
     let replay_attrs = directory::template_attrs(&service.replay_format);
     let key = directory::cache_key(&service.directory, &name, &job.info);
     let (found, source) =
-        rt.lookups
+        realm
+            .lookups
             .get_or_search(&key, Instant::now(), service.backside_timeout, || {
                 directory.lookup(&name, &job.info, &replay_attrs)
             });
@@ -119,7 +121,7 @@ fn mailbox(
     };
     log::debug!("{ctx} route {} from {source:?}", route.mail_host);
     if route.preauth.unwrap_or(service.preauth) {
-        match check_password(rt, directory, &route.dn, creds) {
+        match check_password(realm, directory, &route.dn, creds) {
             Ok(true) => log::info!(
                 target: crate::log::PREAUTH_TARGET,
                 "(sid 0x{:x}) {name} pre-authenticated - client {}, server {}",
@@ -176,8 +178,14 @@ fn mailbox(
 }
 
 /// SMTP: password check (or POP-before-SMTP) → an MTA from `SmtpRelays`.
-fn submission(rt: &ServiceRuntime, directory: &mut Directory, job: &Job, ctx: &Ctx) -> Outcome {
-    let service = &rt.config;
+fn submission(
+    rt: &ServiceRuntime,
+    realm: &Realm,
+    directory: &mut Directory,
+    job: &Job,
+    ctx: &Ctx,
+) -> Outcome {
+    let service = &realm.config;
     let user = match &job.login.who {
         Who::Password(creds) => {
             let name = match parse_name(service, creds, ctx) {
@@ -188,7 +196,7 @@ fn submission(rt: &ServiceRuntime, directory: &mut Directory, job: &Job, ctx: &C
                 Ok(dn) => dn,
                 Err(e) => return directory_failure(service, e, ctx),
             };
-            match check_password(rt, directory, &dn, creds) {
+            match check_password(realm, directory, &dn, creds) {
                 Ok(true) => {}
                 Ok(false) => {
                     log::warn!("{ctx} SMTP AUTH failed: the directory refused the password");

@@ -27,6 +27,8 @@ pub struct Job {
     pub sid: u64,
     /// Which configured service (index into the list given to [`Pool::start`]).
     pub service: usize,
+    /// Which realm of that service (global options or a virtual domain).
+    pub realm: usize,
     /// The client's connection, carried, never used by the worker.
     pub client: Transport,
     /// What the client logged in with.
@@ -144,9 +146,11 @@ impl Drop for Pool {
 }
 
 fn work(shared: &Shared, services: Vec<Arc<ServiceRuntime>>) {
-    let mut directories: Vec<Directory> = services
+    // One directory client per service and realm (each realm may bind as its own BindDN),
+    // opened when first needed.
+    let mut directories: Vec<Vec<Option<Directory>>> = services
         .iter()
-        .map(|s| Directory::new(s.config.directory.clone(), s.config.backside_timeout))
+        .map(|s| (0..s.realm_count()).map(|_| None).collect())
         .collect();
     loop {
         let job = {
@@ -161,7 +165,13 @@ fn work(shared: &Shared, services: Vec<Arc<ServiceRuntime>>) {
                 shared.ready.wait(&mut q);
             }
         };
-        let outcome = login::run(&services[job.service], &mut directories[job.service], &job);
+        let rt = &services[job.service];
+        let realm = job.realm.min(rt.realm_count() - 1);
+        let directory = directories[job.service][realm].get_or_insert_with(|| {
+            let cfg = &rt.realm(realm).config;
+            Directory::new(cfg.directory.clone(), cfg.backside_timeout)
+        });
+        let outcome = login::run(rt, realm, directory, &job);
         shared.done.lock().push(Done {
             sid: job.sid,
             client: job.client,

@@ -1,44 +1,98 @@
 //! What a configured service shares, read-only or behind short locks, between the event
-//! loop and the workers while mmp runs: its typed options, the host name it greets with,
-//! and (SMTP) the state of its relays.
+//! loop and the workers while mmp runs: its options, the host name it greets with, (SMTP)
+//! the state of its relays, and its realms — the global options and one set per MMP
+//! virtual domain (`VirtualDomainFile`), each with its own effective options, directory
+//! credentials and caches, chosen by the local address a client connected to.
 
 use crate::config::Service;
 use crate::directory::cache::{AuthCache, LookupCache};
 use crate::mta::Relays;
 use crate::protocol::Protocol;
+use std::io;
+use std::net::IpAddr;
 
-/// One service as it runs.
+/// The options and caches that apply to one connection.
 #[derive(Debug)]
-pub struct ServiceRuntime {
-    /// Its options.
+pub struct Realm {
+    /// The virtual domain's name; `None` for the service's global options.
+    pub name: Option<String>,
+    /// The effective options (the service's, with the virtual domain's overrides).
     pub config: Service,
-    /// The name mmp gives itself (SMTP greeting and EHLO to the MTA).
-    pub host_name: String,
-    /// SMTP: the relays of `SmtpRelays` and their health.
-    pub relays: Option<Relays>,
     /// `LdapCacheSize`/`LdapCacheTTL`: user → route.
     pub lookups: LookupCache,
     /// `AuthCacheSize`/`AuthCacheTTL`: passwords the directory accepted (keyed hashes).
     pub auths: AuthCache,
 }
 
-impl ServiceRuntime {
-    /// The runtime state of `config`; fails only if the system has no random numbers for
-    /// the auth cache's key.
-    pub fn new(config: Service, host_name: &str) -> std::io::Result<ServiceRuntime> {
-        let relays = (config.protocol == Protocol::Smtp)
-            .then(|| Relays::new(config.smtp.relays.clone(), config.smtp.failover_timeout));
+impl Realm {
+    fn new(name: Option<String>, config: Service) -> io::Result<Realm> {
         let dir = &config.directory;
         let lookups = LookupCache::new(dir.ldap_cache_size, dir.ldap_cache_ttl);
         let auths = AuthCache::new(config.auth_cache_size, config.auth_cache_ttl)
-            .map_err(|_| std::io::Error::other("no random numbers for the auth cache key"))?;
+            .map_err(|_| io::Error::other("no random numbers for the auth cache key"))?;
+        Ok(Realm {
+            name,
+            config,
+            lookups,
+            auths,
+        })
+    }
+}
+
+/// One service as it runs.
+#[derive(Debug)]
+pub struct ServiceRuntime {
+    /// Its options (global; see [`ServiceRuntime::realm`] for a connection's).
+    pub config: Service,
+    /// The name mmp gives itself (SMTP greeting and EHLO to the MTA).
+    pub host_name: String,
+    /// SMTP: the relays of `SmtpRelays` and their health.
+    pub relays: Option<Relays>,
+    /// Realm 0 is the global options; then one per virtual domain, in file order.
+    realms: Vec<Realm>,
+}
+
+impl ServiceRuntime {
+    /// The runtime state of `config`; fails only if the system has no random numbers for
+    /// the auth caches' keys.
+    pub fn new(config: Service, host_name: &str) -> io::Result<ServiceRuntime> {
+        let relays = (config.protocol == Protocol::Smtp)
+            .then(|| Relays::new(config.smtp.relays.clone(), config.smtp.failover_timeout));
+        let mut realms = vec![Realm::new(None, config.clone())?];
+        if let Some(vd) = &config.virtual_domains {
+            for domain in &vd.entries {
+                realms.push(Realm::new(
+                    Some(domain.name.clone()),
+                    domain.apply(&config),
+                )?);
+            }
+        }
         Ok(ServiceRuntime {
             config,
             host_name: host_name.to_string(),
             relays,
-            lookups,
-            auths,
+            realms,
         })
+    }
+
+    /// The realm of a connection to local address `ip`: its virtual domain's, else 0.
+    pub fn realm_for(&self, ip: IpAddr) -> usize {
+        let Some(vd) = &self.config.virtual_domains else {
+            return 0;
+        };
+        vd.for_address(ip)
+            .and_then(|d| vd.entries.iter().position(|e| e.name == d.name))
+            .map_or(0, |i| i + 1)
+    }
+
+    /// Realm `i` (0, the global one, when out of range).
+    pub fn realm(&self, i: usize) -> &Realm {
+        self.realms.get(i).unwrap_or(&self.realms[0])
+    }
+
+    /// How many realms there are.
+    pub fn realm_count(&self) -> usize {
+        self.realms.len()
     }
 }
 

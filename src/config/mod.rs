@@ -27,8 +27,10 @@ mod tests;
 pub use types::*;
 
 use options::FileKind;
+use std::collections::HashMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 /// Something in the instance directory that stops mmp from starting.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -156,6 +158,51 @@ impl Report {
     }
 }
 
+/// Parses the `VirtualDomainFile` and `CertMapFile` the services name, once per file
+/// (services may share one), when the file can be read at all (the checks already
+/// reported one that cannot).
+fn load_side_files(config: &mut Config, report: &mut Report) {
+    let mut vdmaps: HashMap<PathBuf, Option<Arc<vdmap::VirtualDomains>>> = HashMap::new();
+    let mut certmaps: HashMap<PathBuf, Option<Arc<certmap::CertMaps>>> = HashMap::new();
+    let readable = |p: &Path| std::fs::File::open(p).is_ok();
+    for service in [&mut config.imap, &mut config.pop, &mut config.smtp]
+        .into_iter()
+        .flatten()
+    {
+        if let Some(path) = service.virtual_domain_file.clone().filter(|p| readable(p)) {
+            let parsed = vdmaps
+                .entry(path.clone())
+                .or_insert_with(|| match vdmap::load(&path) {
+                    Ok((maps, warnings)) => {
+                        report.warnings.extend(warnings);
+                        Some(Arc::new(maps))
+                    }
+                    Err(errors) => {
+                        report.errors.extend(errors);
+                        None
+                    }
+                });
+            service.virtual_domains = parsed.clone();
+        }
+        if let Some(path) = service.cert_map_file.clone().filter(|p| readable(p)) {
+            let parsed =
+                certmaps
+                    .entry(path.clone())
+                    .or_insert_with(|| match certmap::load(&path) {
+                        Ok((maps, warnings)) => {
+                            report.warnings.extend(warnings);
+                            Some(Arc::new(maps))
+                        }
+                        Err(errors) => {
+                            report.errors.extend(errors);
+                            None
+                        }
+                    });
+            service.cert_maps = parsed.clone();
+        }
+    }
+}
+
 /// Reads and validates the instance directory `dir`: `AService.cfg`, then the file of every
 /// service its `ServiceList` names. Returns the configuration and the warnings to log, or
 /// every error found in every file.
@@ -194,6 +241,7 @@ pub fn load(dir: &Path) -> Result<(Config, Vec<Warning>), Vec<Error>> {
     if let Some(n) = aservice::resolve_threads(&threads, &mut report) {
         config.global.worker_threads = n;
     }
+    load_side_files(&mut config, &mut report);
     report.sort();
     if report.errors.is_empty() {
         Ok((config, report.warnings))

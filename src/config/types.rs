@@ -2,11 +2,14 @@
 //! legacy files; nothing outside `config/` ever sees an option by its string name.
 //! Data only: no I/O.
 
+use super::certmap::CertMaps;
 use super::template::Template;
+use super::vdmap::VirtualDomains;
 use crate::protocol::Protocol;
 use crate::secret::Secret;
 use std::net::IpAddr;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 /// Everything read from an instance directory.
@@ -137,8 +140,12 @@ pub struct Service {
     pub restrict_plain_passwords: bool,
     /// `VirtualDomainFile`.
     pub virtual_domain_file: Option<PathBuf>,
+    /// The parsed `VirtualDomainFile` (shared by the services that name the same file).
+    pub virtual_domains: Option<Arc<VirtualDomains>>,
     /// `CertMapFile`.
     pub cert_map_file: Option<PathBuf>,
+    /// The parsed `CertMapFile`.
+    pub cert_maps: Option<Arc<CertMaps>>,
     /// `CertmapDN`.
     pub certmap_dn: Option<String>,
     /// `TCPAccess`, kept as written until the access issue parses it.

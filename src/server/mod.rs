@@ -186,12 +186,13 @@ impl Server {
             let service_index = self.listeners[n].service;
             let rt = Arc::clone(&self.services[service_index]);
             let service = &rt.config;
+            let server_addr = server_addr_of(&stream, client_addr);
+            let realm = rt.realm_for(server_addr.ip());
             let pop_user = (service.protocol == Protocol::Smtp)
                 .then(|| self.pop_logins.lookup(client_addr.ip(), now))
                 .flatten();
             let front = session::new_front(&rt, pop_user);
             let _ = stream.set_nodelay(true);
-            let server_addr = stream.local_addr().unwrap_or(client_addr);
             let sid = self.next_sid;
             self.next_sid += 1;
             let mut client = Transport::Plain(stream);
@@ -208,6 +209,7 @@ impl Server {
             let session = Session {
                 sid,
                 service: service_index,
+                realm,
                 client_addr,
                 server_addr,
                 phase: Phase::PreLogin(Box::new(PreLogin {
@@ -284,6 +286,7 @@ impl Server {
                         let job = Job {
                             sid,
                             service: session.service,
+                            realm: session.realm,
                             client,
                             login,
                             info: session.info(),
@@ -437,11 +440,12 @@ impl Server {
                 } => {
                     let rt = &self.services[session.service];
                     let service = &rt.config;
+                    let realm = &rt.realm(session.realm).config;
                     if service.protocol == Protocol::Pop
-                        && service.auth_service
-                        && !service.auth_service_ttl.is_zero()
+                        && realm.auth_service
+                        && !realm.auth_service_ttl.is_zero()
                     {
-                        let until = now + service.auth_service_ttl;
+                        let until = now + realm.auth_service_ttl;
                         self.pop_logins
                             .record(session.client_addr.ip(), &user, until);
                     }
@@ -528,6 +532,11 @@ impl Server {
             }
         }
     }
+}
+
+/// The local address a client connected to (for the virtual domain and `%S`).
+fn server_addr_of(stream: &mio::net::TcpStream, client_addr: SocketAddr) -> SocketAddr {
+    stream.local_addr().unwrap_or(client_addr)
 }
 
 /// Registers both sockets of a logged-in session and starts relaying (through the SMTP

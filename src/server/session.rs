@@ -25,6 +25,9 @@ pub struct Session {
     pub sid: u64,
     /// Index of the service (listener's protocol and options).
     pub service: usize,
+    /// The service's realm for this connection (global, or the virtual domain of the
+    /// local address).
+    pub realm: usize,
     /// The client's address.
     pub client_addr: SocketAddr,
     /// The local address it connected to.
