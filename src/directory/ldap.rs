@@ -36,7 +36,7 @@ pub struct Directory {
 
 /// How long an `LdapUrl` that failed is skipped, and how often a worker connected to a
 /// later URL checks whether an earlier one is back.
-const RETRY_AFTER: Duration = Duration::from_secs(30);
+const RETRY_AFTER: Duration = Duration::from_secs(10);
 
 struct Open {
     ldap: LdapConn,
