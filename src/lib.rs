@@ -21,4 +21,5 @@ pub mod runtime;
 pub mod secret;
 pub mod server;
 pub mod store;
+pub mod tls;
 pub mod transport;
