@@ -23,6 +23,9 @@ pub struct Endpoint {
     pub readable: bool,
     /// The poll said writable and no write has blocked since.
     pub writable: bool,
+    /// The poll said the peer closed its side (EPOLLRDHUP): the end of stream may already
+    /// be queued behind the data, with no edge left to announce it.
+    pub peer_closed: bool,
     reading: Half,
     writing: Half,
 }
@@ -41,6 +44,7 @@ impl Endpoint {
             transport,
             readable: true,
             writable: true,
+            peer_closed: false,
             reading: Half::Open,
             writing: Half::Open,
         }
@@ -331,27 +335,25 @@ fn pump(
     pool: &mut BufferPool,
 ) -> Result<Moved, String> {
     let mut moved = Moved::default();
-    if let Some(buf) = slot.as_mut() {
-        if dst.writable && !buf.is_empty() {
-            match dst.transport.write(buf.pending()) {
-                Outcome::Moved(n) => {
-                    buf.consumed(n);
-                    moved.progress = true;
-                    moved.bytes = n;
-                }
-                Outcome::WouldBlock => dst.writable = false,
-                Outcome::Closed => return Err("connection closed while bytes were owed".into()),
-                Outcome::Failed(e) => return Err(format!("write failed: {e}")),
-            }
-        }
-    }
+    write_owed(dst, slot, &mut moved)?;
     let room = slot.as_ref().is_none_or(|b| !b.is_full());
     if src.readable && src.reading == Half::Open && room {
         let buf = slot.get_or_insert_with(|| pool.take());
-        match src.transport.read(buf.space()) {
+        let space = buf.space();
+        let wanted = space.len();
+        match src.transport.read(space) {
             Outcome::Moved(n) => {
                 buf.filled(n);
                 moved.progress = true;
+                // A plain socket that gave less than asked is drained; its next bytes
+                // bring a new edge, so skip the read that would only say "would block"
+                // (nginx does the same). TLS may still hold decrypted bytes, and a peer
+                // that closed has its end of stream queued without a new edge: read on.
+                if n < wanted && src.transport.is_plain() && !src.peer_closed {
+                    src.readable = false;
+                }
+                // Pass the bytes on at once rather than on the next turn.
+                write_owed(dst, slot, &mut moved)?;
             }
             Outcome::WouldBlock => src.readable = false,
             Outcome::Closed => {
@@ -376,6 +378,30 @@ fn pump(
         dst.writing = Half::Closed;
     }
     Ok(moved)
+}
+
+/// Writes the bytes `slot` owes to `dst` while `dst` takes them.
+fn write_owed(
+    dst: &mut Endpoint,
+    slot: &mut Option<Buffer>,
+    moved: &mut Moved,
+) -> Result<(), String> {
+    let Some(buf) = slot.as_mut() else {
+        return Ok(());
+    };
+    while dst.writable && !buf.is_empty() {
+        match dst.transport.write(buf.pending()) {
+            Outcome::Moved(n) => {
+                buf.consumed(n);
+                moved.progress = true;
+                moved.bytes += n;
+            }
+            Outcome::WouldBlock => dst.writable = false,
+            Outcome::Closed => return Err("connection closed while bytes were owed".into()),
+            Outcome::Failed(e) => return Err(format!("write failed: {e}")),
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]

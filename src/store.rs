@@ -88,8 +88,11 @@ pub fn login(
 ) -> Result<LoggedIn, Error> {
     let deadline = Instant::now() + timeout;
     let (mut stream, addr) = connect(host, port, deadline)?;
+    // One timeout for every read and write of the dialogue (two system calls per login,
+    // not two per line); the deadline itself is checked before each step, so a store that
+    // trickles lines is cut off after at most twice the budget.
+    set_deadline(&stream, deadline, "connecting")?;
     if let Some(first) = replay.start() {
-        set_deadline(&stream, deadline, "sending the connection header")?;
         stream
             .write_all(&first)
             .map_err(|e| io_error(e, "sending the connection header"))?;
@@ -100,7 +103,7 @@ pub fn login(
         match replay.on_line(&line) {
             ReplayStep::Wait => {}
             ReplayStep::Send(bytes) => {
-                set_deadline(&stream, deadline, "sending the login")?;
+                check_deadline(deadline, "sending the login")?;
                 stream
                     .write_all(&bytes)
                     .map_err(|e| io_error(e, "sending the login"))?;
@@ -143,6 +146,13 @@ fn connect(host: &str, port: u16, deadline: Instant) -> Result<(TcpStream, Socke
     Err(Error::Connect(reasons.join("; ")))
 }
 
+fn check_deadline(deadline: Instant, what: &'static str) -> Result<(), Error> {
+    if Instant::now() >= deadline {
+        return Err(Error::Timeout(what));
+    }
+    Ok(())
+}
+
 fn set_deadline(stream: &TcpStream, deadline: Instant, what: &'static str) -> Result<(), Error> {
     let left = deadline.saturating_duration_since(Instant::now());
     if left.is_zero() {
@@ -183,7 +193,7 @@ impl LineReader {
             if self.buf.len() > MAX_STORE_LINE {
                 return Err(Error::LineTooLong);
             }
-            set_deadline(stream, deadline, "waiting for the store's reply")?;
+            check_deadline(deadline, "waiting for the store's reply")?;
             let mut chunk = [0u8; 4096];
             match stream.read(&mut chunk) {
                 Ok(0) => return Err(Error::Closed),

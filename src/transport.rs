@@ -54,6 +54,12 @@ impl Transport {
         }
     }
 
+    /// True for plain TCP, where a read that returns less than asked has drained the
+    /// socket (TLS may still hold decrypted bytes after such a read).
+    pub fn is_plain(&self) -> bool {
+        matches!(self, Transport::Plain(_))
+    }
+
     /// Says no more bytes will be written (half-close).
     pub fn shutdown_write(&mut self) {
         let Transport::Plain(s) = self;

@@ -53,8 +53,8 @@ impl std::error::Error for Error {}
 
 /// Jobs that may wait for a worker before new logins are answered "try later".
 const MAX_QUEUED_LOGINS: usize = 4096;
-/// Idle relay buffers kept for reuse.
-const MAX_IDLE_BUFFERS: usize = 256;
+/// Idle relay buffers kept for reuse (2 MiB at most).
+const MAX_IDLE_BUFFERS: usize = 64;
 
 struct Listener {
     socket: TcpListener,
@@ -168,6 +168,11 @@ impl Server {
                 self.advance(sid, now);
             }
             self.expire(now);
+            // Give back the session table's memory after a peak.
+            let (len, cap) = (self.sessions.len(), self.sessions.capacity());
+            if cap > 1024 && cap > 4 * len {
+                self.sessions.shrink_to(2 * len);
+            }
         }
     }
 
@@ -249,6 +254,7 @@ impl Server {
                 };
                 end.readable |= readable;
                 end.writable |= writable;
+                end.peer_closed |= event.is_read_closed() || event.is_error();
                 session.deadline = now + self.services[session.service].config.timeout;
             }
             Phase::InWorker(_) | Phase::Closing(_) | Phase::Closed => {}
