@@ -207,6 +207,10 @@ fn submission(
             name.qualified()
         }
         Who::PopBeforeSmtp(user) => user.clone(),
+        Who::Certificate { .. } => {
+            log::warn!("{ctx} SMTP AUTH EXTERNAL refused: no certificate mapping");
+            return Outcome::Failed(Failure::AuthFailed);
+        }
     };
     let Some(relays) = &rt.relays else {
         log::error!("{ctx} no SmtpRelays");

@@ -70,6 +70,13 @@ pub enum Who {
     /// (POP-before-SMTP): the POP user, whom the front end was told about when the
     /// connection was accepted.
     PopBeforeSmtp(String),
+    /// SASL EXTERNAL: the client certificate verified in the TLS handshake names the user
+    /// (through certmap.conf); `authzid` is the identity the client asked to act as, if it
+    /// gave one.
+    Certificate {
+        /// The SASL authorization identity, when not empty.
+        authzid: Option<String>,
+    },
 }
 
 /// The name an SMTP client gave in EHLO or HELO.
@@ -109,6 +116,7 @@ impl Login {
         match &self.who {
             Who::Password(c) => &c.user,
             Who::PopBeforeSmtp(user) => user,
+            Who::Certificate { authzid } => authzid.as_deref().unwrap_or("<client certificate>"),
         }
     }
 }
