@@ -34,7 +34,7 @@ pub fn run(rt: &ServiceRuntime, realm: usize, directory: &mut Directory, job: &J
         crate::protocol::Protocol::Smtp => submission(rt, realm, directory, job, &ctx),
         _ => match &job.login.who {
             Who::Password(creds) => mailbox(realm, directory, job, creds, &ctx),
-            Who::PopBeforeSmtp(_) => {
+            Who::PopBeforeSmtp(_) | Who::Certificate { .. } => {
                 log::warn!(
                     "{ctx} login refused: {} needs a password",
                     rt.config.protocol.name()
