@@ -1,11 +1,14 @@
 //! What a worker does with one login, by protocol:
 //!
 //! * IMAP and POP3 ([`mailbox`]): normalise the name, find the user's store in the
-//!   directory, optionally pre-authenticate (`PreAuth`: bind as the user and log the seed's
-//!   line), then connect to `mailHost` and replay the login there.
+//!   directory (cached), optionally pre-authenticate (`PreAuth`: bind as the user and log
+//!   the seed's line), then connect to `mailHost` (over TLS with `SSLBacksidePort`) and
+//!   replay the login there. A client certificate ([`certificate`]) is mapped to the user
+//!   through certmap.conf instead, and the store is logged into as `StoreAdmin` on the
+//!   user's behalf.
 //! * SMTP ([`submission`]): check the password by binding as the user (or take the
-//!   POP-before-SMTP identity the loop vouched for), then connect to an MTA from
-//!   `SmtpRelays` (round-robin, failover) and tell it who the client is.
+//!   POP-before-SMTP identity the loop vouched for, or the certificate's user), then connect
+//!   to an MTA from `SmtpRelays` (round-robin, failover) and tell it who the client is.
 //!
 //! Every failure is classified once, here: the client hears "authentication failed" for
 //! anything the user got wrong and "try later" for anything the farm got wrong, and the log
@@ -13,13 +16,13 @@
 
 use crate::config::template::{Kind as TemplateKind, Template};
 use crate::config::Service;
-use crate::directory::{self, ldap::Directory, LoginName};
+use crate::directory::{self, ldap::Directory, LoginName, Route};
 use crate::log::Ctx;
 use crate::pool::{Job, Outcome};
-use crate::protocol::{smtp, Credentials, Failure, Helo, Replay, Who};
+use crate::protocol::{smtp, Credentials, Failure, Helo, Protocol, Replay, Who};
 use crate::runtime::{Realm, ServiceRuntime};
+use crate::secret::Secret;
 use crate::store::{self, LoggedIn};
-use crate::transport::Transport;
 use std::time::Instant;
 
 /// Runs the login of `job` for its service, with the options of realm `realm`.
@@ -30,18 +33,24 @@ pub fn run(rt: &ServiceRuntime, realm: usize, directory: &mut Directory, job: &J
         client: job.info.client,
         user: Some(job.login.user()),
     };
-    match rt.config.protocol {
-        crate::protocol::Protocol::Smtp => submission(rt, realm, directory, job, &ctx),
-        _ => match &job.login.who {
-            Who::Password(creds) => mailbox(realm, directory, job, creds, &ctx),
-            Who::PopBeforeSmtp(_) | Who::Certificate { .. } => {
-                log::warn!(
-                    "{ctx} login refused: {} needs a password",
-                    rt.config.protocol.name()
-                );
-                Outcome::Failed(Failure::AuthFailed)
-            }
-        },
+    let service = &realm.config;
+    if service.protocol == Protocol::Smtp {
+        return submission(rt, realm, directory, job, &ctx);
+    }
+    let found = match &job.login.who {
+        Who::Password(creds) => password_route(realm, directory, job, creds, &ctx),
+        Who::Certificate { authzid } => certificate(realm, directory, job, authzid, &ctx),
+        Who::PopBeforeSmtp(_) => {
+            log::warn!(
+                "{ctx} login refused: {} needs a password",
+                service.protocol.name()
+            );
+            Err(Outcome::Failed(Failure::AuthFailed))
+        }
+    };
+    match found {
+        Ok(found) => to_store(rt, realm, job, found, &ctx),
+        Err(outcome) => outcome,
     }
 }
 
@@ -94,19 +103,33 @@ fn check_password(
     Ok(ok)
 }
 
-/// IMAP and POP3: directory → (PreAuth) → store.
-fn mailbox(
+/// A user found in the directory, and how to log in to their store.
+struct Found {
+    name: LoginName,
+    route: Route,
+    /// The lookup-cache key, forgotten when the store refuses the user.
+    cache_key: Option<String>,
+    /// What to replay: the user's own credentials, or `StoreAdmin` acting for the user.
+    replay: ReplayAs,
+}
+
+enum ReplayAs {
+    /// The client's credentials, for the replay name.
+    User(Credentials),
+    /// `StoreAdmin` logs in on the user's behalf (certificate login).
+    Admin { admin: String, password: Secret },
+}
+
+/// Password login: route (cached), then PreAuth when asked.
+fn password_route(
     realm: &Realm,
     directory: &mut Directory,
     job: &Job,
     creds: &Credentials,
     ctx: &Ctx,
-) -> Outcome {
+) -> Result<Found, Outcome> {
     let service = &realm.config;
-    let name = match parse_name(service, creds, ctx) {
-        Ok(name) => name,
-        Err(outcome) => return outcome,
-    };
+    let name = parse_name(service, creds, ctx)?;
     let replay_attrs = directory::template_attrs(&service.replay_format);
     let key = directory::cache_key(&service.directory, &name, &job.info);
     let (found, source) =
@@ -115,10 +138,7 @@ fn mailbox(
             .get_or_search(&key, Instant::now(), service.backside_timeout, || {
                 directory.lookup(&name, &job.info, &replay_attrs)
             });
-    let route = match found {
-        Ok(route) => route,
-        Err(e) => return directory_failure(service, e, ctx),
-    };
+    let route = found.map_err(|e| directory_failure(service, e, ctx))?;
     log::debug!("{ctx} route {} from {source:?}", route.mail_host);
     if route.preauth.unwrap_or(service.preauth) {
         match check_password(realm, directory, &route.dn, creds) {
@@ -131,11 +151,94 @@ fn mailbox(
             ),
             Ok(false) => {
                 log::warn!("{ctx} login failed: pre-authentication refused by the directory");
-                return Outcome::Failed(Failure::AuthFailed);
+                return Err(Outcome::Failed(Failure::AuthFailed));
             }
-            Err(e) => return directory_failure(service, e, ctx),
+            Err(e) => return Err(directory_failure(service, e, ctx)),
         }
     }
+    Ok(Found {
+        name,
+        route,
+        cache_key: Some(key),
+        replay: ReplayAs::User(creds.clone()),
+    })
+}
+
+/// Certificate login (SASL EXTERNAL): certmap.conf turns the verified client
+/// certificate into a search; exactly one entry must match.
+fn certificate(
+    realm: &Realm,
+    directory: &mut Directory,
+    job: &Job,
+    authzid: &Option<String>,
+    ctx: &Ctx,
+) -> Result<Found, Outcome> {
+    let service = &realm.config;
+    let refuse = |why: &str| {
+        log::warn!("{ctx} certificate login refused: {why}");
+        Outcome::Failed(Failure::AuthFailed)
+    };
+    let Some(cert) = job.client_cert.as_deref() else {
+        return Err(refuse("no client certificate"));
+    };
+    let Some(maps) = service.cert_maps.as_deref() else {
+        return Err(refuse("no CertMapFile"));
+    };
+    let issuer_spaced = cert.issuer_rfc4514.replace(',', ", ");
+    let map = maps
+        .by_issuer
+        .iter()
+        .find(|(issuer, _)| {
+            *issuer == cert.issuer_rfc4514 || *issuer == cert.issuer_dn || *issuer == issuer_spaced
+        })
+        .map_or(&maps.default, |(_, map)| map);
+    let default_base = service.certmap_dn.clone().unwrap_or_else(|| {
+        service
+            .directory
+            .ldap_urls
+            .first()
+            .map(|u| u.base.clone())
+            .unwrap_or_default()
+    });
+    let search = map
+        .search(&cert.subject, &default_base)
+        .map_err(|e| refuse(&format!("certmap {}: {e}", map.name)))?;
+    let (route, uid) = directory
+        .find_by_certificate(&search, &cert.subject_rfc4514, &cert.der)
+        .map_err(|e| directory_failure(service, e, ctx))?;
+    if let Some(a) = authzid.as_deref().filter(|a| *a != uid.as_str()) {
+        return Err(refuse(&format!(
+            "certificate of {uid} asked to act as {}",
+            crate::protocol::sanitize(a.as_bytes())
+        )));
+    }
+    let name = LoginName::parse(&uid, &service.directory)
+        .map_err(|bad| refuse(&format!("mapped entry's uid: {}", bad.describe())))?;
+    let (Some(admin), Some(password)) = (&service.store_admin, &service.store_admin_pass) else {
+        log::error!("{ctx} certificate login needs StoreAdmin and StoreAdminPass");
+        return Err(unavailable(service));
+    };
+    log::info!("{ctx} client certificate maps to {name} ({})", route.dn);
+    Ok(Found {
+        name,
+        route,
+        cache_key: None,
+        replay: ReplayAs::Admin {
+            admin: admin.clone(),
+            password: password.clone(),
+        },
+    })
+}
+
+/// Connects to the user's store and replays the login.
+fn to_store(rt: &ServiceRuntime, realm: &Realm, job: &Job, found: Found, ctx: &Ctx) -> Outcome {
+    let service = &realm.config;
+    let Found {
+        name,
+        route,
+        cache_key,
+        replay,
+    } = found;
     let domain_format = route.replay_format.as_deref().and_then(|t| {
         Template::parse(t, TemplateKind::Replay)
             .map_err(|e| {
@@ -145,16 +248,34 @@ fn mailbox(
     });
     let format = domain_format.as_ref().unwrap_or(&service.replay_format);
     let store_user = directory::replay_name(format, &name, &route);
-    let Some(replay) = Replay::for_store(service.protocol, creds, &store_user, &job.info) else {
+    let creds = match replay {
+        ReplayAs::User(creds) => creds,
+        ReplayAs::Admin { admin, password } => Credentials {
+            user: admin,
+            password,
+            authzid: Some(store_user.clone()),
+        },
+    };
+    let Some(replay) = Replay::for_store(service.protocol, &creds, &store_user, &job.info) else {
         log::error!("{ctx} no store replay for {}", service.protocol.name());
         return unavailable(service);
     };
-    let port = service.backside_port;
-    match store::login(&route.mail_host, port, replay, service.backside_timeout) {
+    let (port, tls) = match (service.ssl_backside_port, &rt.tls_store) {
+        (Some(port), Some(cfg)) => (port, Some(cfg)),
+        _ => (service.backside_port, None),
+    };
+    match store::login(
+        &route.mail_host,
+        port,
+        replay,
+        service.backside_timeout,
+        tls,
+    ) {
         Ok(done) => {
             log::info!(
-                "{ctx} logged in to store {} as {} ({})",
+                "{ctx} logged in to store {}{} as {} ({})",
                 done.addr,
+                if tls.is_some() { " over TLS" } else { "" },
                 crate::protocol::sanitize(store_user.as_bytes()),
                 route.dn
             );
@@ -165,6 +286,11 @@ fn mailbox(
                 "{ctx} login failed at store {}:{port}: {e}",
                 route.mail_host
             );
+            // The route may be stale (the mailbox moved) and the cached password old.
+            if let Some(key) = cache_key {
+                realm.lookups.invalidate(&key);
+            }
+            realm.auths.forget(&route.dn);
             Outcome::Failed(Failure::AuthFailed)
         }
         Err(e) => {
@@ -177,7 +303,7 @@ fn mailbox(
     }
 }
 
-/// SMTP: password check (or POP-before-SMTP) → an MTA from `SmtpRelays`.
+/// SMTP: password check (or POP-before-SMTP, or a certificate) → an MTA from `SmtpRelays`.
 fn submission(
     rt: &ServiceRuntime,
     realm: &Realm,
@@ -207,10 +333,10 @@ fn submission(
             name.qualified()
         }
         Who::PopBeforeSmtp(user) => user.clone(),
-        Who::Certificate { .. } => {
-            log::warn!("{ctx} SMTP AUTH EXTERNAL refused: no certificate mapping");
-            return Outcome::Failed(Failure::AuthFailed);
-        }
+        Who::Certificate { authzid } => match certificate(realm, directory, job, authzid, ctx) {
+            Ok(found) => found.name.qualified(),
+            Err(outcome) => return outcome,
+        },
     };
     let Some(relays) = &rt.relays else {
         log::error!("{ctx} no SmtpRelays");
@@ -231,7 +357,7 @@ fn submission(
             my_name: rt.host_name.clone(),
             command: job.login.command.clone(),
         }));
-        match store::login(host, port, replay, service.backside_timeout) {
+        match store::login(host, port, replay, service.backside_timeout, None) {
             Ok(done) => {
                 relays.succeeded(i);
                 log::info!(
@@ -256,15 +382,17 @@ fn submission(
 
 /// Hands a logged-in store connection back for the loop.
 fn logged_in(service: &Service, done: LoggedIn, user: String, ctx: &Ctx) -> Outcome {
-    if let Err(e) = done.stream.set_nonblocking(true) {
-        log::error!("{ctx} store {}: {e}", done.addr);
-        return unavailable(service);
-    }
-    Outcome::LoggedIn {
-        store: Transport::Plain(mio::net::TcpStream::from_std(done.stream)),
-        store_addr: done.addr,
-        answer: done.answer,
-        leftover: done.leftover,
-        user,
+    match done.stream.into_transport() {
+        Ok(store) => Outcome::LoggedIn {
+            store,
+            store_addr: done.addr,
+            answer: done.answer,
+            leftover: done.leftover,
+            user,
+        },
+        Err(e) => {
+            log::error!("{ctx} store {}: {e}", done.addr);
+            unavailable(service)
+        }
     }
 }

@@ -61,6 +61,19 @@ fn main() -> ExitCode {
         None => return ExitCode::from(1),
     };
     if m.opt_present("t") {
+        // Build what start-up builds (TLS configurations, caches) without binding.
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        match mmp::server::prepare(&config) {
+            Ok((_, warnings)) => {
+                for w in warnings {
+                    eprintln!("mmp: warning: {w}");
+                }
+            }
+            Err(e) => {
+                eprintln!("mmp: {e}");
+                return ExitCode::from(1);
+            }
+        }
         println!("mmp: configuration in {} is valid", dir.display());
         return ExitCode::SUCCESS;
     }

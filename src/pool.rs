@@ -33,6 +33,8 @@ pub struct Job {
     pub client: Transport,
     /// What the client logged in with.
     pub login: Login,
+    /// The client's verified TLS certificate, for certificate logins.
+    pub client_cert: Option<Box<crate::tls::ClientCert>>,
     /// Addresses and session id.
     pub info: ClientInfo,
 }

@@ -12,6 +12,7 @@
 
 use crate::buffer::{Buffer, BufferPool};
 use crate::protocol::smtp::Guard;
+use crate::tls::Flush;
 use crate::transport::{Outcome, Transport};
 
 /// One side of a relayed session.
@@ -178,6 +179,8 @@ impl Relay {
             Some(g) => (g.to_store.is_empty(), g.to_client.is_empty()),
             None => (self.to_store.is_none(), self.to_client.is_none()),
         };
+        let up_empty = up_empty && !self.store.transport.wants_write();
+        let down_empty = down_empty && !self.client.transport.wants_write();
         (self.client.reading == Half::Closed && up_empty)
             || (self.store.reading == Half::Closed && down_empty)
     }
@@ -260,8 +263,12 @@ fn run_guarded(
         }
         pass_on_end(client.reading, store, &g.to_store);
         pass_on_end(store.reading, client, &g.to_client);
-        let finished = (client.reading == Half::Closed && g.to_store.is_empty())
-            || (store.reading == Half::Closed && g.to_client.is_empty());
+        let finished = (client.reading == Half::Closed
+            && g.to_store.is_empty()
+            && !store.transport.wants_write())
+            || (store.reading == Half::Closed
+                && g.to_client.is_empty()
+                && !client.transport.wants_write());
         if finished {
             return Turn::Finished;
         }
@@ -297,6 +304,7 @@ fn write_queue(dst: &mut Endpoint, queue: &mut Vec<u8>) -> Result<usize, String>
     if queue.is_empty() && queue.capacity() > 0 {
         *queue = Vec::new();
     }
+    flush_records(dst)?;
     Ok(moved)
 }
 
@@ -380,25 +388,38 @@ fn pump(
     Ok(moved)
 }
 
-/// Writes the bytes `slot` owes to `dst` while `dst` takes them.
+/// Writes the bytes `slot` owes to `dst` while `dst` takes them, then pushes out what a
+/// TLS `dst` still holds in its record layer.
 fn write_owed(
     dst: &mut Endpoint,
     slot: &mut Option<Buffer>,
     moved: &mut Moved,
 ) -> Result<(), String> {
-    let Some(buf) = slot.as_mut() else {
-        return Ok(());
-    };
-    while dst.writable && !buf.is_empty() {
-        match dst.transport.write(buf.pending()) {
-            Outcome::Moved(n) => {
-                buf.consumed(n);
-                moved.progress = true;
-                moved.bytes += n;
+    if let Some(buf) = slot.as_mut() {
+        while dst.writable && !buf.is_empty() {
+            match dst.transport.write(buf.pending()) {
+                Outcome::Moved(n) => {
+                    buf.consumed(n);
+                    moved.progress = true;
+                    moved.bytes += n;
+                }
+                Outcome::WouldBlock => dst.writable = false,
+                Outcome::Closed => return Err("connection closed while bytes were owed".into()),
+                Outcome::Failed(e) => return Err(format!("write failed: {e}")),
             }
-            Outcome::WouldBlock => dst.writable = false,
-            Outcome::Closed => return Err("connection closed while bytes were owed".into()),
-            Outcome::Failed(e) => return Err(format!("write failed: {e}")),
+        }
+    }
+    flush_records(dst)
+}
+
+/// Writes the records a TLS endpoint holds; a socket that takes no more clears `writable`.
+fn flush_records(end: &mut Endpoint) -> Result<(), String> {
+    if end.writable && end.transport.wants_write() {
+        match end.transport.flush() {
+            Flush::Done => {}
+            Flush::Pending => end.writable = false,
+            Flush::Closed => return Err("connection closed while bytes were owed".into()),
+            Flush::Failed(e) => return Err(format!("write failed: {e}")),
         }
     }
     Ok(())

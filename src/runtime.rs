@@ -10,6 +10,7 @@ use crate::mta::Relays;
 use crate::protocol::Protocol;
 use std::io;
 use std::net::IpAddr;
+use std::sync::Arc;
 
 /// The options and caches that apply to one connection.
 #[derive(Debug)]
@@ -48,31 +49,61 @@ pub struct ServiceRuntime {
     pub host_name: String,
     /// SMTP: the relays of `SmtpRelays` and their health.
     pub relays: Option<Relays>,
+    /// `SSLEnable`: the TLS configuration for clients (implicit TLS on `SSLPorts`,
+    /// STARTTLS elsewhere), asking for a client certificate when `SSLCACertFile` is set.
+    pub tls_server: Option<Arc<rustls::ServerConfig>>,
+    /// `SSLBacksidePort`: the TLS configuration towards the stores, trusting
+    /// `SSLBacksideCACertFile` (else the system's CAs).
+    pub tls_store: Option<Arc<rustls::ClientConfig>>,
     /// Realm 0 is the global options; then one per virtual domain, in file order.
     realms: Vec<Realm>,
 }
 
 impl ServiceRuntime {
-    /// The runtime state of `config`; fails only if the system has no random numbers for
-    /// the auth caches' keys.
-    pub fn new(config: Service, host_name: &str) -> io::Result<ServiceRuntime> {
+    /// The runtime state of `config`: realms, caches and TLS configurations. The error
+    /// names the file or option that failed (unreadable PEM, no usable cipher, …); the
+    /// second value lists warnings (cipher names the TLS library does not offer).
+    pub fn new(config: Service, host_name: &str) -> Result<(ServiceRuntime, Vec<String>), String> {
         let relays = (config.protocol == Protocol::Smtp)
             .then(|| Relays::new(config.smtp.relays.clone(), config.smtp.failover_timeout));
-        let mut realms = vec![Realm::new(None, config.clone())?];
+        let file = config.file.display().to_string();
+        let mut warnings = Vec::new();
+        let tls_server = if config.tls.enable {
+            let (cfg, unsupported) =
+                crate::tls::server_config(&config.tls, config.tls.ca_cert_file.as_deref())
+                    .map_err(|e| format!("{file}: SSL: {e}"))?;
+            for name in unsupported {
+                warnings.push(format!(
+                    "{file}: SSLCipherSpecs: {name} is not offered by mmp's TLS library; ignored"
+                ));
+            }
+            Some(cfg)
+        } else {
+            None
+        };
+        let tls_store = match config.ssl_backside_port {
+            Some(_) => Some(
+                crate::tls::store_client_config(config.tls.backside_ca_cert_file.as_deref())
+                    .map_err(|e| format!("{file}: SSLBacksidePort: {e}"))?,
+            ),
+            None => None,
+        };
+        let realm = |name, cfg| Realm::new(name, cfg).map_err(|e| format!("{file}: {e}"));
+        let mut realms = vec![realm(None, config.clone())?];
         if let Some(vd) = &config.virtual_domains {
             for domain in &vd.entries {
-                realms.push(Realm::new(
-                    Some(domain.name.clone()),
-                    domain.apply(&config),
-                )?);
+                realms.push(realm(Some(domain.name.clone()), domain.apply(&config))?);
             }
         }
-        Ok(ServiceRuntime {
+        let rt = ServiceRuntime {
             config,
             host_name: host_name.to_string(),
             relays,
+            tls_server,
+            tls_store,
             realms,
-        })
+        };
+        Ok((rt, warnings))
     }
 
     /// The realm of a connection to local address `ip`: its virtual domain's, else 0.

@@ -1,22 +1,80 @@
-//! Logging in to a store from a worker: connect to `mailHost:port` with a timeout, read
-//! its greeting, run the protocol's [`Replay`] line by line over the blocking socket, and
-//! hand back the logged-in connection for the event loop to relay. Every read and write is
-//! bounded by the deadline of the login; the client socket is never touched here.
+//! Logging in to a store from a worker: connect to `mailHost:port` with a timeout, do the
+//! TLS handshake when the store is reached over TLS (`SSLBacksidePort`; a store whose
+//! certificate does not verify gets no password), read its greeting, run the protocol's
+//! [`Replay`] line by line over the blocking stream, and hand back the logged-in connection
+//! for the event loop to relay. Every read and write is bounded by the deadline of the
+//! login; the client socket is never touched here.
 
 use crate::protocol::{sanitize, Refusal, Replay, ReplayStep, StoreAnswer};
+use crate::tls::TlsStream;
+use crate::transport::Transport;
+use rustls::{ClientConfig, ClientConnection, StreamOwned};
 use std::fmt;
 use std::io::{self, Read, Write};
 use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// Longest line a store may send during the login before mmp gives up on it.
 const MAX_STORE_LINE: usize = 64 * 1024;
 
+/// A blocking connection to a store, plain or TLS.
+#[derive(Debug)]
+pub enum StoreStream {
+    /// Plain TCP.
+    Plain(TcpStream),
+    /// TLS (the handshake is done and the certificate verified).
+    Tls(Box<StreamOwned<ClientConnection, TcpStream>>),
+}
+
+impl Read for StoreStream {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        match self {
+            StoreStream::Plain(s) => s.read(buf),
+            StoreStream::Tls(s) => s.read(buf),
+        }
+    }
+}
+
+impl Write for StoreStream {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        match self {
+            StoreStream::Plain(s) => s.write(buf),
+            StoreStream::Tls(s) => s.write(buf),
+        }
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        match self {
+            StoreStream::Plain(s) => s.flush(),
+            StoreStream::Tls(s) => s.flush(),
+        }
+    }
+}
+
+impl StoreStream {
+    /// The non-blocking transport the loop relays with; TLS state and any decrypted bytes
+    /// not yet read go with it.
+    pub fn into_transport(self) -> io::Result<Transport> {
+        match self {
+            StoreStream::Plain(s) => {
+                s.set_nonblocking(true)?;
+                Ok(Transport::Plain(mio::net::TcpStream::from_std(s)))
+            }
+            StoreStream::Tls(s) => {
+                let (conn, sock) = s.into_parts();
+                let tls = TlsStream::from_blocking_client(sock, conn)?;
+                Ok(Transport::Tls(Box::new(tls)))
+            }
+        }
+    }
+}
+
 /// A logged-in store connection.
 #[derive(Debug)]
 pub struct LoggedIn {
-    /// The connection, still blocking; the caller makes it non-blocking.
-    pub stream: TcpStream,
+    /// The connection, still blocking; the caller turns it into a transport.
+    pub stream: StoreStream,
     /// The store's address.
     pub addr: SocketAddr,
     /// The store's answer to the login, for the client.
@@ -40,6 +98,8 @@ pub enum Error {
     Io(io::Error),
     /// The store answered with a line longer than mmp accepts.
     LineTooLong,
+    /// The TLS handshake with the store failed (its certificate did not verify, …).
+    Tls(String),
     /// The store refused the login or spoke nonsense.
     Refused(Refusal),
 }
@@ -70,6 +130,7 @@ impl fmt::Display for Error {
             Error::Closed => f.write_str("store closed the connection during login"),
             Error::Io(e) => write!(f, "store I/O error: {e}"),
             Error::LineTooLong => f.write_str("store sent an overlong line"),
+            Error::Tls(why) => write!(f, "TLS with the store failed: {why}"),
             Error::Refused(Refusal::AuthFailed(t)) => write!(f, "store refused the login: {t}"),
             Error::Refused(Refusal::Unavailable(t)) => write!(f, "store unavailable: {t}"),
             Error::Refused(Refusal::Protocol(t)) => write!(f, "store protocol error: {t}"),
@@ -85,13 +146,22 @@ pub fn login(
     port: u16,
     mut replay: Replay,
     timeout: Duration,
+    tls: Option<&Arc<ClientConfig>>,
 ) -> Result<LoggedIn, Error> {
     let deadline = Instant::now() + timeout;
-    let (mut stream, addr) = connect(host, port, deadline)?;
+    let (tcp, addr) = connect(host, port, deadline)?;
     // One timeout for every read and write of the dialogue (two system calls per login,
     // not two per line); the deadline itself is checked before each step, so a store that
     // trickles lines is cut off after at most twice the budget.
-    set_deadline(&stream, deadline, "connecting")?;
+    set_deadline(&tcp, deadline, "connecting")?;
+    let mut stream = match tls {
+        None => StoreStream::Plain(tcp),
+        Some(cfg) => {
+            let owned = crate::tls::connect_store_tls(tcp, host, Arc::clone(cfg))
+                .map_err(|e| Error::Tls(e.to_string()))?;
+            StoreStream::Tls(Box::new(owned))
+        }
+    };
     if let Some(first) = replay.start() {
         stream
             .write_all(&first)
@@ -179,7 +249,7 @@ struct LineReader {
 }
 
 impl LineReader {
-    fn next_line(&mut self, stream: &mut TcpStream, deadline: Instant) -> Result<Vec<u8>, Error> {
+    fn next_line(&mut self, stream: &mut impl Read, deadline: Instant) -> Result<Vec<u8>, Error> {
         loop {
             if let Some(lf) = self.buf.iter().position(|&b| b == b'\n') {
                 let mut line: Vec<u8> = self.buf.drain(..=lf).collect();

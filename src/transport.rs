@@ -1,8 +1,9 @@
-//! One stream type for the loop: a client or store connection, plain now and TLS later,
-//! behind one read/write interface whose outcomes make "would block" a normal result
-//! rather than an error (the shape of sozu's `SocketHandler`). The relay and the session
-//! code never ask which kind of stream they hold.
+//! One stream type for the loop: a client or store connection, plain or TLS, behind one
+//! read/write/flush interface whose outcomes make "would block" a normal result rather than
+//! an error (the shape of sozu's `SocketHandler`). The relay and the session code never ask
+//! which kind of stream they hold, except to know whether a short read drained it.
 
+use crate::tls::{ClientCert, Flush, TlsStream};
 use mio::net::TcpStream;
 use std::io::{self, Read, Write};
 use std::net::Shutdown;
@@ -25,32 +26,66 @@ pub enum Outcome {
 pub enum Transport {
     /// Plain TCP.
     Plain(TcpStream),
+    /// TLS over TCP (client side: implicit TLS or after STARTTLS; store side: SSLBacksidePort).
+    Tls(Box<TlsStream>),
 }
 
 impl Transport {
     /// Reads into `buf`.
     pub fn read(&mut self, buf: &mut [u8]) -> Outcome {
-        let Transport::Plain(s) = self;
-        loop {
-            return match s.read(buf) {
-                Ok(0) => Outcome::Closed,
-                Ok(n) => Outcome::Moved(n),
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => classify(e),
-            };
+        match self {
+            Transport::Plain(s) => loop {
+                return match s.read(buf) {
+                    Ok(0) => Outcome::Closed,
+                    Ok(n) => Outcome::Moved(n),
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                    Err(e) => classify(e),
+                };
+            },
+            Transport::Tls(t) => t.read(buf),
         }
     }
 
-    /// Writes from `buf`.
+    /// Writes from `buf` (TLS: into the record layer, then as much as the socket takes;
+    /// see [`Transport::flush`]).
     pub fn write(&mut self, buf: &[u8]) -> Outcome {
-        let Transport::Plain(s) = self;
-        loop {
-            return match s.write(buf) {
-                Ok(0) => Outcome::Closed,
-                Ok(n) => Outcome::Moved(n),
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => classify(e),
-            };
+        match self {
+            Transport::Plain(s) => loop {
+                return match s.write(buf) {
+                    Ok(0) => Outcome::Closed,
+                    Ok(n) => Outcome::Moved(n),
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                    Err(e) => classify(e),
+                };
+            },
+            Transport::Tls(t) => match t.write(buf) {
+                Outcome::Moved(0) => Outcome::WouldBlock,
+                other => other,
+            },
+        }
+    }
+
+    /// Pushes out what a TLS stream still holds; plain TCP holds nothing.
+    pub fn flush(&mut self) -> Flush {
+        match self {
+            Transport::Plain(_) => Flush::Done,
+            Transport::Tls(t) => t.flush(),
+        }
+    }
+
+    /// True when a TLS stream holds records the socket has not taken yet.
+    pub fn wants_write(&self) -> bool {
+        match self {
+            Transport::Plain(_) => false,
+            Transport::Tls(t) => t.wants_write(),
+        }
+    }
+
+    /// True while a TLS handshake is under way.
+    pub fn is_handshaking(&self) -> bool {
+        match self {
+            Transport::Plain(_) => false,
+            Transport::Tls(t) => t.is_handshaking(),
         }
     }
 
@@ -60,16 +95,38 @@ impl Transport {
         matches!(self, Transport::Plain(_))
     }
 
-    /// Says no more bytes will be written (half-close).
+    /// The verified client certificate of a TLS client connection, if one was presented.
+    pub fn peer_certificate(&self) -> Option<ClientCert> {
+        match self {
+            Transport::Plain(_) => None,
+            Transport::Tls(t) => t.peer_identity(),
+        }
+    }
+
+    /// Says no more bytes will be written (half-close; TLS sends close_notify first).
     pub fn shutdown_write(&mut self) {
-        let Transport::Plain(s) = self;
-        let _ = s.shutdown(Shutdown::Write);
+        match self {
+            Transport::Plain(s) => {
+                let _ = s.shutdown(Shutdown::Write);
+            }
+            Transport::Tls(t) => t.shutdown_write(),
+        }
     }
 
     /// The mio source, for registration.
     pub fn source(&mut self) -> &mut TcpStream {
-        let Transport::Plain(s) = self;
-        s
+        match self {
+            Transport::Plain(s) => s,
+            Transport::Tls(t) => t.source(),
+        }
+    }
+
+    /// The plain socket, when this is plain TCP (for a STARTTLS upgrade).
+    pub fn into_plain(self) -> Result<TcpStream, Transport> {
+        match self {
+            Transport::Plain(s) => Ok(s),
+            other => Err(other),
+        }
     }
 }
 

@@ -4,6 +4,7 @@
 //! carries a timeout; nothing here waits without bound.
 
 use super::{is_active_status, search_filter, Error, LoginName, Route, STATUS_ATTRS};
+use crate::config::certmap::CertSearch;
 use crate::config::template::{Kind as TemplateKind, Template};
 use crate::config::{Directory as DirectoryConfig, LdapUrl};
 use crate::protocol::ClientInfo;
@@ -111,6 +112,61 @@ impl Directory {
     /// an SMTP user whose password is checked by a bind.
     pub fn find_dn(&mut self, name: &LoginName, info: &ClientInfo) -> Result<String, Error> {
         Ok(self.find(name, info, &[])?.0.dn)
+    }
+
+    /// Finds the one entry a client certificate maps to (certmap.conf's search) and
+    /// returns its route and `uid`. With `CmapLdapAttr`, entries whose attribute holds the
+    /// whole subject DN are tried first; with `verifycert`, only entries whose
+    /// `userCertificate;binary` holds this very certificate count. No entry, or several,
+    /// refuse the login: mmp never picks one.
+    pub fn find_by_certificate(
+        &mut self,
+        search: &CertSearch,
+        subject_dn: &str,
+        der: &[u8],
+    ) -> Result<(Route, String), Error> {
+        let mut attrs: Vec<String> = self.cfg.mail_host_attrs.clone();
+        attrs.extend(STATUS_ATTRS.iter().map(|a| a.to_string()));
+        attrs.push("uid".to_string());
+        if search.verify_cert {
+            attrs.push(USER_CERTIFICATE.to_string());
+        }
+        let mut last = None;
+        for _attempt in 0..2 {
+            let fresh = self.conn.is_none();
+            self.connect_if_needed()?;
+            let Some(open) = self.conn.as_mut() else {
+                return Err(Error::Unavailable("no directory connection".into()));
+            };
+            let url = &self.cfg.ldap_urls[open.url];
+            let ask = Ask {
+                cfg: &self.cfg,
+                base: &url.base,
+                timeout: self.timeout,
+            };
+            match ask.certificate(&mut open.ldap, search, subject_dn, der, &attrs) {
+                Ok(entry) => {
+                    let uid = first_value(&entry, "uid").map(str::to_string);
+                    let Some(uid) = uid else {
+                        return Err(Error::Inactive("uid".into(), "missing".into()));
+                    };
+                    let route = self.route((entry, None))?;
+                    return Ok((route, uid));
+                }
+                Err(Failure::Answered(e)) => return Err(e),
+                Err(Failure::Connection(why)) => {
+                    log::warn!("directory {}: {why}; reconnecting", url.server_url());
+                    self.conn = None;
+                    last = Some(why);
+                    if fresh {
+                        break;
+                    }
+                }
+            }
+        }
+        Err(Error::Unavailable(
+            last.unwrap_or_else(|| "no answer".into()),
+        ))
     }
 
     fn find(
@@ -426,6 +482,76 @@ impl Ask<'_> {
     }
 }
 
+/// The attribute holding a user's certificates (certmap `verifycert`).
+const USER_CERTIFICATE: &str = "userCertificate;binary";
+
+impl Ask<'_> {
+    /// The entry of a certificate login (see [`Directory::find_by_certificate`]).
+    fn certificate(
+        &self,
+        ldap: &mut LdapConn,
+        search: &CertSearch,
+        subject_dn: &str,
+        der: &[u8],
+        attrs: &[String],
+    ) -> Result<SearchEntry, Failure> {
+        let base = search.base.as_deref().unwrap_or(subject_dn);
+        let scope = if search.base.is_some() {
+            Scope::Subtree
+        } else {
+            Scope::Base
+        };
+        let limit = if search.verify_cert { 64 } else { 2 };
+        if let Some(filter) = search.cmap_filter() {
+            let cmap_base = search.base.as_deref().unwrap_or(self.base);
+            let found = search_limited(
+                ldap,
+                cmap_base,
+                Scope::Subtree,
+                &filter,
+                attrs,
+                self.timeout,
+                limit,
+            )?;
+            if !found.is_empty() {
+                return self.pick(found, search, der, &filter);
+            }
+        }
+        let entries = search_limited(
+            ldap,
+            base,
+            scope,
+            &search.filter,
+            attrs,
+            self.timeout,
+            limit,
+        )?;
+        self.pick(entries, search, der, &search.filter)
+    }
+
+    /// Exactly one (active) entry, after the `verifycert` comparison when asked.
+    fn pick(
+        &self,
+        mut entries: Vec<SearchEntry>,
+        search: &CertSearch,
+        der: &[u8],
+        filter: &str,
+    ) -> Result<SearchEntry, Failure> {
+        if search.verify_cert {
+            entries.retain(|e| {
+                e.bin_attrs
+                    .iter()
+                    .filter(|(k, _)| {
+                        k.eq_ignore_ascii_case(USER_CERTIFICATE)
+                            || k.eq_ignore_ascii_case("userCertificate")
+                    })
+                    .any(|(_, values)| values.iter().any(|v| v.as_slice() == der))
+            });
+        }
+        one_active(entries, filter).map_err(Failure::Answered)
+    }
+}
+
 /// True for a DNS-style domain name (letters, digits, `-`, dots between non-empty labels):
 /// anything else cannot name a hosted domain and must not reach a DN.
 fn is_domain_name(domain: &str) -> bool {
@@ -493,8 +619,21 @@ fn search(
     timeout: Duration,
 ) -> Result<Vec<SearchEntry>, Failure> {
     // Two entries are enough to know the answer is ambiguous.
+    search_limited(ldap, base, scope, filter, attrs, timeout, 2)
+}
+
+/// A search that returns at most `limit` entries (more → ambiguous).
+fn search_limited(
+    ldap: &mut LdapConn,
+    base: &str,
+    scope: Scope,
+    filter: &str,
+    attrs: &[String],
+    timeout: Duration,
+    limit: i32,
+) -> Result<Vec<SearchEntry>, Failure> {
     let result = ldap
-        .with_search_options(SearchOptions::new().sizelimit(2))
+        .with_search_options(SearchOptions::new().sizelimit(limit))
         .with_timeout(timeout)
         .search(base, scope, filter, attrs)
         .map_err(|e| Failure::Connection(e.to_string()))?;

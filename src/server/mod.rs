@@ -14,14 +14,17 @@ pub mod token;
 use crate::buffer::BufferPool;
 use crate::config::Config;
 use crate::pool::{Done, Job, Outcome, Pool};
-use crate::protocol::{Failure, Protocol};
+use crate::protocol::{Failure, Front, Protocol, TlsState};
 use crate::relay::{Relay, Side, Turn};
 use crate::runtime::{self, ServiceRuntime};
+use crate::tls::TlsStream;
 use crate::transport::Transport;
 use mio::net::TcpListener;
 use mio::{Events, Interest, Poll, Registry, Waker};
 use pop_before_smtp::PopBeforeSmtp;
-use session::{Closing, Next, Phase, PreLogin, Session, Waiting, CLOSE_GRACE};
+use session::{
+    Closing, Handshake, HandshakeNext, Next, Phase, PreLogin, Session, Waiting, CLOSE_GRACE,
+};
 use std::collections::HashMap;
 use std::fmt;
 use std::io;
@@ -38,6 +41,9 @@ pub enum Error {
     Bind(SocketAddr, io::Error),
     /// The poll, the waker or a worker thread could not be created.
     Setup(&'static str, io::Error),
+    /// A service's run-time state could not be built (TLS files, cipher list, …); the
+    /// text names the file and option.
+    Service(String),
 }
 
 impl fmt::Display for Error {
@@ -45,6 +51,7 @@ impl fmt::Display for Error {
         match self {
             Error::Bind(addr, e) => write!(f, "cannot listen on {addr}: {e}"),
             Error::Setup(what, e) => write!(f, "cannot create {what}: {e}"),
+            Error::Service(why) => f.write_str(why),
         }
     }
 }
@@ -59,6 +66,23 @@ const MAX_IDLE_BUFFERS: usize = 64;
 struct Listener {
     socket: TcpListener,
     service: usize,
+    /// A port of `SSLPorts`: TLS from the first byte.
+    implicit_tls: bool,
+}
+
+/// Builds the run-time state of every configured service (TLS configurations included),
+/// without binding anything: what `mmp -t` checks beyond the files. Returns the warnings
+/// to log beside it.
+pub fn prepare(config: &Config) -> Result<(Vec<Arc<ServiceRuntime>>, Vec<String>), Error> {
+    let host_name = runtime::host_name();
+    let mut services = Vec::new();
+    let mut warnings = Vec::new();
+    for s in config.services() {
+        let (rt, w) = ServiceRuntime::new(s.clone(), &host_name).map_err(Error::Service)?;
+        services.push(Arc::new(rt));
+        warnings.extend(w);
+    }
+    Ok((services, warnings))
 }
 
 /// The running proxy.
@@ -84,12 +108,10 @@ impl Server {
         let waker = Arc::new(
             Waker::new(poll.registry(), token::WAKER).map_err(|e| Error::Setup("the waker", e))?,
         );
-        let host_name = runtime::host_name();
-        let services = config
-            .services()
-            .map(|s| ServiceRuntime::new(s.clone(), &host_name).map(Arc::new))
-            .collect::<io::Result<Vec<_>>>()
-            .map_err(|e| Error::Setup("the directory caches", e))?;
+        let (services, warnings) = prepare(config)?;
+        for w in warnings {
+            log::warn!("{w}");
+        }
         let mut listeners = Vec::new();
         for (index, rt) in services.iter().enumerate() {
             let service = &rt.config;
@@ -101,10 +123,17 @@ impl Server {
                 poll.registry()
                     .register(&mut socket, token, Interest::READABLE)
                     .map_err(|e| Error::Setup("a listener registration", e))?;
-                log::info!("{} proxy listening on {addr}", service.protocol.name());
+                let implicit_tls =
+                    rt.tls_server.is_some() && service.tls.ports.contains(&listen.port);
+                log::info!(
+                    "{} proxy listening on {addr}{}",
+                    service.protocol.name(),
+                    if implicit_tls { " (TLS)" } else { "" }
+                );
                 listeners.push(Listener {
                     socket,
                     service: index,
+                    implicit_tls,
                 });
             }
         }
@@ -189,18 +218,22 @@ impl Server {
                 }
             };
             let service_index = self.listeners[n].service;
+            let implicit_tls = self.listeners[n].implicit_tls;
             let rt = Arc::clone(&self.services[service_index]);
-            let service = &rt.config;
             let server_addr = server_addr_of(&stream, client_addr);
-            let realm = rt.realm_for(server_addr.ip());
-            let pop_user = (service.protocol == Protocol::Smtp)
-                .then(|| self.pop_logins.lookup(client_addr.ip(), now))
-                .flatten();
-            let front = session::new_front(&rt, pop_user);
             let _ = stream.set_nodelay(true);
             let sid = self.next_sid;
             self.next_sid += 1;
-            let mut client = Transport::Plain(stream);
+            let mut client = match (implicit_tls, &rt.tls_server) {
+                (true, Some(cfg)) => match TlsStream::server(stream, Arc::clone(cfg)) {
+                    Ok(t) => Transport::Tls(Box::new(t)),
+                    Err(e) => {
+                        log::error!("(sid 0x{sid:x}) client {client_addr}: TLS: {e}");
+                        continue;
+                    }
+                },
+                _ => Transport::Plain(stream),
+            };
             if let Err(e) = self.poll.registry().register(
                 client.source(),
                 token::session(sid, Side::Client),
@@ -209,25 +242,43 @@ impl Server {
                 log::error!("(sid 0x{sid:x}) cannot register client {client_addr}: {e}");
                 continue;
             }
-            let deadline = now + service.login_timeout;
-            let output = front.greeting();
-            let session = Session {
+            let deadline = now + rt.config.login_timeout;
+            let mut session = Session {
                 sid,
                 service: service_index,
-                realm,
+                realm: rt.realm_for(server_addr.ip()),
                 client_addr,
                 server_addr,
-                phase: Phase::PreLogin(Box::new(PreLogin {
+                phase: Phase::Closed,
+                deadline,
+                scheduled: deadline,
+                user: None,
+                client_cert: None,
+            };
+            session.phase = if client.is_plain() {
+                let front = front_for(
+                    &rt,
+                    &mut self.pop_logins,
+                    &session,
+                    TlsState::Available,
+                    now,
+                );
+                let output = front.greeting();
+                Phase::PreLogin(Box::new(PreLogin {
                     client,
                     front,
                     input: Vec::new(),
                     output,
                     readable: true,
                     writable: true,
-                })),
-                deadline,
-                scheduled: deadline,
-                user: None,
+                    upgrading: false,
+                }))
+            } else {
+                Phase::Handshake(Box::new(Handshake {
+                    client,
+                    greet: true,
+                    input: Vec::new(),
+                }))
             };
             log::debug!("{} connected to {server_addr}", session.ctx());
             self.timers.arm(deadline, sid);
@@ -257,7 +308,7 @@ impl Server {
                 end.peer_closed |= event.is_read_closed() || event.is_error();
                 session.deadline = now + self.services[session.service].config.timeout;
             }
-            Phase::InWorker(_) | Phase::Closing(_) | Phase::Closed => {}
+            Phase::Handshake(_) | Phase::InWorker(_) | Phase::Closing(_) | Phase::Closed => {}
         }
         self.advance(sid, now);
     }
@@ -275,6 +326,32 @@ impl Server {
                     service.limits.max_line_bytes + service.limits.max_literal_bytes + 1024;
                 match p.turn(max_input) {
                     Next::Wait => Phase::PreLogin(p),
+                    Next::StartTls => {
+                        let rt = &self.services[session.service];
+                        let cfg = rt.tls_server.clone();
+                        match (p.client.into_plain(), cfg) {
+                            (Ok(stream), Some(cfg)) => match TlsStream::server(stream, cfg) {
+                                Ok(tls) => {
+                                    // The socket keeps its registration (same descriptor,
+                                    // same token); the handshake may already be waiting.
+                                    self.busy.push(sid);
+                                    Phase::Handshake(Box::new(Handshake {
+                                        client: Transport::Tls(Box::new(tls)),
+                                        greet: false,
+                                        input: Vec::new(),
+                                    }))
+                                }
+                                Err(e) => {
+                                    log::error!("{} STARTTLS: {e}", session.ctx());
+                                    Phase::Closed
+                                }
+                            },
+                            _ => {
+                                log::error!("{} STARTTLS without TLS configured", session.ctx());
+                                Phase::Closed
+                            }
+                        }
+                    }
                     Next::Close => closing(p.client, p.output, session, now, &mut self.timers),
                     Next::Drop(why) => {
                         log::info!("{} closed before login: {why}", session.ctx());
@@ -295,6 +372,7 @@ impl Server {
                             realm: session.realm,
                             client,
                             login,
+                            client_cert: session.client_cert.clone(),
                             info: session.info(),
                         };
                         match self.pool.submit(job) {
@@ -325,6 +403,42 @@ impl Server {
                     }
                 }
             }
+            Phase::Handshake(mut h) => match h.turn() {
+                HandshakeNext::Wait => Phase::Handshake(h),
+                HandshakeNext::Drop(why) => {
+                    log::info!("{} closed during the TLS handshake: {why}", session.ctx());
+                    Phase::Closed
+                }
+                HandshakeNext::Done => {
+                    session.client_cert = h.client.peer_certificate().map(Box::new);
+                    if let Some(cert) = &session.client_cert {
+                        log::info!(
+                            "{} TLS client certificate {} (issuer {})",
+                            session.ctx(),
+                            crate::protocol::sanitize(cert.subject_rfc4514.as_bytes()),
+                            crate::protocol::sanitize(cert.issuer_rfc4514.as_bytes())
+                        );
+                    }
+                    let rt = &self.services[session.service];
+                    let front = front_for(rt, &mut self.pop_logins, session, TlsState::Active, now);
+                    let output = if h.greet {
+                        front.greeting()
+                    } else {
+                        Vec::new()
+                    };
+                    let Handshake { client, input, .. } = *h;
+                    self.busy.push(sid);
+                    Phase::PreLogin(Box::new(PreLogin {
+                        client,
+                        front,
+                        input,
+                        output,
+                        readable: true,
+                        writable: true,
+                        upgrading: false,
+                    }))
+                }
+            },
             Phase::Relay(mut relay) => match relay.run(&mut self.buffers) {
                 Turn::Idle => Phase::Relay(relay),
                 Turn::MoreWork => {
@@ -402,6 +516,7 @@ fn resume_after_failure(
                 output,
                 readable: true,
                 writable: true,
+                upgrading: false,
             }))
         }
         crate::protocol::Action::Close(bytes) | crate::protocol::Action::StartTls(bytes) => {
@@ -531,6 +646,12 @@ impl Server {
                 Phase::Closing(_) => {
                     log::debug!("{} closed: last reply not taken in time", session.ctx());
                 }
+                Phase::Handshake(_) => {
+                    log::info!(
+                        "{} closed: no TLS handshake within the login timeout",
+                        session.ctx()
+                    );
+                }
                 Phase::InWorker(_) | Phase::Closed => {}
             }
             if matches!(session.phase, Phase::Closed) {
@@ -538,6 +659,28 @@ impl Server {
             }
         }
     }
+}
+
+/// The front end for `session` now. `plain_tls` is the state of a plain connection:
+/// `Available` means "STARTTLS if the service has TLS"; an encrypted connection is `Active`
+/// and may offer EXTERNAL when it carries a client certificate and certmap.conf is set.
+fn front_for(
+    rt: &ServiceRuntime,
+    pop_logins: &mut PopBeforeSmtp,
+    session: &Session,
+    plain_tls: TlsState,
+    now: Instant,
+) -> Front {
+    let tls = match plain_tls {
+        TlsState::Available if rt.tls_server.is_none() => TlsState::Unavailable,
+        other => other,
+    };
+    let external =
+        tls == TlsState::Active && session.client_cert.is_some() && rt.config.cert_maps.is_some();
+    let pop_user = (rt.config.protocol == Protocol::Smtp)
+        .then(|| pop_logins.lookup(session.client_addr.ip(), now))
+        .flatten();
+    session::new_front(rt, pop_user, tls, external)
 }
 
 /// The local address a client connected to (for the virtual domain and `%S`).

@@ -7,6 +7,7 @@
 use crate::protocol::{self, Action, ClientInfo, Front, Protocol, TlsState};
 use crate::relay::Relay;
 use crate::runtime::ServiceRuntime;
+use crate::tls::{ClientCert, Flush};
 use crate::transport::{Outcome, Transport};
 use std::net::SocketAddr;
 use std::time::Instant;
@@ -40,6 +41,8 @@ pub struct Session {
     pub scheduled: Instant,
     /// The qualified user, once logged in (for log lines).
     pub user: Option<String>,
+    /// The verified client certificate, when the client presented one over TLS.
+    pub client_cert: Option<Box<ClientCert>>,
 }
 
 /// Where a session is in its life.
@@ -51,6 +54,8 @@ pub enum Phase {
     InWorker(Box<Waiting>),
     /// Logged in: bytes flow both ways.
     Relay(Box<Relay>),
+    /// A TLS handshake with the client is under way.
+    Handshake(Box<Handshake>),
     /// Writing a last reply, then closing.
     Closing(Box<Closing>),
     /// Gone; removed at the end of the loop turn.
@@ -72,6 +77,62 @@ pub struct PreLogin {
     pub readable: bool,
     /// The poll said writable and no write has blocked since.
     pub writable: bool,
+    /// STARTTLS was accepted: once its reply is out, the connection switches to TLS; no
+    /// more plaintext is read.
+    pub upgrading: bool,
+}
+
+/// A TLS handshake with the client under way (implicit TLS, or after STARTTLS). No front
+/// end exists yet: it is made when the handshake ends, knowing the client certificate.
+#[derive(Debug)]
+pub struct Handshake {
+    /// The client's TLS connection.
+    pub client: Transport,
+    /// Send the protocol's greeting when done (implicit TLS); not after STARTTLS.
+    pub greet: bool,
+    /// Application bytes that arrived with the end of the handshake.
+    pub input: Vec<u8>,
+}
+
+/// What a handshake turn ended with.
+#[derive(Debug)]
+pub enum HandshakeNext {
+    /// Still handshaking; wait for the poll.
+    Wait,
+    /// Done: make the front end.
+    Done,
+    /// The handshake failed or the client went away.
+    Drop(String),
+}
+
+impl Handshake {
+    /// Moves the handshake on as far as the socket allows.
+    pub fn turn(&mut self) -> HandshakeNext {
+        let mut chunk = [0u8; 4096];
+        for _ in 0..64 {
+            match self.client.flush() {
+                Flush::Done | Flush::Pending => {}
+                Flush::Closed => return HandshakeNext::Drop("client closed the connection".into()),
+                Flush::Failed(e) => return HandshakeNext::Drop(format!("TLS write failed: {e}")),
+            }
+            match self.client.read(&mut chunk) {
+                Outcome::Moved(n) => self.input.extend_from_slice(&chunk[..n]),
+                Outcome::WouldBlock => break,
+                Outcome::Closed => {
+                    return HandshakeNext::Drop("client closed the connection during TLS".into())
+                }
+                Outcome::Failed(e) => return HandshakeNext::Drop(format!("TLS handshake: {e}")),
+            }
+            if self.input.len() > MAX_PENDING_OUTPUT {
+                break;
+            }
+        }
+        if self.client.is_handshaking() {
+            HandshakeNext::Wait
+        } else {
+            HandshakeNext::Done
+        }
+    }
 }
 
 /// The dialogue while a worker holds the socket.
@@ -95,11 +156,18 @@ pub struct Closing {
     pub output: Vec<u8>,
 }
 
-/// The front end for a new connection to `rt`. `pop_user` is the POP user whose recent
-/// POP3 login from the client's address allows an SMTP client to submit without AUTH.
-pub fn new_front(rt: &ServiceRuntime, pop_user: Option<String>) -> Front {
+/// The front end for a connection to `rt`. `pop_user` is the POP user whose recent POP3
+/// login from the client's address allows an SMTP client to submit without AUTH; `tls`
+/// says whether the connection is encrypted or may become so; `external` that it carries a
+/// verified client certificate and certificate login is configured (SASL EXTERNAL).
+pub fn new_front(
+    rt: &ServiceRuntime,
+    pop_user: Option<String>,
+    tls: TlsState,
+    external: bool,
+) -> Front {
     let service = &rt.config;
-    let tls = TlsState::Unavailable;
+    let _ = external;
     match service.protocol {
         Protocol::Imap => Front::Imap(protocol::imap::Front::new(protocol::imap::FrontConfig {
             banner: service.banner.clone(),
@@ -137,6 +205,8 @@ pub enum Next {
     Wait,
     /// The credentials are complete: send this login to a worker.
     Login(protocol::Login),
+    /// STARTTLS's reply is out: switch the connection to TLS.
+    StartTls,
     /// Write what is pending and close.
     Close,
     /// The connection is unusable; drop it now.
@@ -151,6 +221,10 @@ impl PreLogin {
             if let Some(next) = self.flush() {
                 return next;
             }
+            if self.upgrading {
+                let sent = self.output.is_empty() && !self.client.wants_write();
+                return if sent { Next::StartTls } else { Next::Wait };
+            }
             // Commands already read come first (pipelining).
             match self.front.feed(&mut self.input) {
                 Some(Action::Send(bytes)) => {
@@ -162,10 +236,12 @@ impl PreLogin {
                     return Next::Close;
                 }
                 Some(Action::StartTls(bytes)) => {
-                    // The front offers STARTTLS only when TLS is available, which it is
-                    // not yet on this service: refuse rather than carry on in plain text.
+                    // Anything the client sent after STARTTLS was sent in plain text and
+                    // must never be read as a command (CVE-2011-0411): drop it.
                     self.output.extend_from_slice(&bytes);
-                    return Next::Drop("STARTTLS asked but TLS is not configured".into());
+                    self.input.clear();
+                    self.upgrading = true;
+                    continue;
                 }
                 Some(Action::Login(login)) => return Next::Login(login),
                 None => {}
@@ -192,7 +268,7 @@ impl PreLogin {
         }
     }
 
-    /// Writes as much pending output as the socket takes.
+    /// Writes as much pending output as the socket takes (through TLS when on).
     fn flush(&mut self) -> Option<Next> {
         while self.writable && !self.output.is_empty() {
             match self.client.write(&self.output) {
@@ -202,6 +278,14 @@ impl PreLogin {
                 Outcome::WouldBlock => self.writable = false,
                 Outcome::Closed => return Some(Next::Drop("client closed the connection".into())),
                 Outcome::Failed(e) => return Some(Next::Drop(format!("write failed: {e}"))),
+            }
+        }
+        if self.writable && self.client.wants_write() {
+            match self.client.flush() {
+                Flush::Done => {}
+                Flush::Pending => self.writable = false,
+                Flush::Closed => return Some(Next::Drop("client closed the connection".into())),
+                Flush::Failed(e) => return Some(Next::Drop(format!("write failed: {e}"))),
             }
         }
         None
@@ -219,6 +303,10 @@ impl Closing {
                 Outcome::WouldBlock => return false,
                 Outcome::Closed | Outcome::Failed(_) => return true,
             }
+        }
+        match self.client.flush() {
+            Flush::Pending => return false,
+            Flush::Done | Flush::Closed | Flush::Failed(_) => {}
         }
         self.client.shutdown_write();
         true
