@@ -1,6 +1,6 @@
 //! SASL pieces shared by the IMAP, POP3 and SMTP front ends and replays: strict base64
-//! (RFC 4648 §4: standard alphabet, padded), the PLAIN message (RFC 4616) and the LOGIN
-//! mechanism's prompts. No I/O.
+//! (RFC 4648 §4: standard alphabet, padded), the PLAIN message (RFC 4616), the LOGIN
+//! mechanism's prompts and the EXTERNAL message (RFC 4422 appendix A). No I/O.
 //!
 //! | input | function | result |
 //! |---|---|---|
@@ -9,6 +9,8 @@
 //! | an initial response (`=` is empty) | [`decode_initial_response`] | bytes |
 //! | `authzid NUL authcid NUL passwd` | [`decode_plain`] | [`Plain`], or [`PlainError`] |
 //! | identities and password | [`encode_plain`] | the PLAIN message, as a [`Secret`] |
+//! | an EXTERNAL response line (`*` cancels, empty or `=` is empty) | [`decode_external_response`] | [`Response`] |
+//! | a decoded EXTERNAL message | [`decode_external`] | the authzid (`None` when empty), or [`AuthzidError`] |
 //!
 //! Base64 is written here rather than taken from a crate: we need exactly one strict
 //! variant (no whitespace, no missing padding, no non-zero trailing bits, as Dovecot's
@@ -211,6 +213,62 @@ pub fn decode_plain(message: &[u8]) -> Result<Plain, PlainError> {
     })
 }
 
+/// The longest authorization identity EXTERNAL accepts, in bytes. A user name or an
+/// address fits easily; anything longer is more likely an attack on the directory
+/// look-up or the log than a real identity.
+pub const MAX_AUTHZID_BYTES: usize = 255;
+
+/// Why an EXTERNAL authorization identity was rejected.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AuthzidError {
+    /// Longer than [`MAX_AUTHZID_BYTES`].
+    TooLong,
+    /// Not UTF-8 (RFC 4422 §3.4.1: an authzid is a UTF-8 string).
+    NotUtf8,
+    /// NUL, CR or LF: the identity would split a log line or a replayed command.
+    ForbiddenByte,
+}
+
+impl fmt::Display for AuthzidError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            AuthzidError::TooLong => "authorization identity too long",
+            AuthzidError::NotUtf8 => "authorization identity is not UTF-8",
+            AuthzidError::ForbiddenByte => "NUL, CR or LF in authorization identity",
+        })
+    }
+}
+
+impl std::error::Error for AuthzidError {}
+
+/// Decodes a client's EXTERNAL response after the empty challenge (without its CRLF):
+/// `*` cancels; an empty line or `=` is the empty response (the client sends `=` out
+/// of SASL-IR habit, and an empty line is what RFC 4422 asks for); anything else must
+/// be strict base64.
+pub fn decode_external_response(line: &[u8]) -> Result<Response, Base64Error> {
+    if line == b"=" {
+        return Ok(Response::Data(Secret::default()));
+    }
+    decode_response(line)
+}
+
+/// Reads a decoded EXTERNAL message (RFC 4422 appendix A): empty means "act as the
+/// identity the certificate names" (`None`); otherwise it is the authorization identity.
+pub fn decode_external(message: &[u8]) -> Result<Option<String>, AuthzidError> {
+    if message.is_empty() {
+        return Ok(None);
+    }
+    if message.len() > MAX_AUTHZID_BYTES {
+        return Err(AuthzidError::TooLong);
+    }
+    if message.iter().any(|&b| matches!(b, 0 | b'\r' | b'\n')) {
+        return Err(AuthzidError::ForbiddenByte);
+    }
+    String::from_utf8(message.to_vec())
+        .map(Some)
+        .map_err(|_| AuthzidError::NotUtf8)
+}
+
 /// Builds a PLAIN message; `authzid` `None` leaves the first field empty.
 pub fn encode_plain(authzid: Option<&str>, authcid: &str, password: &Secret) -> Secret {
     let authzid = authzid.unwrap_or("");
@@ -347,6 +405,44 @@ mod tests {
         let got = decode_plain(b"\0alice\0pa\xffss").map(|p| p.password);
         assert_eq!(got, Ok(Secret::new(&b"pa\xffss"[..])));
         assert!(decode_plain(&at_limit).is_ok());
+    }
+
+    #[test]
+    fn decodes_external_messages() {
+        let at_limit = "a".repeat(MAX_AUTHZID_BYTES);
+        let over = "a".repeat(MAX_AUTHZID_BYTES + 1);
+        type Want<'a> = Result<Option<&'a str>, AuthzidError>;
+        let cases: &[(&[u8], Want)] = &[
+            (b"", Ok(None)),
+            (b"alice", Ok(Some("alice"))),
+            (
+                "j\u{f6}rg@example.org".as_bytes(),
+                Ok(Some("j\u{f6}rg@example.org")),
+            ),
+            (at_limit.as_bytes(), Ok(Some(&at_limit))),
+            (over.as_bytes(), Err(AuthzidError::TooLong)),
+            (b"al\xffice", Err(AuthzidError::NotUtf8)),
+            (b"al\0ice", Err(AuthzidError::ForbiddenByte)),
+            (b"alice\r\n", Err(AuthzidError::ForbiddenByte)),
+            (b"\nalice", Err(AuthzidError::ForbiddenByte)),
+        ];
+        for (i, (msg, want)) in cases.iter().enumerate() {
+            let want = want.map(|z| z.map(String::from));
+            assert_eq!(decode_external(msg), want, "case {i}");
+        }
+    }
+
+    #[test]
+    fn external_responses() {
+        let empty = Ok(Response::Data(Secret::default()));
+        assert_eq!(decode_external_response(b""), empty);
+        assert_eq!(decode_external_response(b"="), empty);
+        assert_eq!(decode_external_response(b"*"), Ok(Response::Cancelled));
+        assert_eq!(
+            decode_external_response(b"YWxpY2U="),
+            Ok(Response::Data(Secret::new("alice")))
+        );
+        assert_eq!(decode_external_response(b"=="), Err(Base64Error::Length));
     }
 
     #[test]

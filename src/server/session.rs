@@ -167,7 +167,6 @@ pub fn new_front(
     external: bool,
 ) -> Front {
     let service = &rt.config;
-    let _ = external;
     match service.protocol {
         Protocol::Imap => Front::Imap(protocol::imap::Front::new(protocol::imap::FrontConfig {
             banner: service.banner.clone(),
@@ -177,6 +176,7 @@ pub fn new_front(
             max_bad_commands: service.limits.max_bad_commands,
             tls,
             restrict_plain_passwords: service.restrict_plain_passwords,
+            external,
         })),
         Protocol::Pop => Front::Pop(protocol::pop::Front::new(protocol::pop::FrontConfig {
             banner: service.banner.clone(),
@@ -184,6 +184,7 @@ pub fn new_front(
             max_bad_commands: service.limits.max_bad_commands,
             tls,
             restrict_plain_passwords: service.restrict_plain_passwords,
+            external,
         })),
         Protocol::Smtp => Front::Smtp(protocol::smtp::Front::new(protocol::smtp::FrontConfig {
             host_name: rt.host_name.clone(),
@@ -194,6 +195,7 @@ pub fn new_front(
             restrict_plain_passwords: service.restrict_plain_passwords,
             ehlo_keywords: service.smtp.ehlo_keywords.clone(),
             pop_before_smtp: pop_user,
+            external,
         })),
     }
 }

@@ -3,11 +3,12 @@
 //! | state | on | next | returns |
 //! |---|---|---|---|
 //! | Commands | a parser event (see `parse.rs`) | Commands | `Send` |
-//! | Commands | `LOGIN`, `AUTHENTICATE PLAIN <ir>` | AwaitingLogin | `Login` |
-//! | Commands | `AUTHENTICATE PLAIN` | AuthResponse | `Send(b"+ \r\n")` |
+//! | Commands | `LOGIN`, `AUTHENTICATE PLAIN <ir>`, `AUTHENTICATE EXTERNAL <ir>` | AwaitingLogin | `Login` |
+//! | Commands | `AUTHENTICATE PLAIN`, `AUTHENTICATE EXTERNAL` | AuthResponse | `Send(b"+ \r\n")` |
+//! | Commands | `AUTHENTICATE EXTERNAL` without a certificate | Commands or Finished | `Send` or `Close` (a failed login) |
 //! | Commands | `STARTTLS` (TLS available) | Finished | `StartTls` |
 //! | Commands | `LOGOUT`, fatal parse error, too many BADs | Finished | `Close` |
-//! | AuthResponse | one line: base64 PLAIN / `*` / junk | AwaitingLogin / Commands | `Login` / `Send(BAD)` |
+//! | AuthResponse | one line: base64 PLAIN or EXTERNAL message / `*` / junk | AwaitingLogin / Commands | `Login` / `Send(BAD)` |
 //! | AwaitingLogin | [`Front::login_failed`] | Commands or Finished | `Send` or `Close` |
 //! | AwaitingLogin | [`Front::login_succeeded`] | Finished | the client's reply |
 //! | AwaitingLogin, Finished | `feed` | unchanged | `None`, input untouched |
@@ -16,16 +17,18 @@
 //! states get `BAD` (RFC 3501 §3 allows BAD or NO; BAD is what a protocol error is, and
 //! it counts towards `max_bad_commands`), an unsupported SASL mechanism gets
 //! `NO [CANNOT]`, plaintext login on an unencrypted connection that must not carry one
-//! gets `NO [PRIVACYREQUIRED]`.
+//! gets `NO [PRIVACYREQUIRED]`, and EXTERNAL without a client certificate gets
+//! `NO [AUTHENTICATIONFAILED]` and counts as a failed login (as a refused password
+//! does: the client asked to log in and was told no).
 
+use super::capability::{capability_words, PlainPasswords};
 use super::parse::{Arg, Command, Event, Limits, LineTooLong, Parser};
 use super::{FrontConfig, TlsState};
 use crate::protocol::sasl::{self, Response};
-use crate::protocol::{Action, Credentials, Failure, StoreAnswer};
+use crate::protocol::{Action, Credentials, Failure, Login, StoreAnswer, Who};
 use crate::secret::Secret;
 
 const DEFAULT_BANNER: &str = "mmp IMAP proxy ready";
-const DEFAULT_CAPABILITY: [&str; 4] = ["IMAP4rev1", "SASL-IR", "ID", "LITERAL+"];
 const DEFAULT_ALERT: &str = "Service temporarily unavailable, try again later";
 
 /// Commands of the later states, answered "not valid before login" rather than "unknown".
@@ -59,20 +62,20 @@ const LATER_COMMANDS: &[&str] = &[
     "UNSUBSCRIBE",
 ];
 
-/// Whether LOGIN and AUTHENTICATE PLAIN may be used on this connection.
+/// The SASL mechanisms this front speaks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum PlainPasswords {
-    Allowed,
-    /// Restricted and the connection is not encrypted: `LOGINDISABLED`.
-    Disabled,
+enum Mechanism {
+    Plain,
+    External,
 }
 
 #[derive(Debug)]
 enum State {
     Commands,
-    /// `+ ` was sent for AUTHENTICATE PLAIN; the next line is the response.
+    /// `+ ` was sent for AUTHENTICATE; the next line is the response.
     AuthResponse {
         tag: String,
+        mechanism: Mechanism,
     },
     /// `Login` was returned; the caller owes `login_succeeded` or `login_failed`.
     AwaitingLogin {
@@ -94,6 +97,8 @@ pub struct Front {
     banner: String,
     tls: TlsState,
     plain: PlainPasswords,
+    /// A verified client certificate may log in with EXTERNAL.
+    external: bool,
     max_bad_commands: u32,
     parser: Parser,
     state: State,
@@ -109,6 +114,8 @@ impl Front {
         } else {
             PlainPasswords::Allowed
         };
+        // Belt and braces: no certificate exists without TLS.
+        let external = cfg.external && cfg.tls == TlsState::Active;
         let banner = cfg
             .banner
             .as_deref()
@@ -119,10 +126,12 @@ impl Front {
             max_literal_bytes: cfg.max_literal_bytes,
         };
         Front {
-            capability: capability_words(cfg.capability.as_deref(), cfg.tls, plain).join(" "),
+            capability: capability_words(cfg.capability.as_deref(), cfg.tls, plain, external)
+                .join(" "),
             banner: banner.unwrap_or_else(|| DEFAULT_BANNER.to_string()),
             tls: cfg.tls,
             plain,
+            external,
             max_bad_commands: cfg.max_bad_commands,
             parser: Parser::new(limits),
             state: State::Commands,
@@ -146,13 +155,13 @@ impl Front {
                 let event = self.parser.next(input)?;
                 Some(self.on_event(event))
             }
-            State::AuthResponse { tag } => match self.parser.take_line(input) {
+            State::AuthResponse { tag, mechanism } => match self.parser.take_line(input) {
                 None => {
-                    self.state = State::AuthResponse { tag };
+                    self.state = State::AuthResponse { tag, mechanism };
                     None
                 }
                 Some(Err(LineTooLong)) => Some(self.close(b"* BYE Line too long\r\n".to_vec())),
-                Some(Ok(line)) => Some(self.on_auth_response(tag, &line)),
+                Some(Ok(line)) => Some(self.on_auth_response(tag, mechanism, &line)),
             },
             state @ (State::AwaitingLogin { .. } | State::Finished) => {
                 self.state = state;
@@ -179,7 +188,7 @@ impl Front {
     /// keep the directory busy either).
     pub fn login_failed(&mut self, failure: &Failure) -> Action {
         let tag = self.take_login_tag();
-        let mut reply = match failure {
+        let reply = match failure {
             Failure::AuthFailed => tagged(&tag, "NO [AUTHENTICATIONFAILED] Authentication failed."),
             Failure::Unavailable { alert } => {
                 // The legacy MMP showed ServerDownAlert as an [ALERT], which clients put
@@ -190,12 +199,7 @@ impl Front {
                 out
             }
         };
-        self.failed_logins = self.failed_logins.saturating_add(1);
-        if self.failed_logins >= self.max_bad_commands {
-            reply.extend_from_slice(b"* BYE Too many failed logins\r\n");
-            return self.close(reply);
-        }
-        Action::Send(reply)
+        self.failed_login(reply)
     }
 
     /// The reply for a client refused before it may speak.
@@ -264,27 +268,15 @@ impl Front {
                 _ => self.bad(tag, "Invalid arguments"),
             },
             ("AUTHENTICATE", [Arg::Atom(mechanism), rest @ ..]) if rest.len() <= 1 => {
-                if !mechanism.eq_ignore_ascii_case("PLAIN") {
-                    return Action::Send(tagged(
+                if mechanism.eq_ignore_ascii_case("PLAIN") {
+                    self.authenticate(tag, Mechanism::Plain, rest)
+                } else if mechanism.eq_ignore_ascii_case("EXTERNAL") {
+                    self.authenticate(tag, Mechanism::External, rest)
+                } else {
+                    Action::Send(tagged(
                         tag,
                         "NO [CANNOT] Unsupported authentication mechanism",
-                    ));
-                }
-                if self.plain == PlainPasswords::Disabled {
-                    return Action::Send(privacy_required(tag));
-                }
-                match rest {
-                    [Arg::Atom(ir)] => match sasl::decode_initial_response(ir.as_bytes()) {
-                        Ok(message) => self.auth_plain(tag, &message),
-                        Err(_) => self.bad(tag, "Invalid base64"),
-                    },
-                    [] => {
-                        self.state = State::AuthResponse {
-                            tag: tag.to_string(),
-                        };
-                        Action::Send(b"+ \r\n".to_vec())
-                    }
-                    _ => self.bad(tag, "Invalid arguments"),
+                    ))
                 }
             }
             (
@@ -316,11 +308,63 @@ impl Front {
         }
     }
 
-    fn on_auth_response(&mut self, tag: String, line: &[u8]) -> Action {
-        match sasl::decode_response(line) {
-            Ok(Response::Data(message)) => self.auth_plain(&tag, &message),
+    /// `AUTHENTICATE mechanism [initial-response]`, the mechanism known.
+    fn authenticate(&mut self, tag: &str, mechanism: Mechanism, rest: &[Arg]) -> Action {
+        match mechanism {
+            Mechanism::Plain if self.plain == PlainPasswords::Disabled => {
+                return Action::Send(privacy_required(tag));
+            }
+            Mechanism::External if !self.external => {
+                let reply = tagged(
+                    tag,
+                    "NO [AUTHENTICATIONFAILED] EXTERNAL needs a client certificate",
+                );
+                return self.failed_login(reply);
+            }
+            _ => {}
+        }
+        match rest {
+            [Arg::Atom(ir)] => match sasl::decode_initial_response(ir.as_bytes()) {
+                Ok(message) => self.auth_message(tag, mechanism, &message),
+                Err(_) => self.bad(tag, "Invalid base64"),
+            },
+            [] => {
+                self.state = State::AuthResponse {
+                    tag: tag.to_string(),
+                    mechanism,
+                };
+                Action::Send(b"+ \r\n".to_vec())
+            }
+            _ => self.bad(tag, "Invalid arguments"),
+        }
+    }
+
+    fn on_auth_response(&mut self, tag: String, mechanism: Mechanism, line: &[u8]) -> Action {
+        let response = match mechanism {
+            Mechanism::Plain => sasl::decode_response(line),
+            Mechanism::External => sasl::decode_external_response(line),
+        };
+        match response {
+            Ok(Response::Data(message)) => self.auth_message(&tag, mechanism, &message),
             Ok(Response::Cancelled) => self.bad(&tag, "Authentication cancelled"),
             Err(_) => self.bad(&tag, "Invalid base64"),
+        }
+    }
+
+    fn auth_message(&mut self, tag: &str, mechanism: Mechanism, message: &Secret) -> Action {
+        match mechanism {
+            Mechanism::Plain => self.auth_plain(tag, message),
+            Mechanism::External => match sasl::decode_external(message.expose()) {
+                Ok(authzid) => self.hand_over_login(
+                    tag,
+                    Login {
+                        who: Who::Certificate { authzid },
+                        helo: None,
+                        command: None,
+                    },
+                ),
+                Err(_) => self.bad(tag, "Invalid authorization identity"),
+            },
         }
     }
 
@@ -343,10 +387,24 @@ impl Front {
     }
 
     fn hand_over(&mut self, tag: &str, credentials: Credentials) -> Action {
+        self.hand_over_login(tag, Login::password(credentials))
+    }
+
+    fn hand_over_login(&mut self, tag: &str, login: Login) -> Action {
         self.state = State::AwaitingLogin {
             tag: tag.to_string(),
         };
-        Action::Login(crate::protocol::Login::password(credentials))
+        Action::Login(login)
+    }
+
+    /// A failed login's reply, counted; the `max_bad_commands`th one also closes.
+    fn failed_login(&mut self, mut reply: Vec<u8>) -> Action {
+        self.failed_logins = self.failed_logins.saturating_add(1);
+        if self.failed_logins >= self.max_bad_commands {
+            reply.extend_from_slice(b"* BYE Too many failed logins\r\n");
+            return self.close(reply);
+        }
+        Action::Send(reply)
     }
 
     /// A BAD reply, counted; the `max_bad_commands`th one also closes the session.
@@ -406,52 +464,4 @@ fn alert_text(alert: &str) -> String {
     } else {
         alert
     }
-}
-
-/// The capability list: the configured (or default) words without the ones mmp decides
-/// itself, then `STARTTLS` and `LOGINDISABLED` or `AUTH=PLAIN` as this connection allows.
-/// `SASL-IR` and `LITERAL+` may stay: this front supports both.
-fn capability_words(
-    configured: Option<&[String]>,
-    tls: TlsState,
-    plain: PlainPasswords,
-) -> Vec<String> {
-    let managed = |w: &str| {
-        let upper = w.to_ascii_uppercase();
-        upper == "STARTTLS" || upper == "LOGINDISABLED" || upper.starts_with("AUTH=")
-    };
-    let valid = |w: &str| {
-        w.bytes().all(|b| {
-            (0x21..0x7f).contains(&b)
-                && !matches!(
-                    b,
-                    b'(' | b')' | b'{' | b'"' | b'\\' | b']' | b'[' | b'%' | b'*'
-                )
-        })
-    };
-    let words: Vec<String> = match configured {
-        Some(list) => list
-            .iter()
-            .flat_map(|w| w.split_ascii_whitespace())
-            .map(String::from)
-            .collect(),
-        None => DEFAULT_CAPABILITY.iter().map(|w| w.to_string()).collect(),
-    };
-    let mut out: Vec<String> = Vec::new();
-    let mut push = |w: String| {
-        if !out.iter().any(|o| o.eq_ignore_ascii_case(&w)) {
-            out.push(w);
-        }
-    };
-    for w in words.into_iter().filter(|w| valid(w) && !managed(w)) {
-        push(w);
-    }
-    if tls == TlsState::Available {
-        push("STARTTLS".into());
-    }
-    push(match plain {
-        PlainPasswords::Disabled => "LOGINDISABLED".into(),
-        PlainPasswords::Allowed => "AUTH=PLAIN".into(),
-    });
-    out
 }

@@ -1,11 +1,11 @@
 //! Tests of the IMAP front end: transcripts fed whole, cut at every byte, and byte by
-//! byte, with exact bytes expected.
+//! byte, with exact bytes expected. The helpers serve `front_external_tests.rs` too.
 
 use super::{Front, FrontConfig, TlsState};
 use crate::protocol::{Action, Credentials, Failure, StoreAnswer};
 use crate::secret::Secret;
 
-fn cfg() -> FrontConfig {
+pub(super) fn cfg() -> FrontConfig {
     FrontConfig {
         banner: None,
         capability: None,
@@ -14,14 +14,15 @@ fn cfg() -> FrontConfig {
         max_bad_commands: 3,
         tls: TlsState::Unavailable,
         restrict_plain_passwords: false,
+        external: false,
     }
 }
 
-fn tls(tls: TlsState) -> FrontConfig {
+pub(super) fn tls(tls: TlsState) -> FrontConfig {
     FrontConfig { tls, ..cfg() }
 }
 
-fn restricted(tls: TlsState) -> FrontConfig {
+pub(super) fn restricted(tls: TlsState) -> FrontConfig {
     FrontConfig {
         tls,
         restrict_plain_passwords: true,
@@ -29,15 +30,15 @@ fn restricted(tls: TlsState) -> FrontConfig {
     }
 }
 
-fn send(s: &str) -> Action {
+pub(super) fn send(s: &str) -> Action {
     Action::Send(s.as_bytes().to_vec())
 }
 
-fn close(s: &str) -> Action {
+pub(super) fn close(s: &str) -> Action {
     Action::Close(s.as_bytes().to_vec())
 }
 
-fn login(user: &str, password: &[u8], authzid: Option<&str>) -> Action {
+pub(super) fn login(user: &str, password: &[u8], authzid: Option<&str>) -> Action {
     Action::Login(crate::protocol::Login::password(Credentials {
         user: user.into(),
         password: Secret::new(password),
@@ -46,7 +47,7 @@ fn login(user: &str, password: &[u8], authzid: Option<&str>) -> Action {
 }
 
 /// A transcript: configuration, client bytes, the actions, and the bytes left over.
-type Case<'a> = (FrontConfig, &'a [u8], Vec<Action>, &'a [u8]);
+pub(super) type Case<'a> = (FrontConfig, &'a [u8], Vec<Action>, &'a [u8]);
 
 const READY: &str = "+ Ready for literal\r\n";
 
@@ -73,7 +74,7 @@ fn drive(front: &mut Front, chunks: &[&[u8]]) -> (Vec<Action>, Vec<u8>) {
 
 /// The transcript gives `want` and leaves `rest` whole, cut anywhere, and byte by byte.
 #[track_caller]
-fn check(config: &FrontConfig, input: &[u8], want: &[Action], rest: &[u8]) {
+pub(super) fn check(config: &FrontConfig, input: &[u8], want: &[Action], rest: &[u8]) {
     let name = String::from_utf8_lossy(input);
     for cut in 0..=input.len() {
         let got = drive(

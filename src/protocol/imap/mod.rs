@@ -10,24 +10,36 @@
 //! | Commands | `LOGOUT` | Finished | `Close` (`* BYE`, tagged OK) |
 //! | Commands | `STARTTLS` with TLS available | Finished | `StartTls`; the caller builds a new front with [`TlsState::Active`] |
 //! | Commands | `LOGIN` / `AUTHENTICATE PLAIN` with an initial response | AwaitingLogin | `Login` |
-//! | Commands | `AUTHENTICATE PLAIN` alone | AuthResponse | `Send(+ )` |
+//! | Commands | `AUTHENTICATE EXTERNAL` with an initial response, with a certificate | AwaitingLogin | `Login` (`Who::Certificate`) |
+//! | Commands | `AUTHENTICATE PLAIN` / `EXTERNAL` alone | AuthResponse | `Send(+ )` |
+//! | Commands | `AUTHENTICATE EXTERNAL` without a certificate | Commands (or Finished after too many failed logins) | `Send(NO [AUTHENTICATIONFAILED])` / `Close` |
 //! | Commands | a literal `{n}` | Commands | `Send(+ Ready for literal)` |
 //! | Commands | anything else, garbage | Commands | `Send` (`BAD`/`NO`); `Close` at the `max_bad_commands`th BAD |
-//! | AuthResponse | a base64 line, or `*` | AwaitingLogin / Commands | `Login` / `Send(BAD)` |
+//! | AuthResponse | a base64 line (EXTERNAL: also empty or `=`), or `*` | AwaitingLogin / Commands | `Login` / `Send(BAD)` |
 //! | any | an overlong line, an oversized `{n+}` | Finished | `Close` (`* BYE`) |
 //! | AwaitingLogin | `login_succeeded` | Finished | the store's answer under the client's tag |
 //! | AwaitingLogin | `login_failed` | Commands (or Finished after too many) | `Send` / `Close` |
+//!
+//! EXTERNAL (RFC 4422 appendix A) is offered as `AUTH=EXTERNAL` when
+//! [`FrontConfig::external`] says the TLS client sent a verified certificate. Its
+//! message is empty (the certificate's user) or an authorization identity; one that is
+//! not UTF-8, holds NUL/CR/LF or is over 255 bytes gets `BAD Invalid authorization
+//! identity`. Without a certificate it gets `NO [AUTHENTICATIONFAILED] EXTERNAL needs a
+//! client certificate`, counted as a failed login.
 //!
 //! Store side, a line-fed machine as Dovecot's `imap_proxy_parse_line` (see
 //! [`Replay`]): greeting → (`M0 CAPABILITY` if the greeting had no capabilities) →
 //! `M1 ID …` and `M2 AUTHENTICATE PLAIN …` or `M2 LOGIN` with literals → the tagged
 //! answer to `M2`, which the front gives the client under the client's own tag.
 
+mod capability;
 mod front;
 pub mod parse;
 mod replay;
 mod token;
 
+#[cfg(test)]
+mod front_external_tests;
 #[cfg(test)]
 mod front_tests;
 #[cfg(test)]
@@ -60,6 +72,11 @@ pub struct FrontConfig {
     /// Refuse LOGIN and AUTHENTICATE PLAIN (and advertise `LOGINDISABLED`) unless the
     /// connection is encrypted.
     pub restrict_plain_passwords: bool,
+    /// The client presented a verified certificate and certificate login is configured:
+    /// offer `AUTH=EXTERNAL`. EXTERNAL sends no password, so `restrict_plain_passwords`
+    /// does not affect it; it is ignored unless `tls` is [`TlsState::Active`] (a
+    /// certificate only exists after a TLS handshake).
+    pub external: bool,
 }
 
 impl Default for FrontConfig {
@@ -74,6 +91,7 @@ impl Default for FrontConfig {
             max_bad_commands: 5,
             tls: TlsState::Unavailable,
             restrict_plain_passwords: false,
+            external: false,
         }
     }
 }

@@ -3,11 +3,12 @@
 //! | state | on | next | returns |
 //! |---|---|---|---|
 //! | Authorization | `CAPA`, `AUTH`, `USER` | Authorization | `Send` |
-//! | Authorization | `PASS` (after `USER`), `AUTH PLAIN <ir>` | AwaitingLogin | `Login` |
-//! | Authorization | `AUTH PLAIN` | AuthResponse | `Send(b"+ \r\n")` |
+//! | Authorization | `PASS` (after `USER`), `AUTH PLAIN <ir>`, `AUTH EXTERNAL <ir>` | AwaitingLogin | `Login` |
+//! | Authorization | `AUTH PLAIN`, `AUTH EXTERNAL` | AuthResponse | `Send(b"+ \r\n")` |
+//! | Authorization | `AUTH EXTERNAL` without a certificate | Authorization or Finished | `Send` or `Close` (a failed login) |
 //! | Authorization | `STLS` (TLS available) | Finished | `StartTls` |
 //! | Authorization | `QUIT`, an overlong line, too many `-ERR`s | Finished | `Close` |
-//! | AuthResponse | one line: base64 PLAIN / `*` / junk | AwaitingLogin / Authorization | `Login` / `Send(-ERR)` |
+//! | AuthResponse | one line: base64 PLAIN or EXTERNAL message / `*` / junk | AwaitingLogin / Authorization | `Login` / `Send(-ERR)` |
 //! | AwaitingLogin | [`Front::login_failed`] | Authorization or Finished | `Send` or `Close` |
 //! | AwaitingLogin | [`Front::login_succeeded`] | Finished | the client's reply |
 //! | AwaitingLogin, Finished | `feed` | unchanged | `None`, input untouched |
@@ -18,12 +19,15 @@
 //! negative answer to PASS the client starts again with a new authentication command).
 //! Plaintext logins on a connection that must not carry them get
 //! `-ERR [AUTH] Plaintext authentication disallowed …` as Dovecot answers (RFC 3206).
+//! `AUTH EXTERNAL` without a client certificate gets `-ERR [AUTH] EXTERNAL needs a
+//! client certificate` and counts as a failed login, not as a bad command: the client
+//! asked to log in and was told no.
 
 use super::parse::{parse_command, Command};
 use super::{FrontConfig, TlsState};
 use crate::protocol::line::{LineReader, LineTooLong};
 use crate::protocol::sasl::{self, Response};
-use crate::protocol::{Action, Credentials, Failure, Login, StoreAnswer};
+use crate::protocol::{Action, Credentials, Failure, Login, StoreAnswer, Who};
 use crate::secret::Secret;
 
 const DEFAULT_BANNER: &str = "mmp POP3 proxy ready";
@@ -38,11 +42,18 @@ enum PlainPasswords {
     Disabled,
 }
 
+/// The SASL mechanisms this front speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Mechanism {
+    Plain,
+    External,
+}
+
 #[derive(Debug)]
 enum State {
     Authorization,
-    /// `+ ` was sent for AUTH PLAIN; the next line is the response.
-    AuthResponse,
+    /// `+ ` was sent for AUTH; the next line is the response.
+    AuthResponse(Mechanism),
     /// `Login` was returned; the caller owes `login_succeeded` or `login_failed`.
     AwaitingLogin,
     /// Logged in, closed, or handed to TLS: nothing more to say.
@@ -61,6 +72,8 @@ pub struct Front {
     banner: String,
     tls: TlsState,
     plain: PlainPasswords,
+    /// A verified client certificate may log in with EXTERNAL.
+    external: bool,
     max_bad_commands: u32,
     lines: LineReader,
     state: State,
@@ -78,6 +91,8 @@ impl Front {
         } else {
             PlainPasswords::Allowed
         };
+        // Belt and braces: no certificate exists without TLS.
+        let external = cfg.external && cfg.tls == TlsState::Active;
         // No angle brackets: a client that finds `<…>` in the greeting takes it for an
         // APOP timestamp (RFC 1939 §7) and may try APOP, which cannot be proxied.
         let banner = cfg
@@ -89,6 +104,7 @@ impl Front {
             banner: banner.unwrap_or_else(|| DEFAULT_BANNER.to_string()),
             tls: cfg.tls,
             plain,
+            external,
             max_bad_commands: cfg.max_bad_commands,
             lines: LineReader::new(cfg.max_line_bytes),
             state: State::Authorization,
@@ -108,7 +124,7 @@ impl Front {
     /// after a login, STLS or QUIT command stay in `input`. Between calls, the caller
     /// only appends to `input` (what it read), so nothing is scanned twice.
     pub fn feed(&mut self, input: &mut Vec<u8>) -> Option<Action> {
-        if !matches!(self.state, State::Authorization | State::AuthResponse) {
+        if !matches!(self.state, State::Authorization | State::AuthResponse(_)) {
             return None;
         }
         // The line may hold a password: keep it where it is wiped when dropped.
@@ -117,7 +133,7 @@ impl Front {
             Err(LineTooLong) => return Some(self.close(b"-ERR Line too long\r\n".to_vec())),
         };
         match std::mem::replace(&mut self.state, State::Authorization) {
-            State::AuthResponse => Some(self.on_auth_response(line.expose())),
+            State::AuthResponse(mechanism) => Some(self.on_auth_response(mechanism, line.expose())),
             _ => Some(self.on_command(parse_command(line.expose()))),
         }
     }
@@ -147,11 +163,7 @@ impl Front {
                 format!("-ERR [SYS/TEMP] {}\r\n", alert_text(alert)).into_bytes()
             }
         };
-        self.failed_logins = self.failed_logins.saturating_add(1);
-        if self.failed_logins >= self.max_bad_commands {
-            return self.close(reply);
-        }
-        Action::Send(reply)
+        self.failed_login(reply)
     }
 
     /// The reply for a client refused before it may speak.
@@ -180,10 +192,15 @@ impl Front {
             Command::Pass(password) => self.pass(password),
             Command::Auth {
                 mechanism: None, ..
-            } => Action::Send(match self.plain {
-                PlainPasswords::Allowed => b"+OK\r\nPLAIN\r\n.\r\n".to_vec(),
-                PlainPasswords::Disabled => b"+OK\r\n.\r\n".to_vec(),
-            }),
+            } => {
+                let mut out = String::from("+OK\r\n");
+                for mechanism in self.mechanisms() {
+                    out.push_str(mechanism);
+                    out.push_str("\r\n");
+                }
+                out.push_str(".\r\n");
+                Action::Send(out.into_bytes())
+            }
             Command::Auth {
                 mechanism: Some(mechanism),
                 initial_response,
@@ -205,7 +222,11 @@ impl Front {
     fn capabilities(&self) -> Vec<u8> {
         let mut out = String::from("+OK Capability list follows\r\n");
         if self.plain == PlainPasswords::Allowed {
-            out.push_str("USER\r\nSASL PLAIN\r\n");
+            out.push_str("USER\r\n");
+        }
+        let mechanisms = self.mechanisms();
+        if !mechanisms.is_empty() {
+            out.push_str(&format!("SASL {}\r\n", mechanisms.join(" ")));
         }
         out.push_str("TOP\r\nUIDL\r\nPIPELINING\r\nRESP-CODES\r\nAUTH-RESP-CODE\r\n");
         if self.tls == TlsState::Available {
@@ -213,6 +234,18 @@ impl Front {
         }
         out.push_str(".\r\n");
         out.into_bytes()
+    }
+
+    /// The SASL mechanisms this connection may use, in CAPA and bare `AUTH` order.
+    fn mechanisms(&self) -> Vec<&'static str> {
+        let mut out = Vec::new();
+        if self.plain == PlainPasswords::Allowed {
+            out.push("PLAIN");
+        }
+        if self.external {
+            out.push("EXTERNAL");
+        }
+        out
     }
 
     fn user(&mut self, name: &[u8]) -> Action {
@@ -249,29 +282,53 @@ impl Front {
     }
 
     fn auth(&mut self, mechanism: &str, initial_response: Option<Vec<u8>>) -> Action {
-        if mechanism != "PLAIN" {
-            return self.error("Unsupported authentication mechanism");
-        }
-        if self.plain == PlainPasswords::Disabled {
-            return self.plaintext_disallowed();
-        }
+        let mechanism = match mechanism {
+            "PLAIN" if self.plain == PlainPasswords::Disabled => {
+                return self.plaintext_disallowed();
+            }
+            "PLAIN" => Mechanism::Plain,
+            "EXTERNAL" if !self.external => {
+                let reply = b"-ERR [AUTH] EXTERNAL needs a client certificate\r\n".to_vec();
+                return self.failed_login(reply);
+            }
+            "EXTERNAL" => Mechanism::External,
+            _ => return self.error("Unsupported authentication mechanism"),
+        };
         match initial_response {
             Some(ir) => match sasl::decode_initial_response(&ir) {
-                Ok(message) => self.auth_plain(&message),
+                Ok(message) => self.auth_message(mechanism, &message),
                 Err(_) => self.error("Invalid base64"),
             },
             None => {
-                self.state = State::AuthResponse;
+                self.state = State::AuthResponse(mechanism);
                 Action::Send(b"+ \r\n".to_vec())
             }
         }
     }
 
-    fn on_auth_response(&mut self, line: &[u8]) -> Action {
-        match sasl::decode_response(line) {
-            Ok(Response::Data(message)) => self.auth_plain(&message),
+    fn on_auth_response(&mut self, mechanism: Mechanism, line: &[u8]) -> Action {
+        let response = match mechanism {
+            Mechanism::Plain => sasl::decode_response(line),
+            Mechanism::External => sasl::decode_external_response(line),
+        };
+        match response {
+            Ok(Response::Data(message)) => self.auth_message(mechanism, &message),
             Ok(Response::Cancelled) => self.error("Authentication cancelled"),
             Err(_) => self.error("Invalid base64"),
+        }
+    }
+
+    fn auth_message(&mut self, mechanism: Mechanism, message: &Secret) -> Action {
+        match mechanism {
+            Mechanism::Plain => self.auth_plain(message),
+            Mechanism::External => match sasl::decode_external(message.expose()) {
+                Ok(authzid) => self.hand_over_login(Login {
+                    who: Who::Certificate { authzid },
+                    helo: None,
+                    command: None,
+                }),
+                Err(_) => self.error("Invalid authorization identity"),
+            },
         }
     }
 
@@ -291,9 +348,23 @@ impl Front {
     }
 
     fn hand_over(&mut self, credentials: Credentials) -> Action {
+        self.hand_over_login(Login::password(credentials))
+    }
+
+    fn hand_over_login(&mut self, login: Login) -> Action {
         self.user = None;
         self.state = State::AwaitingLogin;
-        Action::Login(Login::password(credentials))
+        Action::Login(login)
+    }
+
+    /// A failed login's reply, counted; the `max_bad_commands`th one closes the session
+    /// (with the same reply).
+    fn failed_login(&mut self, reply: Vec<u8>) -> Action {
+        self.failed_logins = self.failed_logins.saturating_add(1);
+        if self.failed_logins >= self.max_bad_commands {
+            return self.close(reply);
+        }
+        Action::Send(reply)
     }
 
     fn plaintext_disallowed(&mut self) -> Action {

@@ -13,6 +13,7 @@ pub(super) fn cfg() -> FrontConfig {
         max_bad_commands: 3,
         tls: TlsState::Unavailable,
         restrict_plain_passwords: false,
+        external: false,
     }
 }
 

@@ -11,14 +11,23 @@
 //! | Authorization | `USER name` | Authorization (name remembered) | `Send(+OK)` |
 //! | Authorization | `PASS password` after `USER` | AwaitingLogin | `Login` |
 //! | Authorization | `AUTH PLAIN <initial response>` | AwaitingLogin | `Login` |
+//! | Authorization | `AUTH EXTERNAL [<initial response>]` with a certificate | AwaitingLogin / AuthResponse | `Login` (`Who::Certificate`) / `Send(b"+ \r\n")` |
+//! | Authorization | `AUTH EXTERNAL` without a certificate | Authorization (or Finished after too many failed logins) | `Send(-ERR [AUTH])` / `Close` |
 //! | Authorization | `AUTH PLAIN` | AuthResponse | `Send(b"+ \r\n")` |
 //! | Authorization | `STLS` with TLS available | Finished | `StartTls`; the caller builds a new front with [`TlsState::Active`] |
 //! | Authorization | `QUIT` | Finished | `Close(+OK Bye)` |
 //! | Authorization | `APOP`, other mechanisms, later commands, garbage | Authorization | `Send(-ERR)`; `Close` at the `max_bad_commands`th `-ERR` |
-//! | AuthResponse | a base64 line / `*` / junk | AwaitingLogin / Authorization | `Login` / `Send(-ERR)` |
+//! | AuthResponse | a base64 line (EXTERNAL: also empty or `=`) / `*` / junk | AwaitingLogin / Authorization | `Login` / `Send(-ERR)` |
 //! | any | a line longer than `max_line_bytes` | Finished | `Close(-ERR Line too long)` |
 //! | AwaitingLogin | `login_succeeded` | Finished | the store's `+OK` line |
 //! | AwaitingLogin | `login_failed` | Authorization, no user (or Finished after too many) | `Send` / `Close` |
+//!
+//! EXTERNAL (RFC 4422 appendix A, RFC 5034) is listed in CAPA `SASL` and bare `AUTH`
+//! when [`FrontConfig::external`] says the TLS client sent a verified certificate. Its
+//! message is empty (the certificate's user) or an authorization identity; one that is
+//! not UTF-8, holds NUL/CR/LF or is over 255 bytes gets `-ERR Invalid authorization
+//! identity`. Without a certificate it gets `-ERR [AUTH] EXTERNAL needs a client
+//! certificate`, counted as a failed login.
 //!
 //! Store side, a line-fed machine as Dovecot's `pop3_proxy_parse_line` (see
 //! [`Replay`]): greeting → (`XCLIENT …` if the greeting offers `[XCLIENT]`) → `CAPA` →
@@ -35,6 +44,8 @@ mod replay;
 
 #[cfg(test)]
 mod front_auth_tests;
+#[cfg(test)]
+mod front_external_tests;
 #[cfg(test)]
 mod front_tests;
 #[cfg(test)]
@@ -62,6 +73,11 @@ pub struct FrontConfig {
     /// Refuse USER, PASS and AUTH PLAIN (and leave them out of CAPA) unless the
     /// connection is encrypted.
     pub restrict_plain_passwords: bool,
+    /// The client presented a verified certificate and certificate login is configured:
+    /// offer `AUTH EXTERNAL`. EXTERNAL sends no password, so `restrict_plain_passwords`
+    /// does not affect it; it is ignored unless `tls` is [`TlsState::Active`] (a
+    /// certificate only exists after a TLS handshake).
+    pub external: bool,
 }
 
 impl Default for FrontConfig {
@@ -74,6 +90,7 @@ impl Default for FrontConfig {
             max_bad_commands: 5,
             tls: TlsState::Unavailable,
             restrict_plain_passwords: false,
+            external: false,
         }
     }
 }

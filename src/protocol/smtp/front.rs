@@ -6,10 +6,14 @@
 //! | Ready | `AUTH PLAIN <ir>` | AwaitingLogin | `Login` |
 //! | Ready | `AUTH PLAIN` | AuthPlain | `Send(334 )` |
 //! | Ready | `AUTH LOGIN` / `AUTH LOGIN <ir>` | AuthLoginUser / AuthLoginPassword | `Send(334 <prompt>)` |
+//! | Ready | `AUTH EXTERNAL <ir>` (certificate) | AwaitingLogin | `Login(Certificate)` |
+//! | Ready | `AUTH EXTERNAL` (certificate) | AuthExternal | `Send(334 )` |
+//! | Ready | `AUTH EXTERNAL` (no certificate) | Ready | `Send(535 5.7.8 …)` |
 //! | AuthPlain | base64 PLAIN message | AwaitingLogin | `Login` |
+//! | AuthExternal | empty, `=` or base64 authzid | AwaitingLogin | `Login(Certificate)` |
 //! | AuthLoginUser | base64 user name | AuthLoginPassword | `Send(334 UGFzc3dvcmQ6)` |
 //! | AuthLoginPassword | base64 password | AwaitingLogin | `Login` |
-//! | Auth… | `*`, bad base64, bad PLAIN | Ready | `Send(501 …)` |
+//! | Auth… | `*`, bad base64, bad PLAIN, bad authzid | Ready | `Send(501 …)` |
 //! | Ready | `MAIL FROM:…` with `pop_before_smtp` | AwaitingLogin | `Login(PopBeforeSmtp)` |
 //! | Start, Ready | other commands | unchanged | `Send` |
 //! | Start, Ready | `STARTTLS` (TLS available) | Finished | `StartTls` |
@@ -22,6 +26,7 @@
 //! 5xx reply (a failed login too); once `max_bad_commands` were sent, the next line gets
 //! `421 4.7.0 Too many errors` and the connection is closed.
 
+use super::ehlo::{ehlo_keywords, multiline};
 use super::parse::{self, LineReader, LineTooLong};
 use super::{FrontConfig, TlsState};
 use crate::protocol::sasl::{self, PlainError, Response};
@@ -36,19 +41,6 @@ const SEND_HELO_FIRST: &str = "503 5.5.1 Send HELO/EHLO first";
 const BAD_BASE64: &str = "501 5.5.2 Invalid base64 data";
 const AUTH_INVALID: &str = "535 5.7.8 Authentication credentials invalid";
 
-/// Keywords mmp always offers, in order; `EhloKeywords` may replace them.
-const DEFAULT_KEYWORDS: [&str; 4] = ["PIPELINING", "SIZE", "8BITMIME", "ENHANCEDSTATUSCODES"];
-
-/// Keywords mmp decides itself: never taken from `EhloKeywords`.
-const MANAGED_KEYWORDS: [&str; 6] = [
-    "AUTH",
-    "STARTTLS",
-    "XCLIENT",
-    "XFORWARD",
-    "CHUNKING",
-    "BINARYMIME",
-];
-
 #[derive(Debug)]
 enum State {
     /// No EHLO/HELO yet.
@@ -57,6 +49,8 @@ enum State {
     Ready { helo: Helo },
     /// `334 ` sent for AUTH PLAIN.
     AuthPlain { helo: Helo },
+    /// `334 ` sent for AUTH EXTERNAL.
+    AuthExternal { helo: Helo },
     /// `334 VXNlcm5hbWU6` sent for AUTH LOGIN.
     AuthLoginUser { helo: Helo },
     /// `334 UGFzc3dvcmQ6` sent for AUTH LOGIN.
@@ -82,6 +76,8 @@ pub struct Front {
     tls: TlsState,
     /// False when plain passwords are restricted and the connection is not encrypted.
     auth_allowed: bool,
+    /// A verified client certificate may log in with EXTERNAL.
+    external: bool,
     pop_before_smtp: Option<String>,
     max_bad_commands: u32,
     lines: LineReader,
@@ -93,6 +89,8 @@ impl Front {
     /// A front end for a new connection (or for one that has just finished STARTTLS).
     pub fn new(cfg: FrontConfig) -> Front {
         let auth_allowed = !cfg.restrict_plain_passwords || cfg.tls == TlsState::Active;
+        // Belt and braces: no certificate exists without TLS.
+        let external = cfg.external && cfg.tls == TlsState::Active;
         let host_name = Some(clean_text(&cfg.host_name))
             .filter(|h| !h.is_empty())
             .unwrap_or_else(|| "localhost".to_string());
@@ -101,13 +99,14 @@ impl Front {
             .as_deref()
             .map(clean_text)
             .filter(|b| !b.is_empty());
-        let keywords = ehlo_keywords(&cfg.ehlo_keywords, auth_allowed, cfg.tls);
+        let keywords = ehlo_keywords(&cfg.ehlo_keywords, auth_allowed, external, cfg.tls);
         Front {
             ehlo_reply: multiline(250, &host_name, &keywords),
             host_name,
             banner: banner.unwrap_or_else(|| DEFAULT_BANNER.to_string()),
             tls: cfg.tls,
             auth_allowed,
+            external,
             pop_before_smtp: cfg.pop_before_smtp,
             max_bad_commands: cfg.max_bad_commands,
             lines: LineReader::new(cfg.max_line_bytes),
@@ -140,6 +139,10 @@ impl Front {
             State::Ready { helo } => self.on_command(Some(helo), &line),
             State::AuthPlain { helo } => match response(&line) {
                 Ok(message) => self.auth_plain(helo, &message),
+                Err(reply) => self.reply(State::Ready { helo }, reply),
+            },
+            State::AuthExternal { helo } => match external_response(&line) {
+                Ok(message) => self.auth_external(helo, &message),
                 Err(reply) => self.reply(State::Ready { helo }, reply),
             },
             State::AuthLoginUser { helo } => match response(&line) {
@@ -307,6 +310,9 @@ impl Front {
                 "501 5.5.4 Syntax: AUTH mechanism [initial-response]",
             );
         };
+        if mechanism.eq_ignore_ascii_case(b"EXTERNAL") {
+            return self.auth_external_command(helo, ir);
+        }
         let plain = mechanism.eq_ignore_ascii_case(b"PLAIN");
         if !plain && !mechanism.eq_ignore_ascii_case(b"LOGIN") {
             return self.reply(
@@ -359,6 +365,34 @@ impl Front {
         }
     }
 
+    /// `AUTH EXTERNAL [initial-response]`.
+    fn auth_external_command(&mut self, helo: Helo, ir: Option<&[u8]>) -> Action {
+        if !self.external {
+            return self.reply(
+                State::Ready { helo },
+                "535 5.7.8 EXTERNAL needs a client certificate",
+            );
+        }
+        match ir.map(sasl::decode_initial_response) {
+            None => {
+                self.state = State::AuthExternal { helo };
+                Action::Send(b"334 \r\n".to_vec())
+            }
+            Some(Ok(message)) => self.auth_external(helo, &message),
+            Some(Err(_)) => self.reply(State::Ready { helo }, BAD_BASE64),
+        }
+    }
+
+    fn auth_external(&mut self, helo: Helo, message: &Secret) -> Action {
+        match sasl::decode_external(message.expose()) {
+            Ok(authzid) => self.hand_over_login(helo, Who::Certificate { authzid }),
+            Err(_) => self.reply(
+                State::Ready { helo },
+                "501 5.5.2 Invalid authorization identity",
+            ),
+        }
+    }
+
     fn login_user(&mut self, helo: Helo, user: &[u8]) -> Action {
         match std::str::from_utf8(user) {
             Ok(user) if !user.is_empty() && !user.contains('\0') => {
@@ -387,12 +421,16 @@ impl Front {
     }
 
     fn hand_over(&mut self, helo: Helo, credentials: Credentials) -> Action {
+        self.hand_over_login(helo, Who::Password(credentials))
+    }
+
+    fn hand_over_login(&mut self, helo: Helo, who: Who) -> Action {
         self.state = State::AwaitingLogin {
             helo: helo.clone(),
             pop: false,
         };
         Action::Login(Login {
-            who: Who::Password(credentials),
+            who,
             helo: Some(helo),
             command: None,
         })
@@ -422,6 +460,15 @@ fn response(line: &[u8]) -> Result<Secret, &'static str> {
     }
 }
 
+/// Decodes an EXTERNAL response line; `Err` is the reply for `*` or bad base64.
+fn external_response(line: &[u8]) -> Result<Secret, &'static str> {
+    match sasl::decode_external_response(line) {
+        Ok(Response::Data(data)) => Ok(data),
+        Ok(Response::Cancelled) => Err("501 5.7.0 Authentication cancelled"),
+        Err(_) => Err(BAD_BASE64),
+    }
+}
+
 /// Text for a reply line: control characters become spaces, ends trimmed.
 fn clean_text(text: &str) -> String {
     let cleaned: String = text
@@ -438,48 +485,4 @@ fn alert_text(alert: &str) -> String {
     } else {
         alert
     }
-}
-
-/// `ddd-first`, `ddd-…`, `ddd last`, each with CRLF.
-fn multiline(code: u16, first: &str, rest: &[String]) -> Vec<u8> {
-    let mut out = Vec::new();
-    let all = std::iter::once(first).chain(rest.iter().map(String::as_str));
-    let count = rest.len() + 1;
-    for (i, line) in all.enumerate() {
-        let mark = if i + 1 == count { ' ' } else { '-' };
-        out.extend_from_slice(format!("{code}{mark}{line}\r\n").as_bytes());
-    }
-    out
-}
-
-/// The EHLO keywords: the defaults (a configured one with the same keyword replaces
-/// each), `AUTH PLAIN LOGIN` when AUTH may be used, `STARTTLS` when TLS may start, then
-/// the other configured ones, without duplicates and without mmp's own keywords.
-fn ehlo_keywords(configured: &[String], auth_allowed: bool, tls: TlsState) -> Vec<String> {
-    let keyword = |line: &str| {
-        line.split_ascii_whitespace()
-            .next()
-            .unwrap_or_default()
-            .to_ascii_uppercase()
-    };
-    let mut out: Vec<String> = DEFAULT_KEYWORDS.iter().map(|k| k.to_string()).collect();
-    if auth_allowed {
-        out.push("AUTH PLAIN LOGIN".to_string());
-    }
-    if tls == TlsState::Available {
-        out.push("STARTTLS".to_string());
-    }
-    for line in configured {
-        let line = line.split_ascii_whitespace().collect::<Vec<_>>().join(" ");
-        let valid = line.bytes().all(|b| (0x20..0x7f).contains(&b));
-        let name = keyword(&line);
-        if !valid || name.is_empty() || MANAGED_KEYWORDS.contains(&name.as_str()) {
-            continue;
-        }
-        match out.iter_mut().find(|k| keyword(k) == name) {
-            Some(existing) => *existing = line,
-            None => out.push(line),
-        }
-    }
-    out
 }

@@ -15,6 +15,7 @@ pub(super) fn cfg() -> FrontConfig {
         restrict_plain_passwords: false,
         ehlo_keywords: vec![],
         pop_before_smtp: None,
+        external: false,
     }
 }
 

@@ -16,7 +16,10 @@
 //! | Start | `AUTH`, `MAIL` | Start | `Send(503 5.5.1)` |
 //! | Ready | `AUTH PLAIN <ir>` | AwaitingLogin | `Login(Password)` |
 //! | Ready | `AUTH PLAIN`, `AUTH LOGIN [<ir>]` | AuthPlain / AuthLoginUser / AuthLoginPassword | `Send(334 …)` |
-//! | Auth… | a base64 line / `*` / junk | AwaitingLogin / Ready / Ready | `Login` / `Send(501)` / `Send(501)` |
+//! | Ready | `AUTH EXTERNAL <ir>` with a certificate | AwaitingLogin | `Login(Certificate)` |
+//! | Ready | `AUTH EXTERNAL` with a certificate | AuthExternal | `Send(334 )` |
+//! | Ready | `AUTH EXTERNAL` without a certificate | Ready | `Send(535 5.7.8)`, an error |
+//! | Auth… | a base64 line (AuthExternal: also empty or `=`) / `*` / junk | AwaitingLogin / Ready / Ready | `Login` / `Send(501)` / `Send(501)` |
 //! | Ready | `MAIL FROM:` with a POP-before-SMTP user | AwaitingLogin | `Login(PopBeforeSmtp)`, the MAIL line as its command |
 //! | Ready | `MAIL FROM:` otherwise | Ready | `Send(530 5.7.0)` |
 //! | any | `RCPT`, `DATA`, `BDAT` | unchanged | `Send(503 5.5.1)` |
@@ -27,6 +30,13 @@
 //! | AwaitingLogin | [`Front::login_succeeded`] | Finished | `235` / the MTA's reply to MAIL |
 //! | AwaitingLogin | [`Front::login_failed`] | Ready | `Send(535 / 454 / 451)` |
 //!
+//! EXTERNAL (RFC 4422 appendix A, RFC 4954) is listed in the EHLO `AUTH` line when
+//! [`FrontConfig::external`] says the TLS client sent a verified certificate. Its
+//! message is empty (the certificate's user) or an authorization identity; one that is
+//! not UTF-8, holds NUL/CR/LF or is over 255 bytes gets `501 5.5.2 Invalid
+//! authorization identity`. Without a certificate it gets `535 5.7.8 EXTERNAL needs a
+//! client certificate`.
+//!
 //! MTA side ([`Replay`]): (PROXY header) → greeting → (`EHLO mmp` → `XCLIENT …` → 220)
 //! → the client's EHLO/HELO → (the command) → `Done`. See `replay.rs`.
 //!
@@ -35,6 +45,7 @@
 //! rewritten into an unknown verb, the message body after `DATA` is followed exactly,
 //! and the MTA's EHLO replies lose those keywords. See `guard.rs`.
 
+mod ehlo;
 mod front;
 mod guard;
 pub mod parse;
@@ -43,6 +54,8 @@ pub mod xtext;
 
 #[cfg(test)]
 mod front_auth_tests;
+#[cfg(test)]
+mod front_external_tests;
 #[cfg(test)]
 mod front_tests;
 #[cfg(test)]
@@ -80,6 +93,11 @@ pub struct FrontConfig {
     /// The POP user whose recent POP login from this client's address allows mail
     /// without AUTH (POP-before-SMTP); the loop looks it up when the client connects.
     pub pop_before_smtp: Option<String>,
+    /// The client presented a verified certificate and certificate login is configured:
+    /// offer `AUTH EXTERNAL`. EXTERNAL sends no password, so `restrict_plain_passwords`
+    /// does not affect it; it is ignored unless `tls` is [`TlsState::Active`] (a
+    /// certificate only exists after a TLS handshake).
+    pub external: bool,
 }
 
 impl Default for FrontConfig {
@@ -95,6 +113,7 @@ impl Default for FrontConfig {
             restrict_plain_passwords: false,
             ehlo_keywords: Vec::new(),
             pop_before_smtp: None,
+            external: false,
         }
     }
 }
