@@ -9,7 +9,11 @@
 //! 2. the NOOP round trip of one logged-in session (p50 / p99);
 //! 3. FETCH of a 10 MiB message (MiB/s, best and median of R);
 //! 4. the memory of S idle logged-in, SELECTed sessions in mmp (VmRSS delta / S), with its
-//!    threads and descriptors, and the stores' own memory for context.
+//!    threads and descriptors, and the stores' own memory for context;
+//! 5. (`preauth`, run right after 1) logins per second through four more mmps: PreAuth off and
+//!    on, each with cold caches (`LdapCacheTTL 0`/`AuthCacheTTL 0`: every login searches, and
+//!    with PreAuth binds as the user) and warm caches (TTL 900, primed before timing), beside
+//!    direct logins, in rotated order in the same run.
 //!
 //! It prints a table `measurement | direct to store | through mmp | ratio/added | target | met?`.
 //! Every process is stopped by PID when the fixtures are dropped at the end of `main` (also on
@@ -21,7 +25,8 @@
 //! `MMP_BENCH_FETCHES` [15] timed FETCHes per target, `MMP_BENCH_FETCH_MIB` [10] message size,
 //! `MMP_BENCH_SESSIONS` [10000, or the most the open-files limit allows] idle sessions, `MMP_BENCH_BATCH` [200] sessions opened at once
 //! per opener thread, `MMP_BENCH_OPENERS` [4] opener threads, `MMP_BENCH_ONLY`
-//! [login,noop,fetch,idle] which measurements to run, `MMP_BENCH_KEEP=1` keeps the temp dirs.
+//! [login,noop,fetch,idle,preauth] which measurements to run, `MMP_BENCH_DIR_SECS` [1.5] seconds
+//! per mode and round of the `preauth` logins, `MMP_BENCH_KEEP=1` keeps the temp dirs.
 
 #[path = "../tests/common/mod.rs"]
 mod common;
@@ -54,6 +59,8 @@ struct Settings {
     batch: usize,
     openers: usize,
     only: Vec<String>,
+    /// Seconds per mode and round of the directory (PreAuth / cache) logins.
+    dir_secs: f64,
     keep: bool,
 }
 
@@ -80,11 +87,12 @@ impl Settings {
             batch: env_num("MMP_BENCH_BATCH", 200usize).clamp(1, 2000),
             openers: env_num("MMP_BENCH_OPENERS", 4usize).clamp(1, 64),
             only: std::env::var("MMP_BENCH_ONLY")
-                .unwrap_or_else(|_| "login,noop,fetch,idle".into())
+                .unwrap_or_else(|_| "login,noop,fetch,idle,preauth".into())
                 .split(',')
                 .map(|s| s.trim().to_ascii_lowercase())
                 .filter(|s| !s.is_empty())
                 .collect(),
+            dir_secs: env_num("MMP_BENCH_DIR_SECS", 1.5f64).clamp(0.2, 120.0),
             keep: std::env::var("MMP_BENCH_KEEP").as_deref() == Ok("1"),
         }
     }
@@ -561,6 +569,127 @@ fn measure_logins(
         "-",
         None,
     ));
+}
+
+/// [5] logins/s through mmp with PreAuth off and on, cold and warm caches, beside direct.
+fn measure_directory(s: &Settings, env: &Env, rows: &mut Vec<Row>, notes: &mut Vec<String>) {
+    let load: Vec<User> = users()
+        .into_iter()
+        .filter(|u| u.uid.starts_with("load"))
+        .collect();
+    let direct: Vec<(SocketAddr, User)> = (0..s.clients)
+        .map(|i| {
+            let u = load[i % load.len()].clone();
+            (store_addr(env, &u), u)
+        })
+        .collect();
+    // (name, PreAuth, TTL of both caches)
+    let modes: [(&str, bool, &str); 4] = [
+        ("PreAuth off, cold caches", false, "0"),
+        ("PreAuth on, cold caches", true, "0"),
+        ("PreAuth off, warm caches", false, "900"),
+        ("PreAuth on, warm caches", true, "900"),
+    ];
+    let mmps: Vec<Mmp> = modes
+        .iter()
+        .map(|(_, preauth, ttl)| {
+            Mmp::start(
+                &bench_config(env)
+                    .set("PreAuth", if *preauth { "yes" } else { "no" })
+                    .set("LdapCacheTTL", ttl)
+                    .set("AuthCacheTTL", ttl),
+            )
+        })
+        .collect();
+    let targets: Vec<Vec<(SocketAddr, User)>> = mmps
+        .iter()
+        .map(|m| direct.iter().map(|(_, u)| (m.addr(), u.clone())).collect())
+        .collect();
+    // Prime every mmp (the warm ones keep what they learn; the cold ones only open their
+    // directory connections).
+    for t in &targets {
+        for (a, u) in t {
+            if let Err(e) = login_once(*a, u, false) {
+                notes.push(format!("directory: priming login of {} failed: {e}", u.uid));
+            }
+        }
+    }
+    let half = Duration::from_secs_f64(s.dir_secs);
+    let n = modes.len() + 1; // 0: direct, 1..: the mmps
+    let mut runs: Vec<LoginRun> = (0..n).map(|_| LoginRun::default()).collect();
+    let mut cpus = vec![Cpu::default(); n];
+    for round in 0..2 {
+        for k in 0..n {
+            let i = (round + k) % n;
+            let cpu_of = &mmps[i.saturating_sub(1)];
+            let c0 = Cpu::now(env, cpu_of);
+            let t = Instant::now();
+            let mut r = login_run(if i == 0 { &direct } else { &targets[i - 1] }, half, false);
+            r.secs = t.elapsed().as_secs_f64();
+            let cpu = Cpu::now(env, cpu_of).since(c0);
+            let name = if i == 0 { "direct" } else { modes[i - 1].0 };
+            println!(
+                "  logins round {} {name:<26}: {:>6} in {:.2}s = {:>7.0}/s, {} failed",
+                round + 1,
+                r.logins,
+                r.secs,
+                r.rate(),
+                r.failures
+            );
+            runs[i].add(r);
+            if i > 0 {
+                cpus[i].add(cpu);
+            } else {
+                cpus[0].add(Cpu { mmp: 0, ..cpu });
+            }
+        }
+    }
+    let d = runs[0].rate();
+    for (k, (name, _, _)) in modes.iter().enumerate() {
+        let r = &runs[k + 1];
+        let c = &cpus[k + 1];
+        let per = |t: u64| t as f64 * 10_000.0 / r.logins.max(1) as f64;
+        println!("  {name:<26}: {}", c.per_op(r.logins as f64, "login"));
+        if r.failures > 0 || r.no_close > 0 {
+            notes.push(format!(
+                "logins {name}: {} failed (first: {}), {} not closed after LOGOUT",
+                r.failures,
+                r.first_error.as_deref().unwrap_or("-"),
+                r.no_close
+            ));
+        }
+        let mut lat = r.latencies.clone();
+        lat.sort();
+        rows.push(row(
+            &format!("logins/s, {name}"),
+            format!("{d:.0}/s"),
+            format!(
+                "{:.0}/s (p50 {:.0} us; mmp {:.0} + slapd {:.0} us CPU/login)",
+                r.rate(),
+                us(percentile(&lat, 50)),
+                per(c.mmp),
+                per(c.slapd)
+            ),
+            format!("{:.2}x", r.rate() / d.max(1e-9)),
+            "-",
+            (r.failures > 0).then_some(false),
+        ));
+    }
+    for m in &mmps {
+        let log = m.log();
+        let bad = log
+            .lines()
+            .filter(|l| l.contains(" WARN ") || l.contains(" ERROR "))
+            .filter(|l| !l.contains(" started from "))
+            .count();
+        if bad > 0 {
+            notes.push(format!(
+                "directory mmp {}: {bad} warning/error lines; last:\n{}",
+                m.addr(),
+                tail(&m.log_path, 3)
+            ));
+        }
+    }
 }
 
 fn store_addr(env: &Env, u: &User) -> SocketAddr {
@@ -1127,6 +1256,10 @@ fn main() {
         println!("\n[1] logins: {} threads, each its own loadNN user, connect -> greeting -> LOGIN -> LOGOUT -> server closes, {:.1}s per mode in two rounds of rotated order", s.clients, s.login_secs);
         measure_logins(&s, &env, &mmp, &mut rows, &mut notes);
     }
+    if s.runs("preauth") {
+        println!("\n[5] directory: {} threads as in [1], PreAuth off/on x cold/warm caches, four more mmps, beside direct logins, {:.1}s per mode in two rounds of rotated order", s.clients, s.dir_secs);
+        measure_directory(&s, &env, &mut rows, &mut notes);
+    }
     if s.runs("noop") {
         println!("\n[2] NOOP: one logged-in session (authenticated state) per path, {} sequential NOOPs each, in 20 blocks of rotated order after 200 untimed", s.noops);
         if let Err(e) = measure_noop(&s, &env, &mmp, &mut rows) {
@@ -1153,8 +1286,11 @@ fn main() {
     println!("\nhow each figure was measured:");
     for l in [
         "logins/s: completed cycles / wall time, summed over both rounds; latency = connect start to LOGIN's tagged OK.",
-        "  mmp has no directory cache yet: every login through mmp makes one LDAP search (on the worker's bound",
-        "  connection to slapd), one TCP connect to the store and a replayed ID + AUTHENTICATE PLAIN.",
+        "  The mmp of [1]-[4] runs with mmp's default caches (LdapCacheTTL 900): a login whose route is cached makes",
+        "  no LDAP search, only a TCP connect to the store and a replayed ID + AUTHENTICATE PLAIN.",
+        "[5]: cold = LdapCacheTTL 0 (and AuthCacheTTL 0): one LDAP search per login (the worker's bound connection),",
+        "  plus with PreAuth one simple bind as the user on a second connection; warm = TTL 900, every user logged in",
+        "  once before timing, so no directory request at all. Same clients, users and stores as [1].",
         "NOOP: time from writing `n NOOP` to reading `n OK`, one session each, percentiles over all samples.",
         "reference rows: the same client through a minimal relay (a separate process, two blocking threads and a",
         "  32 KiB buffer per session: the cheapest user-space hop), or speaking mmp's store dialogue directly:",

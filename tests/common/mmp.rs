@@ -234,6 +234,76 @@ impl Mmp {
         addr("127.0.0.1", self.port)
     }
 
+    /// Start mmp with its IMAP service on the same (free) port on each of `ips`
+    /// (`ServiceList ImapProxyAService@IP1:PORT|IP2:PORT…`); waits until every address
+    /// accepts. [`Mmp::addr`] then names the first address's port on 127.0.0.1, which may
+    /// not listen: use [`Mmp::addr_on`].
+    #[track_caller]
+    pub fn start_on(cfg: &MmpConfig, ips: &[&str]) -> Mmp {
+        let dir = temp_dir("mmp");
+        let log_path = dir.join("mmp.log");
+        let mut why = String::new();
+        for attempt in 0..3 {
+            let port = free_port_on_all(ips);
+            let list: Vec<String> = ips.iter().map(|ip| format!("{ip}:{port}")).collect();
+            let config = cfg
+                .clone()
+                .set_aservice(
+                    "ServiceList",
+                    &format!("ImapProxyAService@{}", list.join("|")),
+                )
+                .write(&dir.join("config"));
+            let log = File::options()
+                .create(true)
+                .append(true)
+                .open(&log_path)
+                .unwrap();
+            let child = Command::new(mmp_bin())
+                .arg("-f")
+                .arg("-c")
+                .arg(&config.dir)
+                .env("RUST_BACKTRACE", "1")
+                .stdin(Stdio::null())
+                .stdout(log.try_clone().unwrap())
+                .stderr(log)
+                .spawn()
+                .unwrap_or_else(|e| panic!("spawn {}: {e}", mmp_bin()));
+            let mut m = Mmp {
+                port,
+                config,
+                log_path: log_path.clone(),
+                child: Some(child),
+            };
+            let mut exited = false;
+            let up = wait_until(Duration::from_secs(10), || {
+                if !m.is_running() {
+                    exited = true;
+                    return true;
+                }
+                ips.iter().all(|ip| port_accepts(addr(ip, port)))
+            });
+            if up && !exited {
+                return m;
+            }
+            why = format!(
+                "attempt {}: mmp on {ips:?} port {port} {}; log tail:\n{}",
+                attempt + 1,
+                if exited { "exited" } else { "never accepted" },
+                tail(&log_path, 30)
+            );
+            drop(m);
+            if !exited || !tail(&log_path, 30).to_lowercase().contains("in use") {
+                break;
+            }
+        }
+        panic!("{why}");
+    }
+
+    /// The service's address on `ip` (for an mmp started with [`Mmp::start_on`]).
+    pub fn addr_on(&self, ip: &str) -> SocketAddr {
+        addr(ip, self.port)
+    }
+
     pub fn pid(&self) -> Option<u32> {
         self.child.as_ref().map(|c| c.id())
     }

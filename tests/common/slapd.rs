@@ -6,7 +6,7 @@ use std::fs::OpenOptions;
 
 /// Test schema with private OIDs (1.3.6.1.4.1.99999): the two status attributes Sun's schema
 /// defines, and an auxiliary class to hang them on.
-const TEST_SCHEMA: &str = "\
+pub const TEST_SCHEMA: &str = "\
 attributetype ( 1.3.6.1.4.1.99999.1.1
 \tNAME 'inetUserStatus'
 \tDESC 'mmp test: account status (active, inactive, deleted)'
@@ -43,6 +43,9 @@ pub struct Slapd {
     conf: PathBuf,
     log: PathBuf,
     child: Option<Child>,
+    /// slapd's `-d` level: "0" for the shared directory, "256" (stats: one line per
+    /// operation) for the domain-tree directories whose logs the cases read.
+    debug: &'static str,
 }
 
 impl Slapd {
@@ -50,6 +53,14 @@ impl Slapd {
     /// free 127.0.0.1 port (retrying with another port if that one was taken meanwhile).
     #[track_caller]
     pub fn start_new() -> Slapd {
+        Slapd::start_custom(TEST_SCHEMA, &ldif(&users()), "0")
+    }
+
+    /// A slapd with the same suffix, admin and access rules as [`Slapd::start_new`], but
+    /// with `schema` as its private schema file, `data` as its content and `debug` as its
+    /// `-d` level (`"256"` logs every operation to [`Slapd::log_path`]).
+    #[track_caller]
+    pub fn start_custom(schema: &str, data: &str, debug: &'static str) -> Slapd {
         for tool in ["slapd", "slapadd", "ldapsearch"] {
             assert!(
                 have_program(tool),
@@ -60,9 +71,9 @@ impl Slapd {
         let conf = dir.join("slapd.conf");
         let log = dir.join("slapd.log");
         std::fs::create_dir_all(dir.join("db")).unwrap();
-        write_file(&dir.join("mmp-test.schema"), TEST_SCHEMA);
+        write_file(&dir.join("mmp-test.schema"), schema);
         write_file(&conf, slapd_conf(&dir));
-        write_file(&dir.join("data.ldif"), ldif(&users()));
+        write_file(&dir.join("data.ldif"), data);
         let out = run(
             Command::new("slapadd")
                 .arg("-f")
@@ -84,6 +95,7 @@ impl Slapd {
             conf,
             log,
             child: None,
+            debug,
         };
         let mut last = String::new();
         for _ in 0..5 {
@@ -108,6 +120,18 @@ impl Slapd {
 
     pub fn addr(&self) -> SocketAddr {
         addr("127.0.0.1", self.port)
+    }
+
+    /// slapd's own output (with `-d 256`, one line per operation).
+    pub fn log_path(&self) -> &Path {
+        &self.log
+    }
+
+    /// Everything slapd has written to its log so far.
+    pub fn log_text(&self) -> String {
+        std::fs::read(&self.log)
+            .map(|b| String::from_utf8_lossy(&b).into_owned())
+            .unwrap_or_default()
     }
 
     /// PID of the running slapd, if any.
@@ -158,7 +182,7 @@ impl Slapd {
             .arg("-f")
             .arg(&self.conf)
             .arg("-d")
-            .arg("0")
+            .arg(self.debug)
             .stdin(Stdio::null())
             .stdout(logf.try_clone().map_err(|e| e.to_string())?)
             .stderr(logf)
@@ -249,7 +273,11 @@ pub fn ldif(users: &[User]) -> String {
     for dom in ["a.test", "b.test"] {
         s += &format!("dn: ou={dom},{SUFFIX}\nobjectClass: organizationalUnit\nou: {dom}\n\n");
     }
-    for u in users {
+    // Users of the hosted domains (see `domain_tree`) live only in the domain-tree directory.
+    for u in users
+        .iter()
+        .filter(|u| matches!(u.domain(), "a.test" | "b.test"))
+    {
         s += &format!(
             "dn: cn={label},ou={dom},{SUFFIX}
 objectClass: inetOrgPerson

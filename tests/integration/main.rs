@@ -17,10 +17,12 @@
 //! `MMP_BIN=/path/to/mmp` tests another build of the binary,
 //!
 //! POP3 cases (`pop.rs`) use the stores' POP3 listener; SMTP cases (`smtp.rs`) use a private
-//! Postfix started on first use and stopped with the other fixtures.
+//! Postfix started on first use and stopped with the other fixtures. Directory cases
+//! (`directory.rs`, names `dir_*`) start their own domain-tree slapd each.
 
 #[path = "../common/mod.rs"]
 mod common;
+mod directory;
 mod imap;
 mod pop;
 mod smtp;
@@ -97,6 +99,7 @@ fn main() {
     let mut all = imap::cases();
     all.extend(pop::cases());
     all.extend(smtp::cases());
+    all.extend(directory::cases());
     let selected: Vec<&Case> = all
         .iter()
         .filter(|c| {
