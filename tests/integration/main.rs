@@ -24,6 +24,7 @@ mod common;
 mod imap;
 mod pop;
 mod smtp;
+mod tls;
 
 use common::*;
 use std::cell::RefCell;
@@ -97,6 +98,7 @@ fn main() {
     let mut all = imap::cases();
     all.extend(pop::cases());
     all.extend(smtp::cases());
+    all.extend(tls::cases());
     let selected: Vec<&Case> = all
         .iter()
         .filter(|c| {
