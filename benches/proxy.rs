@@ -37,6 +37,8 @@ mod client;
 mod forwarder;
 #[path = "proxy/sys.rs"]
 mod sys;
+#[path = "proxy/tls.rs"]
+mod tls;
 
 use client::Conn;
 use common::*;
@@ -1255,6 +1257,10 @@ fn main() {
     if s.runs("login") {
         println!("\n[1] logins: {} threads, each its own loadNN user, connect -> greeting -> LOGIN -> LOGOUT -> server closes, {:.1}s per mode in two rounds of rotated order", s.clients, s.login_secs);
         measure_logins(&s, &env, &mmp, &mut rows, &mut notes);
+    }
+    if s.runs("login") || s.runs("tls") {
+        println!("\n[1b] TLS logins: {} threads, direct plain vs mmp plain vs mmp IMAPS (full handshake each)", s.clients);
+        tls::measure_tls_logins(s.clients, s.login_secs, &env, &mut rows, &mut notes);
     }
     if s.runs("preauth") {
         println!("\n[5] directory: {} threads as in [1], PreAuth off/on x cold/warm caches, four more mmps, beside direct logins, {:.1}s per mode in two rounds of rotated order", s.clients, s.dir_secs);

@@ -15,6 +15,7 @@ pub mod postfix;
 pub mod services;
 pub mod slapd;
 pub mod smtp_client;
+pub mod tls;
 
 use std::io::{self, Read};
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -532,12 +533,23 @@ pub struct Env {
     pub store3: Dovecot,
     /// The private Postfix of the SMTP cases, started on first use ([`Env::postfix`]).
     postfix: OnceLock<Result<Postfix, String>>,
+    /// The stores' IMAPS/POP3S listeners and store administrator ([`tls::StoreTls`]); set by
+    /// [`Env::start`], `None` with [`Env::start_with_store_conf`].
+    pub store_tls: Option<tls::StoreTls>,
 }
 
 impl Env {
+    /// The integration tests' fixtures: [`Env::start_with_store_conf`] plus TLS listeners
+    /// and a store administrator on both stores ([`tls::StoreTls`]).
     #[track_caller]
     pub fn start() -> Env {
-        Env::start_with_store_conf("")
+        let st = tls::StoreTls::prepare();
+        let mut env = Env::start_with_store_conf(&st.dovecot_conf());
+        if let Err(e) = st.wait_ready() {
+            panic!("store TLS: {e}");
+        }
+        env.store_tls = Some(st);
+        env
     }
 
     /// [`Env::start`] with `extra_conf` appended to both stores' `dovecot.conf` (see
@@ -551,6 +563,7 @@ impl Env {
             store2,
             store3,
             postfix: OnceLock::new(),
+            store_tls: None,
         }
     }
 

@@ -26,6 +26,7 @@ mod directory;
 mod imap;
 mod pop;
 mod smtp;
+mod tls;
 
 use common::*;
 use std::cell::RefCell;
@@ -100,6 +101,7 @@ fn main() {
     all.extend(pop::cases());
     all.extend(smtp::cases());
     all.extend(directory::cases());
+    all.extend(tls::cases());
     let selected: Vec<&Case> = all
         .iter()
         .filter(|c| {
