@@ -248,15 +248,20 @@ fn to_store(rt: &ServiceRuntime, realm: &Realm, job: &Job, found: Found, ctx: &C
     });
     let format = domain_format.as_ref().unwrap_or(&service.replay_format);
     let store_user = directory::replay_name(format, &name, &route);
-    let creds = match replay {
-        ReplayAs::User(creds) => creds,
-        ReplayAs::Admin { admin, password } => Credentials {
-            user: admin,
-            password,
-            authzid: Some(store_user.clone()),
-        },
+    // The name the store authenticates: the user, or StoreAdmin acting for the user
+    // (SASL PLAIN authzid = user, authcid = StoreAdmin).
+    let (creds, authcid) = match replay {
+        ReplayAs::User(creds) => (creds, store_user.clone()),
+        ReplayAs::Admin { admin, password } => (
+            Credentials {
+                user: admin.clone(),
+                password,
+                authzid: Some(store_user.clone()),
+            },
+            admin,
+        ),
     };
-    let Some(replay) = Replay::for_store(service.protocol, &creds, &store_user, &job.info) else {
+    let Some(replay) = Replay::for_store(service.protocol, &creds, &authcid, &job.info) else {
         log::error!("{ctx} no store replay for {}", service.protocol.name());
         return unavailable(service);
     };
