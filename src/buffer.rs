@@ -4,7 +4,7 @@
 //! The pool belongs to the event loop's thread, so it needs no lock. No I/O.
 
 /// Size of one relay buffer.
-pub const BUFFER_BYTES: usize = 32 * 1024;
+pub const BUFFER_BYTES: usize = 64 * 1024;
 
 /// A block of bytes with a read position (`start`) and a write position (`end`).
 #[derive(Debug)]

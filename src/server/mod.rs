@@ -359,13 +359,15 @@ impl Server {
                     }
                     Next::Login(login) => {
                         let PreLogin {
-                            mut client,
+                            client,
                             front,
                             input,
                             output,
                             ..
                         } = *p;
-                        let _ = self.poll.registry().deregister(client.source());
+                        // The client socket stays registered while a worker carries it:
+                        // its events find the session `InWorker` and are ignored, and no
+                        // epoll_ctl is spent taking it out and putting it back.
                         let job = Job {
                             sid,
                             service: session.service,
@@ -391,13 +393,7 @@ impl Server {
                                     input,
                                     output,
                                 };
-                                resume_after_failure(
-                                    self.poll.registry(),
-                                    session,
-                                    job.client,
-                                    waiting,
-                                    &failure,
-                                )
+                                resume_after_failure(session, job.client, waiting, &failure)
                             }
                         }
                     }
@@ -485,11 +481,11 @@ impl Server {
     }
 }
 
-/// Puts a session whose login failed back into its pre-login dialogue (or closes it).
+/// Puts a session whose login failed back into its pre-login dialogue (or closes it). The
+/// client socket never left the poll, so nothing is registered again.
 fn resume_after_failure(
-    registry: &Registry,
     session: &mut Session,
-    mut client: Transport,
+    client: Transport,
     waiting: Waiting,
     failure: &Failure,
 ) -> Phase {
@@ -501,14 +497,6 @@ fn resume_after_failure(
     match front.login_failed(failure) {
         crate::protocol::Action::Send(bytes) => {
             output.extend_from_slice(&bytes);
-            if let Err(e) = registry.register(
-                client.source(),
-                token::session(session.sid, Side::Client),
-                Interest::READABLE | Interest::WRITABLE,
-            ) {
-                log::error!("{} cannot register client again: {e}", session.ctx());
-                return Phase::Closed;
-            }
             Phase::PreLogin(Box::new(PreLogin {
                 client,
                 front,
@@ -593,13 +581,9 @@ impl Server {
                         }
                     }
                 }
-                Outcome::Failed(failure) => resume_after_failure(
-                    self.poll.registry(),
-                    session,
-                    done.client,
-                    *waiting,
-                    &failure,
-                ),
+                Outcome::Failed(failure) => {
+                    resume_after_failure(session, done.client, *waiting, &failure)
+                }
             };
             self.advance(sid, now);
         }
@@ -688,25 +672,21 @@ fn server_addr_of(stream: &mio::net::TcpStream, client_addr: SocketAddr) -> Sock
     stream.local_addr().unwrap_or(client_addr)
 }
 
-/// Registers both sockets of a logged-in session and starts relaying (through the SMTP
-/// guard for SMTP sessions).
+/// Registers the store socket of a logged-in session (the client's is registered since it
+/// was accepted) and starts relaying (through the SMTP guard for SMTP sessions).
 fn start_relay(
     registry: &Registry,
     sid: u64,
-    mut client: Transport,
+    client: Transport,
     mut store: Transport,
     for_client: Vec<u8>,
     for_store: Vec<u8>,
     smtp_guard: bool,
 ) -> Result<Box<Relay>, String> {
     let both = Interest::READABLE | Interest::WRITABLE;
-    let register = |t: &mut Transport, side| {
-        registry
-            .register(t.source(), token::session(sid, side), both)
-            .map_err(|e| format!("cannot register the {side:?} socket: {e}"))
-    };
-    register(&mut client, Side::Client)?;
-    register(&mut store, Side::Store)?;
+    registry
+        .register(store.source(), token::session(sid, Side::Store), both)
+        .map_err(|e| format!("cannot register the store socket: {e}"))?;
     let relay = if smtp_guard {
         let guard = crate::protocol::smtp::Guard::new();
         Relay::guarded(client, store, for_client, &for_store, guard)?
