@@ -110,7 +110,14 @@ impl Relay {
             to_store: prefill(for_store),
             guarded: None,
             client: Endpoint::new(client),
-            store: Endpoint::new(store),
+            store: {
+                // A plain store socket was just registered, and registration reports bytes
+                // already waiting; TLS may hold decrypted bytes no event will announce.
+                let plain = store.is_plain();
+                let mut end = Endpoint::new(store);
+                end.readable = !plain;
+                end
+            },
             up_bytes: 0,
             down_bytes: 0,
         }

@@ -269,9 +269,12 @@ impl Server {
                     front,
                     input: Vec::new(),
                     output,
-                    readable: true,
+                    // A new socket's first bytes are announced by the poll (registration
+                    // reports data that is already there), so do not read before that.
+                    readable: false,
                     writable: true,
                     upgrading: false,
+                    peer_closed: false,
                 }))
             } else {
                 Phase::Handshake(Box::new(Handshake {
@@ -297,6 +300,7 @@ impl Server {
             Phase::PreLogin(p) => {
                 p.readable |= readable;
                 p.writable |= writable;
+                p.peer_closed |= event.is_read_closed() || event.is_error();
             }
             Phase::Relay(r) => {
                 let end = match side {
@@ -432,6 +436,7 @@ impl Server {
                         readable: true,
                         writable: true,
                         upgrading: false,
+                        peer_closed: false,
                     }))
                 }
             },
@@ -502,9 +507,11 @@ fn resume_after_failure(
                 front,
                 input,
                 output,
+                // Events that came while a worker had the socket were not looked at.
                 readable: true,
                 writable: true,
                 upgrading: false,
+                peer_closed: false,
             }))
         }
         crate::protocol::Action::Close(bytes) | crate::protocol::Action::StartTls(bytes) => {

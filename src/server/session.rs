@@ -80,6 +80,8 @@ pub struct PreLogin {
     /// STARTTLS was accepted: once its reply is out, the connection switches to TLS; no
     /// more plaintext is read.
     pub upgrading: bool,
+    /// The poll said the client closed its side: keep reading to find the end of stream.
+    pub peer_closed: bool,
 }
 
 /// A TLS handshake with the client under way (implicit TLS, or after STARTTLS). No front
@@ -259,7 +261,13 @@ impl PreLogin {
             }
             let mut chunk = [0u8; 4096];
             match self.client.read(&mut chunk) {
-                Outcome::Moved(n) => self.input.extend_from_slice(&chunk[..n]),
+                Outcome::Moved(n) => {
+                    self.input.extend_from_slice(&chunk[..n]);
+                    // A short read drained a plain socket; its next bytes bring an edge.
+                    if n < chunk.len() && self.client.is_plain() && !self.peer_closed {
+                        self.readable = false;
+                    }
+                }
                 Outcome::WouldBlock => {
                     self.readable = false;
                     return Next::Wait;
