@@ -13,6 +13,8 @@ pub mod line;
 pub mod pop;
 pub mod sasl;
 pub mod smtp;
+#[cfg(test)]
+mod transcript;
 
 use crate::secret::Secret;
 use std::net::SocketAddr;

@@ -77,49 +77,19 @@ pub(super) const PASS_PROMPT: &str = "334 UGFzc3dvcmQ6\r\n";
 /// A transcript: configuration, client bytes, the actions, and the bytes left over.
 pub(super) type Case<'a> = (FrontConfig, &'a [u8], Vec<Action>, &'a [u8]);
 
-/// Feeds the chunks in order as a loop would: after each one, `feed` until `None`, and
-/// stop feeding after an action that ends the dialogue (the buffer keeps growing).
+/// Feeds the chunks in order as a loop would (see [`crate::protocol::transcript::drive`]).
 pub(super) fn drive(front: &mut Front, chunks: &[&[u8]]) -> (Vec<Action>, Vec<u8>) {
-    let mut buf = Vec::new();
-    let mut actions = Vec::new();
-    let mut ended = false;
-    for chunk in chunks {
-        buf.extend_from_slice(chunk);
-        while !ended {
-            match front.feed(&mut buf) {
-                None => break,
-                Some(action) => {
-                    ended = !matches!(action, Action::Send(_));
-                    actions.push(action);
-                }
-            }
-        }
-    }
-    (actions, buf)
+    crate::protocol::transcript::drive(|buf| front.feed(buf), chunks)
 }
 
 /// The transcript gives `want` and leaves `rest` whole, cut anywhere, and byte by byte.
 #[track_caller]
 pub(super) fn check(config: &FrontConfig, input: &[u8], want: &[Action], rest: &[u8]) {
-    let name = String::from_utf8_lossy(input);
-    for cut in 0..=input.len() {
-        let got = drive(
-            &mut Front::new(config.clone()),
-            &[&input[..cut], &input[cut..]],
-        );
-        assert_eq!(
-            (got.0.as_slice(), got.1.as_slice()),
-            (want, rest),
-            "{name:?} cut at {cut}"
-        );
-    }
-    let bytes: Vec<&[u8]> = input.chunks(1).collect();
-    let got = drive(&mut Front::new(config.clone()), &bytes);
-    assert_eq!(
-        (got.0.as_slice(), got.1.as_slice()),
-        (want, rest),
-        "{name:?} byte by byte"
-    );
+    let fresh = || {
+        let mut front = Front::new(config.clone());
+        move |buf: &mut Vec<u8>| front.feed(buf)
+    };
+    crate::protocol::transcript::check(fresh, input, want, rest);
 }
 
 #[track_caller]

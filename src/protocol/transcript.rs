@@ -1,0 +1,54 @@
+//! Test support shared by the three front ends' tests (style §9, "feed every split"): a
+//! transcript must give the same actions and leave the same bytes however the loop's reads
+//! cut it — at every byte position, and one byte at a time. Test-only; no I/O.
+
+use super::Action;
+
+/// Feeds the chunks in order as the loop would: after each one, `feed` until `None`, and
+/// stop feeding after an action that ends the dialogue (the buffer keeps growing).
+pub fn drive(
+    mut feed: impl FnMut(&mut Vec<u8>) -> Option<Action>,
+    chunks: &[&[u8]],
+) -> (Vec<Action>, Vec<u8>) {
+    let mut buf = Vec::new();
+    let mut actions = Vec::new();
+    let mut ended = false;
+    for chunk in chunks {
+        buf.extend_from_slice(chunk);
+        while !ended {
+            match feed(&mut buf) {
+                None => break,
+                Some(action) => {
+                    ended = !matches!(action, Action::Send(_));
+                    actions.push(action);
+                }
+            }
+        }
+    }
+    (actions, buf)
+}
+
+/// The transcript `input` gives `want` and leaves `rest`, cut anywhere and byte by byte;
+/// `fresh` makes a new front end's `feed` for each try.
+#[track_caller]
+pub fn check<F>(fresh: impl Fn() -> F, input: &[u8], want: &[Action], rest: &[u8])
+where
+    F: FnMut(&mut Vec<u8>) -> Option<Action>,
+{
+    let name = String::from_utf8_lossy(input);
+    for cut in 0..=input.len() {
+        let got = drive(fresh(), &[&input[..cut], &input[cut..]]);
+        assert_eq!(
+            (got.0.as_slice(), got.1.as_slice()),
+            (want, rest),
+            "{name:?} cut at {cut}"
+        );
+    }
+    let bytes: Vec<&[u8]> = input.chunks(1).collect();
+    let got = drive(fresh(), &bytes);
+    assert_eq!(
+        (got.0.as_slice(), got.1.as_slice()),
+        (want, rest),
+        "{name:?} byte by byte"
+    );
+}
