@@ -51,11 +51,6 @@ pub(super) type Case<'a> = (FrontConfig, &'a [u8], Vec<Action>, &'a [u8]);
 
 const READY: &str = "+ Ready for literal\r\n";
 
-/// Feeds the chunks in order as a loop would (see [`crate::protocol::transcript::drive`]).
-fn drive(front: &mut Front, chunks: &[&[u8]]) -> (Vec<Action>, Vec<u8>) {
-    crate::protocol::transcript::drive(|buf| front.feed(buf), chunks)
-}
-
 /// The transcript gives `want` and leaves `rest` whole, cut anywhere, and byte by byte.
 #[track_caller]
 pub(super) fn check(config: &FrontConfig, input: &[u8], want: &[Action], rest: &[u8]) {

@@ -56,11 +56,6 @@ pub(super) const DISALLOWED_STLS: &str =
     "-ERR [AUTH] Plaintext authentication disallowed on non-secure connections, use STLS first\r\n";
 pub(super) const TOO_MANY: &str = "-ERR Too many invalid commands\r\n";
 
-/// Feeds the chunks in order as a loop would (see [`crate::protocol::transcript::drive`]).
-fn drive(front: &mut Front, chunks: &[&[u8]]) -> (Vec<Action>, Vec<u8>) {
-    crate::protocol::transcript::drive(|buf| front.feed(buf), chunks)
-}
-
 /// The transcript gives `want` and leaves `rest` whole, cut anywhere, and byte by byte.
 #[track_caller]
 fn check(config: &FrontConfig, input: &[u8], want: &[Action], rest: &[u8]) {

@@ -77,11 +77,6 @@ pub(super) const PASS_PROMPT: &str = "334 UGFzc3dvcmQ6\r\n";
 /// A transcript: configuration, client bytes, the actions, and the bytes left over.
 pub(super) type Case<'a> = (FrontConfig, &'a [u8], Vec<Action>, &'a [u8]);
 
-/// Feeds the chunks in order as a loop would (see [`crate::protocol::transcript::drive`]).
-pub(super) fn drive(front: &mut Front, chunks: &[&[u8]]) -> (Vec<Action>, Vec<u8>) {
-    crate::protocol::transcript::drive(|buf| front.feed(buf), chunks)
-}
-
 /// The transcript gives `want` and leaves `rest` whole, cut anywhere, and byte by byte.
 #[track_caller]
 pub(super) fn check(config: &FrontConfig, input: &[u8], want: &[Action], rest: &[u8]) {
