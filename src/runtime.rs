@@ -52,8 +52,8 @@ pub struct ServiceRuntime {
     /// `SSLEnable`: the TLS configuration for clients (implicit TLS on `SSLPorts`,
     /// STARTTLS elsewhere), asking for a client certificate when `SSLCACertFile` is set.
     pub tls_server: Option<Arc<rustls::ServerConfig>>,
-    /// `SSLBacksidePort`: the TLS configuration towards the stores, trusting
-    /// `SSLBacksideCACertFile` (else the system's CAs).
+    /// `SSLBacksidePort` or `SSLBacksideStartTLS`: the TLS configuration towards the
+    /// stores, trusting `SSLBacksideCACertFile` (else the system's CAs).
     pub tls_store: Option<Arc<rustls::ClientConfig>>,
     /// Realm 0 is the global options; then one per virtual domain, in file order.
     realms: Vec<Realm>,
@@ -69,9 +69,12 @@ impl ServiceRuntime {
         let file = config.file.display().to_string();
         let mut warnings = Vec::new();
         let tls_server = if config.tls.enable {
-            let (cfg, unsupported) =
-                crate::tls::server_config(&config.tls, config.tls.ca_cert_file.as_deref())
-                    .map_err(|e| format!("{file}: SSL: {e}"))?;
+            let (cfg, unsupported) = crate::tls::server_config_with_sni(
+                &config.tls,
+                config.tls.ca_cert_file.as_deref(),
+                &config.tls.server_name_certs,
+            )
+            .map_err(|e| format!("{file}: SSL: {e}"))?;
             for name in unsupported {
                 warnings.push(format!(
                     "{file}: SSLCipherSpecs: {name} is not offered by mmp's TLS library; ignored"
@@ -81,12 +84,14 @@ impl ServiceRuntime {
         } else {
             None
         };
-        let tls_store = match config.ssl_backside_port {
-            Some(_) => Some(
-                crate::tls::store_client_config(config.tls.backside_ca_cert_file.as_deref())
+        let tls_store = if config.ssl_backside_port.is_some() || config.tls.backside_starttls {
+            let ca = config.tls.backside_ca_cert_file.as_deref();
+            Some(
+                crate::tls::store_client_config(ca)
                     .map_err(|e| format!("{file}: SSLBacksidePort: {e}"))?,
-            ),
-            None => None,
+            )
+        } else {
+            None
         };
         let realm = |name, cfg| Realm::new(name, cfg).map_err(|e| format!("{file}: {e}"));
         let mut realms = vec![realm(None, config.clone())?];

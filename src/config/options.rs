@@ -76,6 +76,8 @@ pub enum Opt {
     SslCacheDir,
     SslCaCertFile,
     SslBacksideCaCertFile,
+    SslServerNameCert,
+    SslBacksideStartTls,
     SmtpRelays,
     SmtpProxyPassword,
     PopBeforeSmtpKludgeChannel,
@@ -322,6 +324,8 @@ pub const OPTIONS: &[OptionDef] = &[
     row(Opt::MaxLineBytes, "MaxLineBytes", IPS),
     row(Opt::MaxLiteralBytes, "MaxLiteralBytes", &[I]),
     row(Opt::MaxBadCommands, "MaxBadCommands", IPS),
+    list(Opt::SslServerNameCert, "SSLServerNameCert", IPS),
+    row(Opt::SslBacksideStartTls, "SSLBacksideStartTLS", &[I, P]),
 ];
 
 /// The row for `name`, matched case-insensitively.

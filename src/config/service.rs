@@ -251,6 +251,28 @@ fn tls(cx: &mut Cx<'_>, t: &mut Tls) {
     cx.path(Opt::SslCacheDir, &mut t.cache_dir);
     cx.path(Opt::SslCaCertFile, &mut t.ca_cert_file);
     cx.path(Opt::SslBacksideCaCertFile, &mut t.backside_ca_cert_file);
+    cx.set(
+        Opt::SslBacksideStartTls,
+        &mut t.backside_starttls,
+        parse_bool,
+    );
+    for line in cx.all(Opt::SslServerNameCert) {
+        let words: Vec<&str> = line.value.split_whitespace().collect();
+        match words.as_slice() {
+            [name, cert, key] if !name.contains('/') => {
+                let name = name.to_ascii_lowercase();
+                let (cert, key) = (cx.dir.join(cert), cx.dir.join(key));
+                t.server_name_certs.push((name, cert, key));
+            }
+            _ => cx.error(
+                line,
+                format!(
+                    "expected SERVER-NAME CERTFILE KEYFILE, got {:?}",
+                    line.value
+                ),
+            ),
+        }
+    }
 }
 
 fn smtp(cx: &mut Cx<'_>, m: &mut Smtp) {

@@ -288,6 +288,13 @@ pub struct Tls {
     pub ca_cert_file: Option<PathBuf>,
     /// `SSLBacksideCACertFile`.
     pub backside_ca_cert_file: Option<PathBuf>,
+    /// `SSLServerNameCert NAME CERTFILE KEYFILE` (mmp extension, repeatable): the
+    /// certificate to present to clients that ask for NAME (SNI); others get `SSLCertFile`.
+    pub server_name_certs: Vec<(String, PathBuf, PathBuf)>,
+    /// `SSLBacksideStartTLS` (mmp extension): reach the store on `BacksidePort` in plain
+    /// text and upgrade with STARTTLS (IMAP) or STLS (POP3) before the login, verifying
+    /// the store against `SSLBacksideCACertFile`.
+    pub backside_starttls: bool,
 }
 
 /// SMTP proxy options.
