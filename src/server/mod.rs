@@ -6,6 +6,7 @@
 //! both directions once, so interest never needs re-registering; each side remembers what
 //! the poll last said until a read or write would block.
 
+mod handoff;
 pub mod pop_before_smtp;
 pub mod session;
 pub mod timer;
@@ -13,14 +14,14 @@ pub mod token;
 
 use crate::buffer::BufferPool;
 use crate::config::Config;
-use crate::pool::{Done, Job, Outcome, Pool};
+use crate::pool::{Done, Job, Pool};
 use crate::protocol::{Failure, Front, Protocol, TlsState};
-use crate::relay::{Relay, Side, Turn};
+use crate::relay::{Side, Turn};
 use crate::runtime::{self, ServiceRuntime};
 use crate::tls::TlsStream;
 use crate::transport::Transport;
 use mio::net::TcpListener;
-use mio::{Events, Interest, Poll, Registry, Waker};
+use mio::{Events, Interest, Poll, Waker};
 use pop_before_smtp::PopBeforeSmtp;
 use session::{
     Closing, Handshake, HandshakeNext, Next, Phase, PreLogin, Session, Waiting, CLOSE_GRACE,
@@ -397,7 +398,9 @@ impl Server {
                                     input,
                                     output,
                                 };
-                                resume_after_failure(session, job.client, waiting, &failure)
+                                handoff::resume_after_failure(
+                                    session, job.client, waiting, &failure,
+                                )
                             }
                         }
                     }
@@ -486,116 +489,7 @@ impl Server {
     }
 }
 
-/// Puts a session whose login failed back into its pre-login dialogue (or closes it). The
-/// client socket never left the poll, so nothing is registered again.
-fn resume_after_failure(
-    session: &mut Session,
-    client: Transport,
-    waiting: Waiting,
-    failure: &Failure,
-) -> Phase {
-    let Waiting {
-        mut front,
-        input,
-        mut output,
-    } = waiting;
-    match front.login_failed(failure) {
-        crate::protocol::Action::Send(bytes) => {
-            output.extend_from_slice(&bytes);
-            Phase::PreLogin(Box::new(PreLogin {
-                client,
-                front,
-                input,
-                output,
-                // Events that came while a worker had the socket were not looked at.
-                readable: true,
-                writable: true,
-                upgrading: false,
-                peer_closed: false,
-            }))
-        }
-        crate::protocol::Action::Close(bytes) | crate::protocol::Action::StartTls(bytes) => {
-            output.extend_from_slice(&bytes);
-            Phase::Closing(Box::new(Closing { client, output }))
-        }
-        crate::protocol::Action::Login(_) => {
-            log::error!(
-                "{} front asked for a login while answering one",
-                session.ctx()
-            );
-            Phase::Closed
-        }
-    }
-}
-
 impl Server {
-    /// Takes every finished login from the pool and moves its session on.
-    fn finish_logins(&mut self, now: Instant) {
-        self.pool.take_done(&mut self.done);
-        for done in std::mem::take(&mut self.done) {
-            let sid = done.sid;
-            let Some(session) = self.sessions.get_mut(&sid) else {
-                continue;
-            };
-            let Phase::InWorker(waiting) = std::mem::replace(&mut session.phase, Phase::Closed)
-            else {
-                log::error!(
-                    "{} login finished for a session not waiting for one",
-                    session.ctx()
-                );
-                self.sessions.remove(&sid);
-                continue;
-            };
-            session.phase = match done.outcome {
-                Outcome::LoggedIn {
-                    store,
-                    store_addr,
-                    answer,
-                    leftover,
-                    user,
-                } => {
-                    let rt = &self.services[session.service];
-                    let service = &rt.config;
-                    let realm = &rt.realm(session.realm).config;
-                    if service.protocol == Protocol::Pop
-                        && realm.auth_service
-                        && !realm.auth_service_ttl.is_zero()
-                    {
-                        let until = now + realm.auth_service_ttl;
-                        self.pop_logins
-                            .record(session.client_addr.ip(), &user, until);
-                    }
-                    session.user = Some(user);
-                    let Waiting {
-                        mut front,
-                        input,
-                        mut output,
-                    } = *waiting;
-                    output.extend_from_slice(&front.login_succeeded(&answer));
-                    output.extend_from_slice(&leftover);
-                    drop(front);
-                    let registry = self.poll.registry();
-                    let guard = service.protocol == Protocol::Smtp;
-                    match start_relay(registry, sid, done.client, store, output, input, guard) {
-                        Ok(relay) => {
-                            log::debug!("{} relaying to store {store_addr}", session.ctx());
-                            session.deadline = now + service.timeout;
-                            Phase::Relay(relay)
-                        }
-                        Err(e) => {
-                            log::error!("{} cannot start relay: {e}", session.ctx());
-                            Phase::Closed
-                        }
-                    }
-                }
-                Outcome::Failed(failure) => {
-                    resume_after_failure(session, done.client, *waiting, &failure)
-                }
-            };
-            self.advance(sid, now);
-        }
-    }
-
     /// Closes sessions whose deadline has passed; re-arms the others.
     fn expire(&mut self, now: Instant) {
         while let Some((at, sid)) = self.timers.pop_due(now) {
@@ -677,30 +571,6 @@ fn front_for(
 /// The local address a client connected to (for the virtual domain and `%S`).
 fn server_addr_of(stream: &mio::net::TcpStream, client_addr: SocketAddr) -> SocketAddr {
     stream.local_addr().unwrap_or(client_addr)
-}
-
-/// Registers the store socket of a logged-in session (the client's is registered since it
-/// was accepted) and starts relaying (through the SMTP guard for SMTP sessions).
-fn start_relay(
-    registry: &Registry,
-    sid: u64,
-    client: Transport,
-    mut store: Transport,
-    for_client: Vec<u8>,
-    for_store: Vec<u8>,
-    smtp_guard: bool,
-) -> Result<Box<Relay>, String> {
-    let both = Interest::READABLE | Interest::WRITABLE;
-    registry
-        .register(store.source(), token::session(sid, Side::Store), both)
-        .map_err(|e| format!("cannot register the store socket: {e}"))?;
-    let relay = if smtp_guard {
-        let guard = crate::protocol::smtp::Guard::new();
-        Relay::guarded(client, store, for_client, &for_store, guard)?
-    } else {
-        Relay::new(client, store, for_client, for_store)
-    };
-    Ok(Box::new(relay))
 }
 
 /// Moves a session to `Closing` with a short deadline of its own.
