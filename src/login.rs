@@ -1,12 +1,12 @@
 //! What a worker does with one login, by protocol:
 //!
-//! * IMAP and POP3 ([`mailbox`]): normalise the name, find the user's store in the
+//! * IMAP and POP3 (`mailbox`): normalise the name, find the user's store in the
 //!   directory (cached), optionally pre-authenticate (`PreAuth`: bind as the user and log
 //!   the seed's line), then connect to `mailHost` (over TLS with `SSLBacksidePort`) and
-//!   replay the login there. A client certificate ([`certificate`]) is mapped to the user
+//!   replay the login there. A client certificate (`certificate`) is mapped to the user
 //!   through certmap.conf instead, and the store is logged into as `StoreAdmin` on the
 //!   user's behalf.
-//! * SMTP ([`submission`]): check the password by binding as the user (or take the
+//! * SMTP (`submission`): check the password by binding as the user (or take the
 //!   POP-before-SMTP identity the loop vouched for, or the certificate's user), then connect
 //!   to an MTA from `SmtpRelays` (round-robin, failover) and tell it who the client is.
 //!

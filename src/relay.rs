@@ -1,5 +1,5 @@
 //! The byte pump between a client and its store once the login is done: one function,
-//! [`pump`], used for both directions (as nginx's `ngx_mail_proxy_handler` is), with
+//! `pump`, used for both directions (as nginx's `ngx_mail_proxy_handler` is), with
 //! backpressure (a side is read only while the buffer towards its peer has room), an orderly
 //! end (end of stream on one side is passed on as a write shutdown once its bytes are out,
 //! and the session ends there) and buffers taken from the loop's pool only while bytes are

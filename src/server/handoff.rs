@@ -1,4 +1,4 @@
-//! The hand-back half of a login: a worker's [`Done`] arrives through the `Waker`, and the
+//! The hand-back half of a login: a worker's [`Done`](crate::pool::Done) arrives through the `Waker`, and the
 //! session either starts relaying (the store socket is registered beside the client's,
 //! which never left the poll) or goes back to its pre-login dialogue with the front end's
 //! answer to the failure.

@@ -2,7 +2,7 @@
 //! (pre-login dialogue → in a worker → relay → closing), so nothing of an old phase (a
 //! half-parsed line, a credential) outlives it. The pre-login dialogue runs here,
 //! non-blocking: bytes from the client are fed to the protocol's [`Front`], its replies are
-//! written back, and a complete login leaves as a [`Job`] with the client's socket.
+//! written back, and a complete login leaves as a `Job` with the client's socket.
 
 use crate::protocol::{self, Action, ClientInfo, Front, Protocol, TlsState};
 use crate::relay::Relay;

@@ -64,15 +64,15 @@ const STRIPPED_KEYWORDS: [&str; 5] = ["XCLIENT", "XFORWARD", "STARTTLS", "CHUNKI
 /// Why a session must be closed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum GuardError {
-    /// A client command line longer than [`MAX_COMMAND_LINE`].
+    /// A client command line longer than `MAX_COMMAND_LINE`.
     LineTooLong,
-    /// More than [`MAX_HELD_BYTES`] sent before the MTA answered `DATA`.
+    /// More than `MAX_HELD_BYTES` sent before the MTA answered `DATA`.
     HeldTooLong,
     /// A message body ended with `.` and a bare LF before or after it.
     AmbiguousEndOfData,
-    /// More than [`MAX_PENDING`] replies owed.
+    /// More than `MAX_PENDING` replies owed.
     TooManyPending,
-    /// An MTA reply line longer than [`MAX_REPLY_LINE`], or an EHLO reply longer than
+    /// An MTA reply line longer than `MAX_REPLY_LINE`, or an EHLO reply longer than
     /// the reply cap.
     ReplyTooLong,
     /// An MTA line that is not a reply line.
