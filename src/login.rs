@@ -22,7 +22,7 @@ use crate::pool::{Job, Outcome};
 use crate::protocol::{smtp, Credentials, Failure, Helo, Protocol, Replay, Who};
 use crate::runtime::{Realm, ServiceRuntime};
 use crate::secret::Secret;
-use crate::store::{self, LoggedIn};
+use crate::store::{self, LoggedIn, StoreTls};
 use std::time::Instant;
 
 /// Runs the login of `job` for its service, with the options of realm `realm`.
@@ -261,13 +261,20 @@ fn to_store(rt: &ServiceRuntime, realm: &Realm, job: &Job, found: Found, ctx: &C
             admin,
         ),
     };
-    let Some(replay) = Replay::for_store(service.protocol, &creds, &authcid, &job.info) else {
+    // SSLBacksideStartTLS: BacksidePort, upgraded before the login; it wins over
+    // SSLBacksidePort, being the newer and more specific choice. The replay is told from
+    // the option itself, so that a missing TLS configuration (which the runtime always
+    // builds for it) fails closed in `store` instead of logging in in plain text.
+    let starttls = service.tls.backside_starttls;
+    let (port, tls) = match (starttls, service.ssl_backside_port, &rt.tls_store) {
+        (true, _, Some(cfg)) => (service.backside_port, StoreTls::StartTls(cfg)),
+        (false, Some(port), Some(cfg)) => (port, StoreTls::Implicit(cfg)),
+        _ => (service.backside_port, StoreTls::Plain),
+    };
+    let Some(replay) = Replay::for_store(service.protocol, &creds, &authcid, &job.info, starttls)
+    else {
         log::error!("{ctx} no store replay for {}", service.protocol.name());
         return unavailable(service);
-    };
-    let (port, tls) = match (service.ssl_backside_port, &rt.tls_store) {
-        (Some(port), Some(cfg)) => (port, Some(cfg)),
-        _ => (service.backside_port, None),
     };
     match store::login(
         &route.mail_host,
@@ -280,7 +287,11 @@ fn to_store(rt: &ServiceRuntime, realm: &Realm, job: &Job, found: Found, ctx: &C
             log::info!(
                 "{ctx} logged in to store {}{} as {} ({})",
                 done.addr,
-                if tls.is_some() { " over TLS" } else { "" },
+                match tls {
+                    StoreTls::Plain => "",
+                    StoreTls::Implicit(_) => " over TLS",
+                    StoreTls::StartTls(_) => " over TLS (STARTTLS)",
+                },
                 crate::protocol::sanitize(store_user.as_bytes()),
                 route.dn
             );
@@ -362,7 +373,13 @@ fn submission(
             my_name: rt.host_name.clone(),
             command: job.login.command.clone(),
         }));
-        match store::login(host, port, replay, service.backside_timeout, None) {
+        match store::login(
+            host,
+            port,
+            replay,
+            service.backside_timeout,
+            StoreTls::Plain,
+        ) {
             Ok(done) => {
                 relays.succeeded(i);
                 log::info!(

@@ -178,6 +178,11 @@ pub enum ReplayStep {
     Send(Vec<u8>),
     /// Nothing to send; read the next line.
     Wait,
+    /// The store agreed to STARTTLS/STLS: check that it sent nothing after this line (any
+    /// such bytes came in plain text and may be an attacker's, so the login ends), do the
+    /// TLS handshake and verify the store's certificate, then write these bytes over TLS
+    /// and read the next line from it.
+    StartTls(Vec<u8>),
     /// Logged in: this is the answer for the client.
     Done(StoreAnswer),
     /// Not logged in.
@@ -268,21 +273,34 @@ pub enum Replay {
 
 impl Replay {
     /// Starts a replay of `credentials` to a mail store of `protocol`, logging in as
-    /// `store_user` (the `ReplayFormat` result). `None` for SMTP, whose MTA handshake is
-    /// built from an [`smtp::RelayRequest`] instead.
+    /// `store_user` (the `ReplayFormat` result). With `starttls` (`SSLBacksideStartTLS`)
+    /// the replay first upgrades the connection (IMAP STARTTLS, POP3 STLS) and refuses a
+    /// store that does not offer it, so that no password crosses in plain text. `None`
+    /// for SMTP, whose MTA handshake is built from an [`smtp::RelayRequest`] instead.
     pub fn for_store(
         protocol: Protocol,
         credentials: &Credentials,
         store_user: &str,
         info: &ClientInfo,
+        starttls: bool,
     ) -> Option<Replay> {
         match protocol {
-            Protocol::Imap => Some(Replay::Imap(imap::Replay::new(
-                credentials,
-                store_user,
-                info,
-            ))),
-            Protocol::Pop => Some(Replay::Pop(pop::Replay::new(credentials, store_user, info))),
+            Protocol::Imap => {
+                let replay = imap::Replay::new(credentials, store_user, info);
+                Some(Replay::Imap(if starttls {
+                    replay.with_starttls()
+                } else {
+                    replay
+                }))
+            }
+            Protocol::Pop => {
+                let replay = pop::Replay::new(credentials, store_user, info);
+                Some(Replay::Pop(if starttls {
+                    replay.with_starttls()
+                } else {
+                    replay
+                }))
+            }
             Protocol::Smtp => None,
         }
     }

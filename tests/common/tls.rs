@@ -17,6 +17,8 @@
 //! | `untrusted.pem` | as alice | evil CA | handshake must fail |
 //! | `nobody.pem` | `CN=nobody, emailAddress=nobody@a.test` | test CA | maps to no entry |
 //! | `twousers.pem` | `CN=b.test users, OU=b.test` | test CA | maps to carol AND dave |
+//! | `imap-a.pem`/`.key` | `CN=imap.a.test`, SAN `imap.a.test` | test CA | `SSLServerNameCert` for SNI `imap.a.test` |
+//! | `imap-b.pem`/`.key` | `CN=imap.b.test`, SAN `imap.b.test` | test CA | `SSLServerNameCert` for SNI `imap.b.test` |
 //!
 //! [`CERTMAP`] maps `e` (emailAddress) to `mail` and `OU` to `mailDomain`, so `twousers.pem`
 //! gives `(mailDomain=b.test)`, which matches both b.test users of the directory.
@@ -68,6 +70,10 @@ pub struct Pki {
     pub untrusted: Leaf,
     pub nobody: Leaf,
     pub two_users: Leaf,
+    /// mmp's certificate for clients asking for `imap.a.test` (SNI).
+    pub sni_a: Leaf,
+    /// mmp's certificate for clients asking for `imap.b.test` (SNI).
+    pub sni_b: Leaf,
     /// `certmap.conf` with [`CERTMAP`].
     pub certmap: PathBuf,
     /// Dovecot master-user passwd-file holding [`STORE_ADMIN`].
@@ -228,6 +234,22 @@ impl Pki {
                 &[],
                 &[("CN", "b.test users"), ("OU", "b.test")],
                 Kind::Client,
+                false,
+            ),
+            sni_a: ca.leaf(
+                &dir,
+                "imap-a",
+                &["imap.a.test"],
+                &[("CN", "imap.a.test")],
+                Kind::Server,
+                false,
+            ),
+            sni_b: ca.leaf(
+                &dir,
+                "imap-b",
+                &["imap.b.test"],
+                &[("CN", "imap.b.test")],
+                Kind::Server,
                 false,
             ),
             certmap: dir.join("certmap.conf"),
@@ -395,6 +417,18 @@ pub fn client_config_trusting(ca: &Path, cert: Option<&Leaf>) -> Arc<ClientConfi
     })
 }
 
+/// The (first) certificate of a PEM file, as DER.
+#[track_caller]
+pub fn certificate_der(pem: &Path) -> Vec<u8> {
+    CertificateDer::pem_file_iter(pem)
+        .expect("cert PEM")
+        .next()
+        .expect("a certificate")
+        .expect("cert")
+        .as_ref()
+        .to_vec()
+}
+
 // ---------------------------------------------------------------------------------------------
 // A line client over plain TCP or TLS
 
@@ -488,6 +522,26 @@ impl LineClient {
         let mut c = LineClient::plain_from(src, a)?;
         c.upgrade(cfg, server_name(a))?;
         Ok(c)
+    }
+
+    /// Implicit TLS asking for the server name `name` (SNI); an IP address sends no SNI.
+    pub fn tls_named(a: SocketAddr, cfg: &Arc<ClientConfig>, name: &str) -> io::Result<LineClient> {
+        let name = ServerName::try_from(name.to_string()).map_err(io::Error::other)?;
+        let mut c = LineClient::plain(a)?;
+        c.upgrade(cfg, name)?;
+        Ok(c)
+    }
+
+    /// The server's certificate (DER), `None` on plain connections.
+    pub fn peer_certificate(&self) -> Option<Vec<u8>> {
+        match &self.stream {
+            Stream::Tls(t) => t
+                .conn
+                .peer_certificates()
+                .and_then(|c| c.first())
+                .map(|c| c.as_ref().to_vec()),
+            _ => None,
+        }
     }
 
     /// After the server's "go ahead" to STARTTLS/STLS: the handshake on the same socket. Bytes
@@ -936,6 +990,19 @@ pub fn with_store_tls(env: &Env, cfg: ServicesConfig, ca: &Path) -> ServicesConf
             "SSLBacksideCACertFile",
             &ca.display().to_string(),
         );
+    }
+    cfg
+}
+
+/// STARTTLS towards the stores (`SSLBacksideStartTLS yes`: their plain IMAP / POP3 ports,
+/// upgraded before the login), trusting the CA in `ca`.
+pub fn with_store_starttls(cfg: ServicesConfig, ca: &Path) -> ServicesConfig {
+    let mut cfg = cfg;
+    for p in [Proto::Imap, Proto::Pop] {
+        if protos(&cfg).contains(&p) {
+            cfg = set_in(cfg, p, "SSLBacksideStartTLS", "yes");
+            cfg = set_in(cfg, p, "SSLBacksideCACertFile", &ca.display().to_string());
+        }
     }
     cfg
 }

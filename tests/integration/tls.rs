@@ -49,6 +49,12 @@ pub fn cases() -> Vec<Case> {
         tls_imap_store_leg_over_tls_reaches_mailboxes,
         tls_pop_store_leg_over_tls_reaches_mailbox,
         tls_imap_store_with_certificate_of_another_ca_gets_no_password,
+        tls_imap_store_starttls_reaches_mailboxes_over_tls,
+        tls_pop_store_stls_reaches_mailbox_over_tls,
+        tls_imap_store_starttls_with_certificate_of_another_ca_gets_no_password,
+        tls_pop_store_stls_with_certificate_of_another_ca_gets_no_password,
+        // --- a certificate per SNI name
+        tls_server_name_cert_answers_sni_and_falls_back_to_the_default,
         // --- certificate login
         tls_imap_certificate_login_external_reaches_own_mailbox,
         tls_imap_external_without_client_certificate_fails,
@@ -1229,6 +1235,155 @@ fn tls_imap_store_with_certificate_of_another_ca_gets_no_password(env: &Env) {
         "the store saw a login attempt of {}:\n{gained}",
         u.uid
     );
+    m.assert_alive_without_panic();
+}
+
+/// Nothing of `u` reached the log of its store since `start` (no login, no password).
+#[track_caller]
+fn assert_store_never_saw(env: &Env, u: &User, start: usize) {
+    let log = env.store(u.store()).log_path();
+    // The store logs the failed handshake's disconnection a moment later: let it.
+    std::thread::sleep(Duration::from_millis(500));
+    let gained = log_since(&log, start);
+    assert!(
+        !gained.contains(&u.uid) && !gained.contains(&u.password),
+        "the store saw a login attempt of {}:\n{gained}",
+        u.uid
+    );
+}
+
+fn tls_imap_store_starttls_reaches_mailboxes_over_tls(env: &Env) {
+    let cfg = with_store_starttls(env.imap_services_config(), &pki().ca);
+    let mut m = TlsMmp::start(&cfg, false);
+    // Users used by no other TLS case (one per store), so that the logs are this case's.
+    for uid in ["load40@a.test", "load41@a.test"] {
+        let u = user(uid);
+        let start = log_len(&env.store(u.store()).log_path());
+        let mut c = LineClient::plain(m.plain_addr(Proto::Imap)).unwrap();
+        c.expect_line();
+        let r = c.imap_login("a", &u.uid, &u.password);
+        assert_starts(
+            &r,
+            "a OK",
+            &format!("LOGIN {uid} over STARTTLS to the store"),
+            &m,
+        );
+        c.assert_imap_own_mailbox(&u);
+        assert_store_logged_tls_login(env, u.store(), start, &u.uid);
+    }
+    assert!(
+        m.wait_for_log("over TLS (STARTTLS)", Duration::from_secs(5)),
+        "mmp logged no STARTTLS store login:\n{}",
+        m.log_tail()
+    );
+    m.assert_alive_without_panic();
+}
+
+fn tls_pop_store_stls_reaches_mailbox_over_tls(env: &Env) {
+    let cfg = with_store_starttls(env.pop_config(), &pki().ca);
+    let mut m = TlsMmp::start(&cfg, false);
+    let u = user("load42@a.test");
+    let start = log_len(&env.store(u.store()).log_path());
+    let mut c = LineClient::plain(m.plain_addr(Proto::Pop)).unwrap();
+    c.expect_line();
+    assert!(c.pop(&format!("USER {}", u.uid)).starts_with("+OK"));
+    assert_starts(
+        &c.pop(&format!("PASS {}", u.password)),
+        "+OK",
+        "PASS over STLS to the store",
+        &m,
+    );
+    c.assert_pop_own_mailbox(&u);
+    assert_store_logged_tls_login(env, u.store(), start, &u.uid);
+    m.assert_alive_without_panic();
+}
+
+fn tls_imap_store_starttls_with_certificate_of_another_ca_gets_no_password(env: &Env) {
+    // mmp trusts only the evil CA: the stores' certificates (test CA) must not verify.
+    let cfg = with_store_starttls(env.imap_services_config(), &pki().evil_ca);
+    let mut m = TlsMmp::start(&cfg, false);
+    let u = user("load43@a.test");
+    let start = log_len(&env.store(u.store()).log_path());
+    let mut c = LineClient::plain(m.plain_addr(Proto::Imap)).unwrap();
+    c.expect_line();
+    let r = c.imap_login("a", &u.uid, &u.password);
+    assert_starts(
+        &r,
+        "a NO [UNAVAILABLE]",
+        "LOGIN through STARTTLS to a store with a foreign certificate",
+        &m,
+    );
+    assert!(
+        m.wait_for_log("TLS with the store failed", Duration::from_secs(5)),
+        "mmp did not log why:\n{}",
+        m.log_tail()
+    );
+    assert_store_never_saw(env, &u, start);
+    m.assert_alive_without_panic();
+}
+
+fn tls_pop_store_stls_with_certificate_of_another_ca_gets_no_password(env: &Env) {
+    let cfg = with_store_starttls(env.pop_config(), &pki().evil_ca);
+    let mut m = TlsMmp::start(&cfg, false);
+    let u = user("load48@a.test");
+    let start = log_len(&env.store(u.store()).log_path());
+    let mut c = LineClient::plain(m.plain_addr(Proto::Pop)).unwrap();
+    c.expect_line();
+    assert!(c.pop(&format!("USER {}", u.uid)).starts_with("+OK"));
+    assert_starts(
+        &c.pop(&format!("PASS {}", u.password)),
+        "-ERR [SYS/TEMP]",
+        "PASS through STLS to a store with a foreign certificate",
+        &m,
+    );
+    assert!(
+        m.wait_for_log("TLS with the store failed", Duration::from_secs(5)),
+        "mmp did not log why:\n{}",
+        m.log_tail()
+    );
+    assert_store_never_saw(env, &u, start);
+    m.assert_alive_without_panic();
+}
+
+// =============================================================================================
+// A certificate per SNI name
+
+fn tls_server_name_cert_answers_sni_and_falls_back_to_the_default(env: &Env) {
+    let p = pki();
+    let mut cfg = with_ssl(env.imap_services_config());
+    for (name, leaf) in [("imap.a.test", &p.sni_a), ("imap.B.test", &p.sni_b)] {
+        cfg.base = cfg.base.raw_line(&format!(
+            "default:SSLServerNameCert \"{name} {} {}\"",
+            leaf.cert.display(),
+            leaf.key.display()
+        ));
+    }
+    let mut m = TlsMmp::start(&cfg, true);
+    let a = m.ssl_addr(Proto::Imap);
+    let ca = client_config(None);
+    let (cert_a, cert_b, cert_default) = (
+        certificate_der(&p.sni_a.cert),
+        certificate_der(&p.sni_b.cert),
+        certificate_der(&p.mmp.cert),
+    );
+    // The name as the client asks for it (SNI is case-insensitive; an IP address sends
+    // none), and the certificate it must get.
+    let cases: [(&str, &Vec<u8>, &str); 4] = [
+        ("imap.b.test", &cert_b, "b"),
+        ("IMAP.A.TEST", &cert_a, "a"),
+        ("127.0.0.1", &cert_default, "default (no SNI)"),
+        ("localhost", &cert_default, "default (unknown name)"),
+    ];
+    for (name, want, which) in cases {
+        let mut c = LineClient::tls_named(a, &ca, name)
+            .unwrap_or_else(|e| panic!("TLS to {a} as {name:?}: {e}; mmp log:\n{}", m.log_tail()));
+        assert!(
+            c.peer_certificate().as_ref() == Some(want),
+            "{name:?} did not get the {which} certificate"
+        );
+        let g = c.expect_line();
+        assert_starts(&g, "* OK", &format!("IMAPS greeting for {name:?}"), &m);
+    }
     m.assert_alive_without_panic();
 }
 

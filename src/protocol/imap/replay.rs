@@ -3,12 +3,18 @@
 //!
 //! | state | store line | next | step |
 //! |---|---|---|---|
-//! | Greeting | `* OK [CAPABILITY …] …` | (login, below) | `Send` |
+//! | Greeting | `* OK [CAPABILITY …] …` | (capabilities, below) | `Send` |
 //! | Greeting | `* OK …` without capabilities | Capability | `Send(M0 CAPABILITY)` |
 //! | Greeting | `* BYE …` | Finished | `Refused(Unavailable)` |
 //! | Greeting | `* PREAUTH …`, anything else | Finished | `Refused(Protocol)` |
 //! | Capability | `* CAPABILITY …`, other untagged | Capability | `Wait` |
-//! | Capability | `M0 OK` | (login, below) | `Send` |
+//! | Capability | `M0 OK` | (capabilities, below) | `Send` |
+//! | capabilities | STARTTLS wanted and offered | StartTls | `Send(M0 STARTTLS)` |
+//! | capabilities | STARTTLS wanted, not offered | Finished | `Refused(Unavailable)` |
+//! | capabilities | no STARTTLS wanted, or TLS is on | (login, below) | `Send` |
+//! | StartTls | other untagged | StartTls | `Wait` |
+//! | StartTls | `M0 OK` | Capability (TLS on) | `StartTls(M0 CAPABILITY)` |
+//! | StartTls | `M0 NO`, `M0 BAD` | Finished | `Refused(Unavailable)` |
 //! | login | SASL-IR and AUTH=PLAIN | Answer | `Send(M1 ID …, M2 AUTHENTICATE PLAIN <ir>)` |
 //! | login | LOGINDISABLED and AUTH=PLAIN | PlainContinuation | `Send(M1 ID …, M2 AUTHENTICATE PLAIN)` |
 //! | login | LITERAL+ | Answer | `Send(M1 ID …, M2 LOGIN {u+} user {p+} password)` |
@@ -30,6 +36,12 @@
 //! early (nginx sends `LOGIN {n}` for the same reason). `ID` passes the client's address
 //! on (`x-originating-ip` etc.); a store that does not trust us, or does not know ID,
 //! answers `NO`/`BAD`, which is fine.
+//!
+//! With `SSLBacksideStartTLS` ([`Replay::with_starttls`]) nothing but `STARTTLS` is sent
+//! in plain text. What the store said before TLS may have been written by someone on the
+//! path (RFC 3501 §6.2.1: the client must discard the capabilities it learnt before the
+//! upgrade), so the login waits for a fresh `CAPABILITY` over TLS and decides SASL-IR and
+//! LITERAL+ from that alone.
 
 use crate::protocol::sasl;
 use crate::protocol::{sanitize, ClientInfo, Credentials, Refusal, ReplayStep, StoreAnswer};
@@ -39,11 +51,23 @@ use crate::secret::Secret;
 enum State {
     Greeting,
     Capability,
+    StartTls,
     UserLiteral,
     PasswordLiteral,
     PlainContinuation,
     Answer,
     Finished,
+}
+
+/// Where the replay stands with TLS on the store connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Tls {
+    /// Not asked for: log in on the connection as it is (plain, or implicit TLS).
+    NotWanted,
+    /// `SSLBacksideStartTLS`: STARTTLS must succeed before anything else.
+    Wanted,
+    /// The connection was upgraded by STARTTLS.
+    Started,
 }
 
 /// The store's capability words, upper-cased.
@@ -125,6 +149,7 @@ fn capability_code(text: &[u8]) -> Option<Capabilities> {
 #[derive(Debug)]
 pub struct Replay {
     state: State,
+    tls: Tls,
     capabilities: Capabilities,
     id: Vec<u8>,
     store_user: String,
@@ -145,12 +170,20 @@ impl Replay {
         );
         Replay {
             state: State::Greeting,
+            tls: Tls::NotWanted,
             capabilities: Capabilities::default(),
             id: id.into_bytes(),
             store_user: store_user.to_string(),
             authzid: credentials.authzid.clone(),
             password: credentials.password.clone(),
         }
+    }
+
+    /// The same replay, upgrading the connection with STARTTLS before anything else
+    /// (`SSLBacksideStartTLS`); a store that does not offer or refuses it gets no password.
+    pub fn with_starttls(mut self) -> Replay {
+        self.tls = Tls::Wanted;
+        self
     }
 
     /// Feeds one line from the store (without its CRLF). `ReplayStep::Send` may hold
@@ -162,7 +195,7 @@ impl Replay {
         match (state, parsed) {
             (State::Greeting, StoreLine::Untagged { word, rest }) if is(word, "OK") => {
                 match capability_code(rest) {
-                    Some(capabilities) => self.login(capabilities),
+                    Some(capabilities) => self.on_capabilities(capabilities),
                     None => {
                         self.state = State::Capability;
                         ReplayStep::Send(b"M0 CAPABILITY\r\n".to_vec())
@@ -192,12 +225,38 @@ impl Replay {
                 },
             ) if is(word, "OK") => {
                 let capabilities = std::mem::take(&mut self.capabilities);
-                self.login(capabilities)
+                self.on_capabilities(capabilities)
             }
             (State::Capability, StoreLine::Tagged { tag: b"M0", .. }) => {
                 protocol("CAPABILITY failed", line)
             }
-            (state, StoreLine::Tagged { tag: b"M1", .. }) if state != State::Capability => {
+            (
+                State::StartTls,
+                StoreLine::Tagged {
+                    tag: b"M0", word, ..
+                },
+            ) if is(word, "OK") => {
+                // Capabilities seen so far came in plain text: forget them, ask again
+                // over TLS.
+                self.tls = Tls::Started;
+                self.capabilities = Capabilities::default();
+                self.state = State::Capability;
+                ReplayStep::StartTls(b"M0 CAPABILITY\r\n".to_vec())
+            }
+            (
+                State::StartTls,
+                StoreLine::Tagged {
+                    tag: b"M0",
+                    word,
+                    reply,
+                    ..
+                },
+            ) if is(word, "NO") || is(word, "BAD") => ReplayStep::Refused(Refusal::Unavailable(
+                format!("store refused STARTTLS: {}", sanitize(reply)),
+            )),
+            (state, StoreLine::Tagged { tag: b"M1", .. })
+                if !matches!(state, State::Capability | State::StartTls) =>
+            {
                 self.wait(state)
             }
             (State::UserLiteral, StoreLine::Continuation) => {
@@ -267,6 +326,20 @@ impl Replay {
     fn plain_base64(&self) -> String {
         let message = sasl::encode_plain(self.authzid.as_deref(), &self.store_user, &self.password);
         sasl::encode_base64(message.expose())
+    }
+
+    /// The store's capabilities are known: upgrade first if STARTTLS is wanted, else log in.
+    fn on_capabilities(&mut self, capabilities: Capabilities) -> ReplayStep {
+        match self.tls {
+            Tls::Wanted if capabilities.has("STARTTLS") => {
+                self.state = State::StartTls;
+                ReplayStep::Send(b"M0 STARTTLS\r\n".to_vec())
+            }
+            Tls::Wanted => {
+                ReplayStep::Refused(Refusal::Unavailable("store does not offer STARTTLS".into()))
+            }
+            Tls::NotWanted | Tls::Started => self.login(capabilities),
+        }
     }
 
     /// The ID command and the login, in one write where the store allows it.

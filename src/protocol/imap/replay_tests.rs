@@ -288,3 +288,163 @@ fn debug_never_shows_the_password() {
         "{debug}"
     );
 }
+
+fn start_tls(s: &str) -> ReplayStep {
+    ReplayStep::StartTls(s.as_bytes().to_vec())
+}
+
+/// Like [`check`], for a replay with `SSLBacksideStartTLS`.
+#[track_caller]
+fn check_starttls(transcript: &[(&str, ReplayStep)]) {
+    let mut replay = Replay::new(&credentials(b"secret", None), "alice", &info()).with_starttls();
+    for (i, (line, want)) in transcript.iter().enumerate() {
+        assert_eq!(&replay.on_line(line.as_bytes()), want, "line {i}: {line:?}");
+    }
+}
+
+#[test]
+fn starttls_upgrades_before_anything_else() {
+    let cases: Vec<Vec<(&str, ReplayStep)>> = vec![
+        // Dovecot: STARTTLS in the greeting's capabilities; nothing but STARTTLS goes out
+        // in plain text, then CAPABILITY again over TLS.
+        vec![
+            ("* OK [CAPABILITY IMAP4rev1 SASL-IR LOGIN-REFERRALS ID ENABLE IDLE LITERAL+ STARTTLS AUTH=PLAIN] Dovecot ready.", send("M0 STARTTLS\r\n")),
+            ("M0 OK Begin TLS negotiation now.", start_tls("M0 CAPABILITY\r\n")),
+            ("* CAPABILITY IMAP4rev1 SASL-IR LOGIN-REFERRALS ID ENABLE IDLE LITERAL+ AUTH=PLAIN", Wait),
+            ("M0 OK Pre-login capabilities listed, post-login capabilities have more.", send(&format!("{ID}M2 AUTHENTICATE PLAIN {IR}\r\n"))),
+            ("M1 OK ID completed.", Wait),
+            ("M2 OK [CAPABILITY IMAP4rev1 IDLE] Logged in", done("OK [CAPABILITY IMAP4rev1 IDLE] Logged in")),
+        ],
+        // No capabilities in the greeting: ask, then STARTTLS; case does not matter.
+        vec![
+            ("* OK ready", send("M0 CAPABILITY\r\n")),
+            ("* CAPABILITY IMAP4rev1 starttls LOGINDISABLED", Wait),
+            ("M0 OK done", send("M0 STARTTLS\r\n")),
+            ("* OK an untagged aside", Wait),
+            ("M0 ok go", start_tls("M0 CAPABILITY\r\n")),
+            ("* CAPABILITY IMAP4rev1 LITERAL+", Wait),
+            ("M0 OK done", send(&format!("{ID}M2 LOGIN {{5+}}\r\nalice {{6+}}\r\nsecret\r\n"))),
+            ("M2 OK hi", done("OK hi")),
+        ],
+    ];
+    for transcript in &cases {
+        check_starttls(transcript);
+    }
+}
+
+#[test]
+fn starttls_forgets_the_capabilities_read_in_plain_text() {
+    // Before TLS the store (or someone on the path) claims SASL-IR and LITERAL+; over TLS
+    // it lists neither: synchronizing LOGIN literals, one step at a time.
+    check_starttls(&[
+        (
+            "* OK [CAPABILITY IMAP4rev1 SASL-IR LITERAL+ AUTH=PLAIN STARTTLS] ready",
+            send("M0 STARTTLS\r\n"),
+        ),
+        ("M0 OK go", start_tls("M0 CAPABILITY\r\n")),
+        ("* CAPABILITY IMAP4rev1", Wait),
+        ("M0 OK done", send(&format!("{ID}M2 LOGIN {{5}}\r\n"))),
+        ("+ ok", send("alice {6}\r\n")),
+        ("+ ok", send("secret\r\n")),
+        ("M2 OK in", done("OK in")),
+    ]);
+    // No CAPABILITY line over TLS at all: nothing is assumed either.
+    check_starttls(&[
+        (
+            "* OK [CAPABILITY IMAP4rev1 SASL-IR LITERAL+ AUTH=PLAIN STARTTLS] ready",
+            send("M0 STARTTLS\r\n"),
+        ),
+        ("M0 OK go", start_tls("M0 CAPABILITY\r\n")),
+        ("M0 OK done", send(&format!("{ID}M2 LOGIN {{5}}\r\n"))),
+    ]);
+}
+
+#[test]
+fn starttls_not_offered_or_refused_gets_no_password() {
+    let unavailable = |s: &str| Refused(Unavailable(s.into()));
+    let cases: Vec<Vec<(&str, ReplayStep)>> = vec![
+        vec![(
+            "* OK [CAPABILITY IMAP4rev1 SASL-IR AUTH=PLAIN] ready",
+            unavailable("store does not offer STARTTLS"),
+        )],
+        vec![
+            ("* OK ready", send("M0 CAPABILITY\r\n")),
+            ("* CAPABILITY IMAP4rev1 AUTH=PLAIN", Wait),
+            ("M0 OK done", unavailable("store does not offer STARTTLS")),
+        ],
+        // A STARTTLS word in the greeting's text, not in its capabilities, is no offer.
+        vec![
+            ("* OK STARTTLS ready", send("M0 CAPABILITY\r\n")),
+            ("M0 OK done", unavailable("store does not offer STARTTLS")),
+        ],
+        vec![
+            (
+                "* OK [CAPABILITY IMAP4rev1 STARTTLS] ready",
+                send("M0 STARTTLS\r\n"),
+            ),
+            (
+                "M0 NO [UNAVAILABLE] TLS not configured",
+                unavailable("store refused STARTTLS: NO [UNAVAILABLE] TLS not configured"),
+            ),
+        ],
+        vec![
+            (
+                "* OK [CAPABILITY IMAP4rev1 STARTTLS] ready",
+                send("M0 STARTTLS\r\n"),
+            ),
+            (
+                "M0 BAD what",
+                unavailable("store refused STARTTLS: BAD what"),
+            ),
+        ],
+        vec![
+            (
+                "* OK [CAPABILITY IMAP4rev1 STARTTLS] ready",
+                send("M0 STARTTLS\r\n"),
+            ),
+            ("* BYE shutting down", unavailable("shutting down")),
+        ],
+        // Answers to commands that were never sent are nonsense before the upgrade.
+        vec![
+            (
+                "* OK [CAPABILITY IMAP4rev1 STARTTLS] ready",
+                send("M0 STARTTLS\r\n"),
+            ),
+            ("M1 OK ID", protocol("unexpected line: M1 OK ID")),
+        ],
+        vec![
+            (
+                "* OK [CAPABILITY IMAP4rev1 STARTTLS] ready",
+                send("M0 STARTTLS\r\n"),
+            ),
+            ("+ go", protocol("unexpected line: + go")),
+        ],
+        vec![
+            (
+                "* OK [CAPABILITY IMAP4rev1 STARTTLS] ready",
+                send("M0 STARTTLS\r\n"),
+            ),
+            (
+                "M2 OK Logged in",
+                protocol("unexpected line: M2 OK Logged in"),
+            ),
+        ],
+    ];
+    for transcript in &cases {
+        check_starttls(transcript);
+    }
+}
+
+#[test]
+fn without_starttls_a_starttls_capability_changes_nothing() {
+    check(
+        &credentials(b"secret", None),
+        &[
+            (
+                "* OK [CAPABILITY IMAP4rev1 STARTTLS SASL-IR AUTH=PLAIN] ready",
+                send(&format!("{ID}M2 AUTHENTICATE PLAIN {IR}\r\n")),
+            ),
+            ("M2 OK in", done("OK in")),
+        ],
+    );
+}

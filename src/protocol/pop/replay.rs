@@ -3,14 +3,21 @@
 //!
 //! | state | store line | next | step |
 //! |---|---|---|---|
+//! | Greeting | STLS wanted, `+OK …` | Capa | `Send(CAPA)` |
 //! | Greeting | `+OK … [XCLIENT] …` | Xclient | `Send(XCLIENT ADDR=… PORT=… SESSION=…)` |
 //! | Greeting | other `+OK …` | Capa | `Send(CAPA)` |
 //! | Greeting | `-ERR …` | Finished | `Refused(Unavailable)` |
 //! | Xclient | `+OK …` or `-ERR …` (not trusted: carry on) | Capa | `Send(CAPA)` |
 //! | Capa | `+OK …` | CapaList | `Wait` |
+//! | Capa | STLS wanted, `-ERR …` | Finished | `Refused(Unavailable)` |
 //! | Capa | `-ERR …` (no CAPA, RFC 1939 store) | (login, below) | `Send` |
-//! | CapaList | a capability line (`SASL … PLAIN …` noted) | CapaList | `Wait` |
+//! | CapaList | a capability line (`SASL … PLAIN …`, `STLS` noted) | CapaList | `Wait` |
+//! | CapaList | `.`, STLS wanted and offered | Stls | `Send(STLS)` |
+//! | CapaList | `.`, STLS wanted, not offered | Finished | `Refused(Unavailable)` |
 //! | CapaList | `.` | (login, below) | `Send` |
+//! | Stls | `+OK …`, greeting had `[XCLIENT]` | Xclient (TLS on) | `StartTls(XCLIENT …)` |
+//! | Stls | other `+OK …` | Capa (TLS on) | `StartTls(CAPA)` |
+//! | Stls | `-ERR …` | Finished | `Refused(Unavailable)` |
 //! | login | SASL PLAIN, short enough | Answer | `Send(AUTH PLAIN <base64>)` |
 //! | login | SASL PLAIN, over 255 octets | PlainContinuation | `Send(AUTH PLAIN)` |
 //! | login | no SASL PLAIN, an authzid | Finished | `Refused(Protocol)` |
@@ -29,6 +36,12 @@
 //! CR, LF or NUL in it would end the command early or be cut: such a login goes by SASL
 //! or not at all. RFC 5034 §4 caps an AUTH command line at 255 octets; a longer initial
 //! response is sent after the store's `+ ` instead.
+//!
+//! With `SSLBacksideStartTLS` ([`Replay::with_starttls`]) only `CAPA` (to learn whether
+//! the store offers STLS, RFC 2595 §4) and `STLS` are sent in plain text. The CAPA list
+//! read before TLS may have been forged on the path, so CAPA is asked again over TLS and
+//! only that answer chooses the login; XCLIENT, which names the client, waits for TLS too.
+//! The `[XCLIENT]` of the plain greeting is still believed: a forged one costs an `-ERR`.
 
 use super::parse::{parse_status, response_code, Status};
 use crate::protocol::sasl;
@@ -46,17 +59,36 @@ enum State {
     Greeting,
     Xclient,
     Capa,
-    CapaList { lines: u32, sasl_plain: bool },
+    CapaList {
+        lines: u32,
+        sasl_plain: bool,
+        stls: bool,
+    },
+    Stls,
     User,
     PlainContinuation,
     Answer,
     Finished,
 }
 
+/// Where the replay stands with TLS on the store connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Tls {
+    /// Not asked for: log in on the connection as it is (plain, or implicit TLS).
+    NotWanted,
+    /// `SSLBacksideStartTLS`: STLS must succeed before anything else.
+    Wanted,
+    /// The connection was upgraded by STLS.
+    Started,
+}
+
 /// A login being replayed to a POP3 store. Its `Debug` never shows the password.
 #[derive(Debug)]
 pub struct Replay {
     state: State,
+    tls: Tls,
+    /// The greeting offered XCLIENT (remembered across STLS).
+    xclient_offered: bool,
     xclient: Vec<u8>,
     store_user: String,
     authzid: Option<String>,
@@ -74,6 +106,8 @@ impl Replay {
         );
         Replay {
             state: State::Greeting,
+            tls: Tls::NotWanted,
+            xclient_offered: false,
             xclient: xclient.into_bytes(),
             store_user: store_user.to_string(),
             authzid: credentials.authzid.clone(),
@@ -81,17 +115,32 @@ impl Replay {
         }
     }
 
+    /// The same replay, upgrading the connection with STLS before anything else
+    /// (`SSLBacksideStartTLS`); a store that does not offer or refuses it gets no password.
+    pub fn with_starttls(mut self) -> Replay {
+        self.tls = Tls::Wanted;
+        self
+    }
+
     /// Feeds one line from the store (without its CRLF). `ReplayStep::Send` may hold
     /// the password: write it, never log it.
     pub fn on_line(&mut self, line: &[u8]) -> ReplayStep {
         let line = line.strip_suffix(b"\r").unwrap_or(line);
         let state = std::mem::replace(&mut self.state, State::Finished);
-        if let State::CapaList { lines, sasl_plain } = state {
-            return self.on_capability(line, lines, sasl_plain);
+        if let State::CapaList {
+            lines,
+            sasl_plain,
+            stls,
+        } = state
+        {
+            return self.on_capability(line, lines, sasl_plain, stls);
         }
         match (state, parse_status(line)) {
             (State::Greeting, Some((Status::Ok, text))) => {
-                if contains_ignore_case(text, b"[XCLIENT]") {
+                self.xclient_offered = contains_ignore_case(text, b"[XCLIENT]");
+                if self.tls == Tls::Wanted {
+                    self.send_capa()
+                } else if self.xclient_offered {
                     self.state = State::Xclient;
                     ReplayStep::Send(self.xclient.clone())
                 } else {
@@ -110,9 +159,30 @@ impl Replay {
                 self.state = State::CapaList {
                     lines: 0,
                     sasl_plain: false,
+                    stls: false,
                 };
                 ReplayStep::Wait
             }
+            // Without CAPA a store cannot say it has STLS (RFC 2595 §4).
+            (State::Capa, Some((Status::Err, _))) if self.tls == Tls::Wanted => {
+                ReplayStep::Refused(Refusal::Unavailable(
+                    "store does not offer STLS (no CAPA)".into(),
+                ))
+            }
+            (State::Stls, Some((Status::Ok, _))) => {
+                self.tls = Tls::Started;
+                let then = if self.xclient_offered {
+                    self.state = State::Xclient;
+                    self.xclient.clone()
+                } else {
+                    self.state = State::Capa;
+                    b"CAPA\r\n".to_vec()
+                };
+                ReplayStep::StartTls(then)
+            }
+            (State::Stls, Some((Status::Err, text))) => ReplayStep::Refused(Refusal::Unavailable(
+                format!("store refused STLS: {}", sanitize(text)),
+            )),
             // An RFC 1939 store without CAPA: USER and PASS are all it can have.
             (State::Capa, Some((Status::Err, _))) => self.login(false),
             (State::User, Some((Status::Ok, _))) => {
@@ -140,9 +210,24 @@ impl Replay {
 
     /// One line of the CAPA list (RFC 2449 §5), byte-stuffed as every multi-line reply
     /// (RFC 1939 §3).
-    fn on_capability(&mut self, line: &[u8], lines: u32, sasl_plain: bool) -> ReplayStep {
+    fn on_capability(
+        &mut self,
+        line: &[u8],
+        lines: u32,
+        sasl_plain: bool,
+        stls: bool,
+    ) -> ReplayStep {
         if line == b"." {
-            return self.login(sasl_plain);
+            return match self.tls {
+                Tls::Wanted if stls => {
+                    self.state = State::Stls;
+                    ReplayStep::Send(b"STLS\r\n".to_vec())
+                }
+                Tls::Wanted => {
+                    ReplayStep::Refused(Refusal::Unavailable("store does not offer STLS".into()))
+                }
+                Tls::NotWanted | Tls::Started => self.login(sasl_plain),
+            };
         }
         if lines >= MAX_CAPA_LINES {
             return ReplayStep::Refused(Refusal::Protocol(format!(
@@ -151,13 +236,14 @@ impl Replay {
         }
         let line = line.strip_prefix(b".").unwrap_or(line);
         let mut words = line.split(|&b| b == b' ').filter(|w| !w.is_empty());
-        let is_sasl = words
-            .next()
-            .is_some_and(|w| w.eq_ignore_ascii_case(b"SASL"));
+        let first = words.next();
+        let is_sasl = first.is_some_and(|w| w.eq_ignore_ascii_case(b"SASL"));
+        let is_stls = first.is_some_and(|w| w.eq_ignore_ascii_case(b"STLS"));
         let plain = is_sasl && words.any(|w| w.eq_ignore_ascii_case(b"PLAIN"));
         self.state = State::CapaList {
             lines: lines + 1,
             sasl_plain: sasl_plain || plain,
+            stls: stls || is_stls,
         };
         ReplayStep::Wait
     }

@@ -419,3 +419,136 @@ fn password_never_in_debug_or_refusals() {
         assert!(!text.contains("hunter2"), "{text}");
     }
 }
+
+fn start_tls(s: &str) -> ReplayStep {
+    ReplayStep::StartTls(s.as_bytes().to_vec())
+}
+
+/// Like [`check`], for a replay with `SSLBacksideStartTLS`.
+#[track_caller]
+fn check_starttls(transcript: &[(&str, ReplayStep)]) {
+    let mut replay = Replay::new(&credentials(b"secret", None), "alice", &info()).with_starttls();
+    for (i, (line, want)) in transcript.iter().enumerate() {
+        assert_eq!(&replay.on_line(line.as_bytes()), want, "line {i}: {line:?}");
+    }
+}
+
+#[test]
+fn stls_upgrades_before_anything_else() {
+    let cases: Vec<Vec<(&str, ReplayStep)>> = vec![
+        // Dovecot trusting us: CAPA and STLS in plain text; XCLIENT (the client's
+        // address) and CAPA again only over TLS.
+        vec![
+            ("+OK [XCLIENT] Dovecot ready.", send("CAPA\r\n")),
+            ("+OK", Wait),
+            ("CAPA", Wait),
+            ("STLS", Wait),
+            ("SASL PLAIN LOGIN", Wait),
+            (".", send("STLS\r\n")),
+            ("+OK Begin TLS negotiation now.", start_tls(XCLIENT)),
+            ("+OK Updated", send("CAPA\r\n")),
+            ("+OK", Wait),
+            ("SASL PLAIN LOGIN", Wait),
+            (".", send(AUTH)),
+            ("+OK Logged in.", done("+OK Logged in.")),
+        ],
+        // Not trusting us; case does not matter.
+        vec![
+            ("+OK Dovecot ready.", send("CAPA\r\n")),
+            ("+OK", Wait),
+            ("stls", Wait),
+            (".", send("STLS\r\n")),
+            ("+ok go", start_tls("CAPA\r\n")),
+            ("+OK", Wait),
+            ("SASL PLAIN", Wait),
+            (".", send(AUTH)),
+            ("+OK in", done("+OK in")),
+        ],
+    ];
+    for transcript in &cases {
+        check_starttls(transcript);
+    }
+}
+
+#[test]
+fn stls_forgets_the_capabilities_read_in_plain_text() {
+    // SASL PLAIN before TLS, none after: USER and PASS over TLS.
+    check_starttls(&[
+        ("+OK ready", send("CAPA\r\n")),
+        ("+OK", Wait),
+        ("SASL PLAIN", Wait),
+        ("STLS", Wait),
+        (".", send("STLS\r\n")),
+        ("+OK go", start_tls("CAPA\r\n")),
+        ("+OK", Wait),
+        ("USER", Wait),
+        (".", send("USER alice\r\n")),
+        ("+OK", send("PASS secret\r\n")),
+        ("+OK in", done("+OK in")),
+    ]);
+}
+
+#[test]
+fn stls_not_offered_or_refused_gets_no_password() {
+    let unavailable = |s: &str| Refused(Unavailable(s.into()));
+    let cases: Vec<Vec<(&str, ReplayStep)>> = vec![
+        vec![
+            ("+OK [XCLIENT] ready", send("CAPA\r\n")),
+            ("+OK", Wait),
+            ("SASL PLAIN", Wait),
+            ("USER", Wait),
+            (".", unavailable("store does not offer STLS")),
+        ],
+        // STLS as a SASL mechanism's name is no offer.
+        vec![
+            ("+OK ready", send("CAPA\r\n")),
+            ("+OK", Wait),
+            ("SASL STLS", Wait),
+            (".", unavailable("store does not offer STLS")),
+        ],
+        vec![
+            ("+OK ready", send("CAPA\r\n")),
+            (
+                "-ERR unknown command",
+                unavailable("store does not offer STLS (no CAPA)"),
+            ),
+        ],
+        vec![
+            ("+OK ready", send("CAPA\r\n")),
+            ("+OK", Wait),
+            ("STLS", Wait),
+            (".", send("STLS\r\n")),
+            (
+                "-ERR [SYS/TEMP] TLS unavailable",
+                unavailable("store refused STLS: [SYS/TEMP] TLS unavailable"),
+            ),
+        ],
+        // Anything but +OK/-ERR to STLS is nonsense.
+        vec![
+            ("+OK ready", send("CAPA\r\n")),
+            ("+OK", Wait),
+            ("STLS", Wait),
+            (".", send("STLS\r\n")),
+            ("+ go", protocol("unexpected line: + go")),
+        ],
+    ];
+    for transcript in &cases {
+        check_starttls(transcript);
+    }
+}
+
+#[test]
+fn without_stls_wanted_an_stls_capability_changes_nothing() {
+    check(
+        &credentials(b"secret", None),
+        "alice",
+        &[
+            ("+OK ready", send("CAPA\r\n")),
+            ("+OK", Wait),
+            ("STLS", Wait),
+            ("SASL PLAIN", Wait),
+            (".", send(AUTH)),
+            ("+OK in", done("+OK in")),
+        ],
+    );
+}
