@@ -129,6 +129,9 @@ fn password_route(
     ctx: &Ctx,
 ) -> Result<Found, Outcome> {
     let service = &realm.config;
+    if let Some(authzid) = creds.authzid.as_deref() {
+        return admin_route(realm, directory, job, creds, authzid, ctx);
+    }
     let name = parse_name(service, creds, ctx)?;
     let replay_attrs = directory::template_attrs(&service.replay_format);
     let key = directory::cache_key(&service.directory, &name, &job.info);
@@ -161,6 +164,57 @@ fn password_route(
         route,
         cache_key: Some(key),
         replay: ReplayAs::User(creds.clone()),
+    })
+}
+
+/// A proxy login (SASL PLAIN `user\0admin\0password`): with `AdminPolicy simple` only
+/// `StoreAdmin` may act for another user. The session goes to the *user's* store, and the
+/// store checks the administrator's password.
+fn admin_route(
+    realm: &Realm,
+    directory: &mut Directory,
+    job: &Job,
+    creds: &Credentials,
+    authzid: &str,
+    ctx: &Ctx,
+) -> Result<Found, Outcome> {
+    let service = &realm.config;
+    if service.store_admin.as_deref() != Some(creds.user.as_str()) {
+        log::warn!(
+            "{ctx} login refused: only StoreAdmin may log in on another user's behalf \
+             (AdminPolicy simple)"
+        );
+        return Err(Outcome::Failed(Failure::AuthFailed));
+    }
+    if creds.password.is_empty() {
+        log::warn!("{ctx} login refused: empty password");
+        return Err(Outcome::Failed(Failure::AuthFailed));
+    }
+    let name = LoginName::parse(authzid, &service.directory).map_err(|bad| {
+        log::warn!(
+            "{ctx} login refused: authorization identity: {}",
+            bad.describe()
+        );
+        Outcome::Failed(Failure::AuthFailed)
+    })?;
+    let replay_attrs = directory::template_attrs(&service.replay_format);
+    let key = directory::cache_key(&service.directory, &name, &job.info);
+    let (found, _) =
+        realm
+            .lookups
+            .get_or_search(&key, Instant::now(), service.backside_timeout, || {
+                directory.lookup(&name, &job.info, &replay_attrs)
+            });
+    let route = found.map_err(|e| directory_failure(service, e, ctx))?;
+    log::info!("{ctx} store administrator acts for {name}");
+    Ok(Found {
+        name,
+        route,
+        cache_key: Some(key),
+        replay: ReplayAs::Admin {
+            admin: creds.user.clone(),
+            password: creds.password.clone(),
+        },
     })
 }
 

@@ -22,6 +22,7 @@ pub fn check(cx: &mut Cx<'_>, s: &Service) {
     required(cx, s);
     store_admin(cx, s);
     tls(cx, s);
+    unsupported(cx, s);
     for opt in [Opt::VirtualDomainFile, Opt::CertMapFile] {
         let path = match opt {
             Opt::VirtualDomainFile => &s.virtual_domain_file,
@@ -96,6 +97,42 @@ fn required(cx: &mut Cx<'_>, s: &Service) {
     }
 }
 
+/// Values mmp cannot honour, refused rather than ignored (each with what to do instead).
+fn unsupported(cx: &mut Cx<'_>, s: &Service) {
+    let settings = cx.settings;
+    if let Some(at) = settings.get(Opt::Crams).filter(|_| s.crams) {
+        cx.refuse(
+            at,
+            "CRAM-MD5 and APOP need every user's clear-text password in the directory and an \
+             MD5 implementation mmp does not carry; set CRAMs no and let clients use PLAIN \
+             over TLS (RestrictPlainPasswords yes)"
+                .to_string(),
+        );
+    }
+    if let Some(at) = settings
+        .get(Opt::AdminPolicy)
+        .filter(|_| s.admin_policy == super::types::AdminPolicy::Group)
+    {
+        cx.refuse(
+            at,
+            "the group policy needs the stores' administrator group, which mmp cannot read; \
+             use AdminPolicy simple (only StoreAdmin may log in on a user's behalf)"
+                .to_string(),
+        );
+    }
+    if let Some(at) = settings
+        .get(Opt::ClientLookup)
+        .filter(|_| s.smtp.client_lookup)
+    {
+        cx.refuse(
+            at,
+            "mmp does no reverse DNS look-ups; set ClientLookup no (the MTA is given the \
+             client's address and can look its name up itself)"
+                .to_string(),
+        );
+    }
+}
+
 fn store_admin(cx: &mut Cx<'_>, s: &Service) {
     let settings = cx.settings;
     if s.store_admin.is_none() {
@@ -107,14 +144,6 @@ fn store_admin(cx: &mut Cx<'_>, s: &Service) {
                 at,
                 "needs StoreAdmin and StoreAdminPass: a certificate login has no password, \
                  so mmp logs in to the store as the store administrator on the user's behalf"
-                    .to_string(),
-            );
-        }
-        if let Some(at) = settings.get(Opt::Crams).filter(|_| s.crams) {
-            cx.error(
-                at,
-                "needs StoreAdmin and StoreAdminPass: after CRAM-MD5 or APOP mmp has no \
-                 password to replay, so it logs in to the store as the store administrator"
                     .to_string(),
             );
         }

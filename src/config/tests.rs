@@ -319,8 +319,16 @@ fn errors_name_file_and_line() {
         (
             "default:CRAMs yes\ndefault:StoreAdmin\n",
             "",
-            &["ImapProxyAService.cfg:1: CRAMs: needs StoreAdmin and StoreAdminPass: after CRAM-MD5 \
-               or APOP mmp has no password to replay, so it logs in to the store as the store administrator"],
+            &["ImapProxyAService.cfg:1: CRAMs: CRAM-MD5 and APOP need every user's clear-text \
+               password in the directory and an MD5 implementation mmp does not carry; set CRAMs \
+               no and let clients use PLAIN over TLS (RestrictPlainPasswords yes)"],
+        ),
+        (
+            "default:AdminPolicy group\n",
+            "",
+            &["ImapProxyAService.cfg:1: AdminPolicy: the group policy needs the stores' \
+               administrator group, which mmp cannot read; use AdminPolicy simple (only \
+               StoreAdmin may log in on a user's behalf)"],
         ),
         (
             "default:StoreAdmin mmpstore\n",

@@ -27,7 +27,7 @@ impl Server {
                     "{} login finished for a session not waiting for one",
                     session.ctx()
                 );
-                self.sessions.remove(&sid);
+                self.forget(sid);
                 continue;
             };
             session.phase = match done.outcome {

@@ -6,6 +6,7 @@
 //! both directions once, so interest never needs re-registering; each side remembers what
 //! the poll last said until a read or write would block.
 
+pub mod conn_limits;
 mod handoff;
 pub mod pop_before_smtp;
 pub mod session;
@@ -92,6 +93,8 @@ pub struct Server {
     listeners: Vec<Listener>,
     services: Vec<Arc<ServiceRuntime>>,
     sessions: HashMap<u64, Session>,
+    /// Live sessions per service and client address (`ConnLimits`).
+    conn_counts: conn_limits::Counts,
     pop_logins: PopBeforeSmtp,
     next_sid: u64,
     pool: Pool,
@@ -151,6 +154,7 @@ impl Server {
             listeners,
             services,
             sessions: HashMap::new(),
+            conn_counts: conn_limits::Counts::default(),
             pop_logins: PopBeforeSmtp::default(),
             next_sid: 1,
             pool,
@@ -221,6 +225,19 @@ impl Server {
             let service_index = self.listeners[n].service;
             let implicit_tls = self.listeners[n].implicit_tls;
             let rt = Arc::clone(&self.services[service_index]);
+            let live = self.conn_counts.get(service_index, client_addr.ip());
+            if let Some(max) = conn_limits::limit_for(&rt.config.conn_limits, client_addr.ip()) {
+                if live >= max {
+                    log::warn!(
+                        "{} connection from {client_addr} refused: {live} open, ConnLimits allows {max}",
+                        rt.config.protocol.name()
+                    );
+                    if !implicit_tls {
+                        refuse_plainly(&rt, stream, "Too many connections from your address");
+                    }
+                    continue;
+                }
+            }
             let server_addr = server_addr_of(&stream, client_addr);
             let _ = stream.set_nodelay(true);
             let sid = self.next_sid;
@@ -286,6 +303,7 @@ impl Server {
             };
             log::debug!("{} connected to {server_addr}", session.ctx());
             self.timers.arm(deadline, sid);
+            self.conn_counts.opened(service_index, client_addr.ip());
             self.sessions.insert(sid, session);
             self.advance(sid, now);
         }
@@ -484,7 +502,14 @@ impl Server {
             other @ (Phase::InWorker(_) | Phase::Closed) => other,
         };
         if matches!(session.phase, Phase::Closed) {
-            self.sessions.remove(&sid);
+            self.forget(sid);
+        }
+    }
+
+    /// Removes a session that has ended.
+    fn forget(&mut self, sid: u64) {
+        if let Some(s) = self.sessions.remove(&sid) {
+            self.conn_counts.closed(s.service, s.client_addr.ip());
         }
     }
 }
@@ -540,7 +565,7 @@ impl Server {
                 Phase::InWorker(_) | Phase::Closed => {}
             }
             if matches!(session.phase, Phase::Closed) {
-                self.sessions.remove(&sid);
+                self.forget(sid);
             }
         }
     }
@@ -566,6 +591,15 @@ fn front_for(
         .then(|| pop_logins.lookup(session.client_addr.ip(), now))
         .flatten();
     session::new_front(rt, pop_user, tls, external)
+}
+
+/// Tells a client refused at connect why (one non-blocking write of the protocol's refusal),
+/// then drops the connection.
+fn refuse_plainly(rt: &ServiceRuntime, mut stream: mio::net::TcpStream, why: &str) {
+    use std::io::Write;
+    let front = session::new_front(rt, None, TlsState::Unavailable, false);
+    let bytes = front.refuse(&Failure::Unavailable { alert: why.into() });
+    let _ = stream.write(&bytes);
 }
 
 /// The local address a client connected to (for the virtual domain and `%S`).
