@@ -19,7 +19,16 @@ pub struct ImapClient {
 impl ImapClient {
     /// Connect without reading the greeting.
     pub fn connect(addr: SocketAddr) -> io::Result<ImapClient> {
-        let s = TcpStream::connect_timeout(&addr, Duration::from_secs(5))?;
+        ImapClient::from_stream(TcpStream::connect_timeout(&addr, Duration::from_secs(5))?)
+    }
+
+    /// Connect from the local address `src` (127.0.0.x), without reading the greeting.
+    pub fn connect_from(src: &str, addr: SocketAddr) -> io::Result<ImapClient> {
+        ImapClient::from_stream(super::smtp_client::connect_from(src, addr)?)
+    }
+
+    /// A client over an already connected stream.
+    pub fn from_stream(s: TcpStream) -> io::Result<ImapClient> {
         s.set_read_timeout(Some(READ_TIMEOUT))?;
         s.set_write_timeout(Some(READ_TIMEOUT))?;
         s.set_nodelay(true)?;

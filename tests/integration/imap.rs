@@ -70,6 +70,7 @@ pub fn cases() -> Vec<Case> {
         // --- robustness
         client_gone_mid_login_leaves_mmp_serving_without_panic,
         silent_clients_do_not_block_logins,
+        conn_limits_refuse_the_connection_over_the_limit_and_count_closes,
         fifty_concurrent_logins_reach_their_own_mailboxes,
         python_imaplib_logs_in_selects_and_fetches_through_mmp,
         passwords_never_appear_in_log,
@@ -873,6 +874,58 @@ fn silent_clients_do_not_block_logins(env: &Env) {
         t.elapsed()
     );
     drop(idle);
+}
+
+fn conn_limits_refuse_the_connection_over_the_limit_and_count_closes(env: &Env) {
+    // 50 connections per address in general, 2 for 127.0.0.61: the most specific realm
+    // decides. (The harness's readiness probes come from 127.0.0.1.)
+    const SRC: &str = "127.0.0.61";
+    let m = Mmp::start(&env.config().set(
+        "ConnLimits",
+        "0.0.0.0|0.0.0.0:50,127.0.0.61|255.255.255.255:2",
+    ));
+    let greeted = |c: &mut ImapClient| c.read_line().ok().flatten().unwrap_or_default();
+    let mut open = Vec::new();
+    for _ in 0..2 {
+        let mut c = ImapClient::connect_from(SRC, m.addr()).expect("connect");
+        let g = greeted(&mut c);
+        assert!(g.starts_with("* OK"), "within the limit: {g}");
+        open.push(c);
+    }
+    let mut third = ImapClient::connect_from(SRC, m.addr()).expect("connect");
+    let line = greeted(&mut third);
+    assert!(
+        line.starts_with("* BYE [UNAVAILABLE]") && line.contains("Too many connections"),
+        "third connection from {SRC}: {line}"
+    );
+    assert!(
+        third.closes_within(Duration::from_secs(5)),
+        "refused connection stays open"
+    );
+    assert!(
+        m.wait_for_log("ConnLimits allows 2", Duration::from_secs(5)),
+        "no log line for the refusal:\n{}",
+        m.log()
+    );
+    let mut other = ImapClient::connect_from("127.0.0.62", m.addr()).expect("connect");
+    assert!(
+        greeted(&mut other).starts_with("* OK"),
+        "another address is not limited"
+    );
+    // Closing one frees a place.
+    let mut gone = open.pop().expect("two open");
+    gone.send_line("z LOGOUT");
+    assert!(gone.closes_within(Duration::from_secs(5)));
+    let freed = wait_until(Duration::from_secs(5), || {
+        ImapClient::connect_from(SRC, m.addr())
+            .map(|mut c| greeted(&mut c).starts_with("* OK"))
+            .unwrap_or(false)
+    });
+    assert!(
+        freed,
+        "the place freed by LOGOUT was not given to a new connection"
+    );
+    drop(open);
 }
 
 fn fifty_concurrent_logins_reach_their_own_mailboxes(env: &Env) {
