@@ -8,6 +8,7 @@
 //! relays bytes ([`relay`]) with buffers from [`buffer`] over a [`transport`].
 #![deny(missing_docs)]
 
+pub mod bad_guys;
 pub mod buffer;
 pub mod config;
 pub mod directory;

@@ -133,7 +133,7 @@ fn password_route(
         return admin_route(realm, directory, job, creds, authzid, ctx);
     }
     let name = parse_name(service, creds, ctx)?;
-    let replay_attrs = directory::template_attrs(&service.replay_format);
+    let replay_attrs = lookup_attrs(service);
     let key = directory::cache_key(&service.directory, &name, &job.info);
     let (found, source) =
         realm
@@ -284,9 +284,54 @@ fn certificate(
     })
 }
 
+/// The user-entry attributes a lookup asks for besides the routing ones: those the
+/// `ReplayFormat` names, and the per-user access filter (`TCPAccessAttr`).
+fn lookup_attrs(service: &Service) -> Vec<String> {
+    let mut attrs = directory::template_attrs(&service.replay_format);
+    attrs.push(service.tcp_access_attr.clone());
+    attrs
+}
+
+/// The user's own access filter (`TCPAccessAttr`, e.g. `mailAllowedServiceAccess`): a
+/// user whose filter does not admit this service from this address is refused like a
+/// wrong password (the log says why). An unreadable filter refuses too.
+fn user_access_allows(service: &Service, route: &Route, job: &Job, ctx: &Ctx) -> bool {
+    let Some((_, text)) = route
+        .attrs
+        .iter()
+        .find(|(k, _)| k.eq_ignore_ascii_case(&service.tcp_access_attr))
+    else {
+        return true;
+    };
+    match crate::config::access::parse(text) {
+        Ok(filter) if filter.allows(service.protocol, job.info.client.ip()) => true,
+        Ok(_) => {
+            log::warn!(
+                "{ctx} login refused: {} of {} does not allow {} from {}",
+                service.tcp_access_attr,
+                route.dn,
+                service.protocol.name(),
+                job.info.client.ip()
+            );
+            false
+        }
+        Err(e) => {
+            log::warn!(
+                "{ctx} login refused: {} of {} cannot be read: {e}",
+                service.tcp_access_attr,
+                route.dn
+            );
+            false
+        }
+    }
+}
+
 /// Connects to the user's store and replays the login.
 fn to_store(rt: &ServiceRuntime, realm: &Realm, job: &Job, found: Found, ctx: &Ctx) -> Outcome {
     let service = &realm.config;
+    if !user_access_allows(service, &found.route, job, ctx) {
+        return Outcome::Failed(Failure::AuthFailed);
+    }
     let Found {
         name,
         route,

@@ -4,6 +4,7 @@
 //! virtual domain (`VirtualDomainFile`), each with its own effective options, directory
 //! credentials and caches, chosen by the local address a client connected to.
 
+use crate::config::access::AccessFilter;
 use crate::config::Service;
 use crate::directory::cache::{AuthCache, LookupCache};
 use crate::mta::Relays;
@@ -23,6 +24,8 @@ pub struct Realm {
     pub lookups: LookupCache,
     /// `AuthCacheSize`/`AuthCacheTTL`: passwords the directory accepted (keyed hashes).
     pub auths: AuthCache,
+    /// `TCPAccess`: which client addresses may connect (`None`: all).
+    pub access: Option<AccessFilter>,
 }
 
 impl Realm {
@@ -31,11 +34,26 @@ impl Realm {
         let lookups = LookupCache::new(dir.ldap_cache_size, dir.ldap_cache_ttl);
         let auths = AuthCache::new(config.auth_cache_size, config.auth_cache_ttl)
             .map_err(|_| io::Error::other("no random numbers for the auth cache key"))?;
+        let access = match config.tcp_access.as_deref() {
+            Some(text) => {
+                let filter = crate::config::access::parse(text)
+                    .map_err(|e| io::Error::other(format!("TCPAccess: {e}")))?;
+                for name in filter.name_patterns() {
+                    log::warn!(
+                        "TCPAccess: host-name pattern {name:?} never matches: mmp does no \
+                         reverse DNS look-ups"
+                    );
+                }
+                Some(filter)
+            }
+            None => None,
+        };
         Ok(Realm {
             name,
             config,
             lookups,
             auths,
+            access,
         })
     }
 }

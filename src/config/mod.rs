@@ -9,6 +9,7 @@
 //! logger; it returns its warnings and every error of every file, so that the operator
 //! sees all problems at once (reference §1.6).
 
+pub mod access;
 mod aservice;
 pub mod certmap;
 mod checks;

@@ -90,6 +90,11 @@ pub fn build(
     cx.path(Opt::CertMapFile, &mut s.cert_map_file);
     cx.text(Opt::CertmapDn, &mut s.certmap_dn);
     cx.text(Opt::TcpAccess, &mut s.tcp_access);
+    if let (Some(text), Some(line)) = (&s.tcp_access, cx.settings.get(Opt::TcpAccess)) {
+        if let Err(e) = super::access::parse(text) {
+            cx.error(line, e);
+        }
+    }
     cx.word(Opt::TcpAccessAttr, &mut s.tcp_access_attr);
     for line in cx.all(Opt::ConnLimits) {
         match parse_conn_limits(&line.value) {
@@ -235,6 +240,33 @@ fn bad_guy(cx: &mut Cx<'_>, b: &mut BadGuy) {
     cx.set(Opt::BgDecay, &mut b.decay, |v| parse_seconds(v, 0));
     cx.set(Opt::BgLinear, &mut b.linear, parse_bool);
     cx.text(Opt::BgExcluded, &mut b.excluded);
+    // The value is a list of IP|MASK pairs, or the name of a file holding them (one or
+    // more per line, commas or white space between them; `#` starts a comment).
+    let looks_like_file = |v: &str| !v.contains('|') && (v.contains('/') || v.ends_with(".txt"));
+    if let Some(value) = b.excluded.clone().filter(|v| looks_like_file(v)) {
+        let path = cx.dir.join(&value);
+        match std::fs::read_to_string(&path) {
+            Ok(text) => {
+                let items: Vec<&str> = text
+                    .lines()
+                    .map(|l| l.split('#').next().unwrap_or(""))
+                    .flat_map(|l| l.split(|c: char| c == ',' || c.is_whitespace()))
+                    .filter(|i| !i.is_empty())
+                    .collect();
+                b.excluded = Some(items.join(","));
+            }
+            Err(e) => {
+                if let Some(line) = cx.settings.get(Opt::BgExcluded) {
+                    cx.error(line, format!("cannot read {}: {e}", path.display()));
+                }
+            }
+        }
+    }
+    if let Err(e) = crate::bad_guys::BadGuys::new(b) {
+        if let Some(line) = cx.settings.get(Opt::BgExcluded) {
+            cx.error(line, e);
+        }
+    }
 }
 
 fn tls(cx: &mut Cx<'_>, t: &mut Tls) {

@@ -5,7 +5,8 @@
 
 use super::session::{Closing, Phase, PreLogin, Session, Waiting};
 use super::{token, Server};
-use crate::pool::Outcome;
+use crate::pool::{Job, Outcome, Pool};
+use crate::protocol::Login;
 use crate::protocol::{Failure, Protocol};
 use crate::relay::{Relay, Side};
 use crate::transport::Transport;
@@ -38,6 +39,7 @@ impl Server {
                     leftover,
                     user,
                 } => {
+                    self.bad_guys[session.service].succeeded(session.client_addr.ip());
                     let rt = &self.services[session.service];
                     let service = &rt.config;
                     let realm = &rt.realm(session.realm).config;
@@ -73,10 +75,47 @@ impl Server {
                     }
                 }
                 Outcome::Failed(failure) => {
+                    if failure == Failure::AuthFailed {
+                        self.bad_guys[session.service].failed(session.client_addr.ip(), now);
+                    }
                     resume_after_failure(session, done.client, *waiting, &failure)
                 }
             };
             self.advance(sid, now);
+        }
+    }
+}
+
+/// Hands a complete login to the pool; when the queue is full the client hears "try later"
+/// and the dialogue goes on.
+pub(super) fn submit(
+    server_pool: &Pool,
+    session: &mut Session,
+    client: Transport,
+    login: Login,
+    waiting: Waiting,
+    alert: &str,
+) -> Phase {
+    // The client socket stays registered while a worker carries it: its events find the
+    // session `InWorker` and are ignored, and no epoll_ctl is spent taking it out and
+    // putting it back.
+    let job = Job {
+        sid: session.sid,
+        service: session.service,
+        realm: session.realm,
+        client,
+        login,
+        client_cert: session.client_cert.clone(),
+        info: session.info(),
+    };
+    match server_pool.submit(job) {
+        Ok(()) => Phase::InWorker(Box::new(waiting)),
+        Err(job) => {
+            log::error!("{} login refused: worker queue full", session.ctx());
+            let failure = Failure::Unavailable {
+                alert: alert.to_string(),
+            };
+            resume_after_failure(session, job.client, waiting, &failure)
         }
     }
 }

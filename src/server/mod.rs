@@ -13,9 +13,10 @@ pub mod session;
 pub mod timer;
 pub mod token;
 
+use crate::bad_guys::BadGuys;
 use crate::buffer::BufferPool;
 use crate::config::Config;
-use crate::pool::{Done, Job, Pool};
+use crate::pool::{Done, Pool};
 use crate::protocol::{Failure, Front, Protocol, TlsState};
 use crate::relay::{Side, Turn};
 use crate::runtime::{self, ServiceRuntime};
@@ -25,7 +26,7 @@ use mio::net::TcpListener;
 use mio::{Events, Interest, Poll, Waker};
 use pop_before_smtp::PopBeforeSmtp;
 use session::{
-    Closing, Handshake, HandshakeNext, Next, Phase, PreLogin, Session, Waiting, CLOSE_GRACE,
+    Closing, Handshake, HandshakeNext, Held, Next, Phase, PreLogin, Session, Waiting, CLOSE_GRACE,
 };
 use std::collections::HashMap;
 use std::fmt;
@@ -93,6 +94,8 @@ pub struct Server {
     listeners: Vec<Listener>,
     services: Vec<Arc<ServiceRuntime>>,
     sessions: HashMap<u64, Session>,
+    /// Per service: recent failed logins by address (`BG*`).
+    bad_guys: Vec<BadGuys>,
     /// Live sessions per service and client address (`ConnLimits`).
     conn_counts: conn_limits::Counts,
     pop_logins: PopBeforeSmtp,
@@ -113,6 +116,11 @@ impl Server {
             Waker::new(poll.registry(), token::WAKER).map_err(|e| Error::Setup("the waker", e))?,
         );
         let (services, warnings) = prepare(config)?;
+        let bad_guys = services
+            .iter()
+            .map(|rt| BadGuys::new(&rt.config.bad_guy))
+            .collect::<Result<Vec<_>, String>>()
+            .map_err(Error::Service)?;
         for w in warnings {
             log::warn!("{w}");
         }
@@ -154,6 +162,7 @@ impl Server {
             listeners,
             services,
             sessions: HashMap::new(),
+            bad_guys,
             conn_counts: conn_limits::Counts::default(),
             pop_logins: PopBeforeSmtp::default(),
             next_sid: 1,
@@ -239,6 +248,20 @@ impl Server {
                 }
             }
             let server_addr = server_addr_of(&stream, client_addr);
+            let realm = rt.realm_for(server_addr.ip());
+            let allowed = rt.realm(realm).access.as_ref().is_none_or(|filter| {
+                filter.allows_with_tls(rt.config.protocol, implicit_tls, client_addr.ip())
+            });
+            if !allowed {
+                log::warn!(
+                    "{} connection from {client_addr} refused by TCPAccess",
+                    rt.config.protocol.name()
+                );
+                if !implicit_tls {
+                    refuse_plainly(&rt, stream, "Access denied");
+                }
+                continue;
+            }
             let _ = stream.set_nodelay(true);
             let sid = self.next_sid;
             self.next_sid += 1;
@@ -264,7 +287,7 @@ impl Server {
             let mut session = Session {
                 sid,
                 service: service_index,
-                realm: rt.realm_for(server_addr.ip()),
+                realm,
                 client_addr,
                 server_addr,
                 phase: Phase::Closed,
@@ -331,7 +354,11 @@ impl Server {
                 end.peer_closed |= event.is_read_closed() || event.is_error();
                 session.deadline = now + self.services[session.service].config.timeout;
             }
-            Phase::Handshake(_) | Phase::InWorker(_) | Phase::Closing(_) | Phase::Closed => {}
+            Phase::Handshake(_)
+            | Phase::Held(_)
+            | Phase::InWorker(_)
+            | Phase::Closing(_)
+            | Phase::Closed => {}
         }
         self.advance(sid, now);
     }
@@ -388,38 +415,34 @@ impl Server {
                             output,
                             ..
                         } = *p;
-                        // The client socket stays registered while a worker carries it:
-                        // its events find the session `InWorker` and are ignored, and no
-                        // epoll_ctl is spent taking it out and putting it back.
-                        let job = Job {
-                            sid,
-                            service: session.service,
-                            realm: session.realm,
-                            client,
-                            login,
-                            client_cert: session.client_cert.clone(),
-                            info: session.info(),
+                        let waiting = Waiting {
+                            front,
+                            input,
+                            output,
                         };
-                        match self.pool.submit(job) {
-                            Ok(()) => Phase::InWorker(Box::new(Waiting {
-                                front,
-                                input,
-                                output,
-                            })),
-                            Err(job) => {
-                                log::error!("{} login refused: worker queue full", session.ctx());
-                                let failure = Failure::Unavailable {
-                                    alert: service.server_down_alert.clone(),
-                                };
-                                let waiting = Waiting {
-                                    front,
-                                    input,
-                                    output,
-                                };
-                                handoff::resume_after_failure(
-                                    session, job.client, waiting, &failure,
-                                )
+                        let ip = session.client_addr.ip();
+                        let delay = self.bad_guys[session.service].delay(ip, now);
+                        if delay.is_zero() {
+                            let alert = &service.server_down_alert;
+                            handoff::submit(&self.pool, session, client, login, waiting, alert)
+                        } else {
+                            log::info!(
+                                "{} login held for {} ms: earlier failed logins from this address",
+                                session.ctx(),
+                                delay.as_millis()
+                            );
+                            let login_deadline = session.deadline;
+                            session.deadline = now + delay;
+                            if session.deadline < session.scheduled || session.scheduled <= now {
+                                session.scheduled = session.deadline;
+                                self.timers.arm(session.deadline, sid);
                             }
+                            Phase::Held(Box::new(Held {
+                                client,
+                                login,
+                                waiting,
+                                login_deadline,
+                            }))
                         }
                     }
                 }
@@ -499,7 +522,7 @@ impl Server {
                     Phase::Closing(c)
                 }
             }
-            other @ (Phase::InWorker(_) | Phase::Closed) => other,
+            other @ (Phase::InWorker(_) | Phase::Held(_) | Phase::Closed) => other,
         };
         if matches!(session.phase, Phase::Closed) {
             self.forget(sid);
@@ -561,6 +584,28 @@ impl Server {
                         "{} closed: no TLS handshake within the login timeout",
                         session.ctx()
                     );
+                }
+                Phase::Held(h) => {
+                    // The bad-guy delay is over: the login goes to the pool now.
+                    let Held {
+                        client,
+                        login,
+                        waiting,
+                        login_deadline,
+                    } = *h;
+                    session.deadline = login_deadline.max(now + Duration::from_secs(1));
+                    session.scheduled = session.deadline;
+                    self.timers.arm(session.deadline, sid);
+                    let alert = self.services[session.service]
+                        .config
+                        .server_down_alert
+                        .clone();
+                    session.phase =
+                        handoff::submit(&self.pool, session, client, login, waiting, &alert);
+                    let resumed = matches!(session.phase, Phase::PreLogin(_));
+                    if resumed {
+                        self.busy.push(sid);
+                    }
                 }
                 Phase::InWorker(_) | Phase::Closed => {}
             }

@@ -56,6 +56,9 @@ pub enum Phase {
     Relay(Box<Relay>),
     /// A TLS handshake with the client is under way.
     Handshake(Box<Handshake>),
+    /// A complete login held back by the bad-guy delay (`BGPenalty`) until the session's
+    /// deadline; then it goes to the pool.
+    Held(Box<Held>),
     /// Writing a last reply, then closing.
     Closing(Box<Closing>),
     /// Gone; removed at the end of the loop turn.
@@ -135,6 +138,19 @@ impl Handshake {
             HandshakeNext::Done
         }
     }
+}
+
+/// A login waiting out its address's bad-guy delay.
+#[derive(Debug)]
+pub struct Held {
+    /// The client's connection.
+    pub client: Transport,
+    /// The login to hand to the pool.
+    pub login: protocol::Login,
+    /// The dialogue, for the answer.
+    pub waiting: Waiting,
+    /// The session's login deadline, restored when the login leaves.
+    pub login_deadline: Instant,
 }
 
 /// The dialogue while a worker holds the socket.

@@ -71,6 +71,8 @@ pub fn cases() -> Vec<Case> {
         client_gone_mid_login_leaves_mmp_serving_without_panic,
         silent_clients_do_not_block_logins,
         conn_limits_refuse_the_connection_over_the_limit_and_count_closes,
+        bad_guy_delay_slows_logins_after_failures_from_that_address_only,
+        tcp_access_refuses_addresses_its_filter_does_not_admit,
         fifty_concurrent_logins_reach_their_own_mailboxes,
         python_imaplib_logs_in_selects_and_fetches_through_mmp,
         passwords_never_appear_in_log,
@@ -926,6 +928,79 @@ fn conn_limits_refuse_the_connection_over_the_limit_and_count_closes(env: &Env) 
         "the place freed by LOGOUT was not given to a new connection"
     );
     drop(open);
+}
+
+fn bad_guy_delay_slows_logins_after_failures_from_that_address_only(env: &Env) {
+    // One second per failure, at most three (BGPenalty / BGMaxBadness), from 127.0.0.63.
+    let m = Mmp::start(&env.config().set("BGPenalty", "1").set("BGMaxBadness", "3"));
+    let alice = user("alice@a.test");
+    let login_from = |src: &str, password: &str| -> (String, Duration) {
+        let mut c = ImapClient::connect_from(src, m.addr()).expect("connect");
+        let g = c.read_line().ok().flatten().unwrap_or_default();
+        assert!(g.starts_with("* OK"), "greeting: {g}");
+        let t = Instant::now();
+        let r = c.login("a1", &alice.uid, password);
+        (r, t.elapsed())
+    };
+    let (r, first) = login_from("127.0.0.63", "wrong-Pw-99");
+    assert!(r.starts_with("a1 NO [AUTHENTICATIONFAILED]"), "{r}");
+    assert!(
+        first < Duration::from_millis(900),
+        "a first failure is not delayed: {first:?}"
+    );
+    let (r, second) = login_from("127.0.0.63", "wrong-Pw-99");
+    assert!(r.starts_with("a1 NO"), "{r}");
+    assert!(
+        second >= Duration::from_millis(900),
+        "one failure earlier: {second:?}"
+    );
+    // Two failures: the right password is held about two seconds too, then it works.
+    let (r, third) = login_from("127.0.0.63", &alice.password);
+    assert!(r.starts_with("a1 OK"), "{r}");
+    assert!(
+        third >= Duration::from_millis(1900),
+        "two failures earlier: {third:?}"
+    );
+    assert!(
+        m.log().contains("login held for"),
+        "no log line for the delay"
+    );
+    // Another address is not slowed, and the success cleared 127.0.0.63.
+    let (r, other) = login_from("127.0.0.64", &alice.password);
+    assert!(
+        r.starts_with("a1 OK") && other < Duration::from_millis(900),
+        "{r} {other:?}"
+    );
+    let (r, after) = login_from("127.0.0.63", &alice.password);
+    assert!(
+        r.starts_with("a1 OK") && after < Duration::from_millis(900),
+        "{r} {after:?}"
+    );
+}
+
+fn tcp_access_refuses_addresses_its_filter_does_not_admit(env: &Env) {
+    // Sun filter syntax: allow IMAP from everywhere except 127.0.0.65 and 127.0.0.66/31.
+    let m = Mmp::start(
+        &env.config()
+            .set("TCPAccess", "\"+imap:ALL EXCEPT 127.0.0.65 127.0.0.66/31\""),
+    );
+    for src in ["127.0.0.65", "127.0.0.66", "127.0.0.67"] {
+        let mut c = ImapClient::connect_from(src, m.addr()).expect("connect");
+        let line = c.read_line().ok().flatten().unwrap_or_default();
+        assert!(line.starts_with("* BYE"), "{src} was let in: {line}");
+        assert!(c.closes_within(Duration::from_secs(5)), "{src} not closed");
+    }
+    assert!(
+        m.wait_for_log("refused by TCPAccess", Duration::from_secs(5)),
+        "no log line:\n{}",
+        m.log()
+    );
+    let alice = user("alice@a.test");
+    let mut c = ImapClient::connect_from("127.0.0.68", m.addr()).expect("connect");
+    let g = c.read_line().ok().flatten().unwrap_or_default();
+    assert!(g.starts_with("* OK"), "127.0.0.68 refused: {g}");
+    let r = c.login("a1", &alice.uid, &alice.password);
+    assert!(r.starts_with("a1 OK"), "{r}");
 }
 
 fn fifty_concurrent_logins_reach_their_own_mailboxes(env: &Env) {
