@@ -258,7 +258,12 @@ fn certificate(
         .search(&cert.subject, &default_base)
         .map_err(|e| refuse(&format!("certmap {}: {e}", map.name)))?;
     let (route, uid) = directory
-        .find_by_certificate(&search, &cert.subject_rfc4514, &cert.der)
+        .find_by_certificate(
+            &search,
+            &cert.subject_rfc4514,
+            &cert.der,
+            &lookup_attrs(service),
+        )
         .map_err(|e| directory_failure(service, e, ctx))?;
     if let Some(a) = authzid.as_deref().filter(|a| *a != uid.as_str()) {
         return Err(refuse(&format!(
@@ -295,9 +300,14 @@ fn lookup_attrs(service: &Service) -> Vec<String> {
 /// The user's own access filter (`TCPAccessAttr`, e.g. `mailAllowedServiceAccess`): a
 /// user whose filter does not admit this service from this address is refused like a
 /// wrong password (the log says why). An unreadable filter refuses too.
-fn user_access_allows(service: &Service, route: &Route, job: &Job, ctx: &Ctx) -> bool {
-    let Some((_, text)) = route
-        .attrs
+fn user_access_allows(
+    service: &Service,
+    dn: &str,
+    attrs: &[(String, String)],
+    job: &Job,
+    ctx: &Ctx,
+) -> bool {
+    let Some((_, text)) = attrs
         .iter()
         .find(|(k, _)| k.eq_ignore_ascii_case(&service.tcp_access_attr))
     else {
@@ -309,7 +319,7 @@ fn user_access_allows(service: &Service, route: &Route, job: &Job, ctx: &Ctx) ->
             log::warn!(
                 "{ctx} login refused: {} of {} does not allow {} from {}",
                 service.tcp_access_attr,
-                route.dn,
+                dn,
                 service.protocol.name(),
                 job.info.client.ip()
             );
@@ -319,7 +329,7 @@ fn user_access_allows(service: &Service, route: &Route, job: &Job, ctx: &Ctx) ->
             log::warn!(
                 "{ctx} login refused: {} of {} cannot be read: {e}",
                 service.tcp_access_attr,
-                route.dn
+                dn
             );
             false
         }
@@ -329,7 +339,7 @@ fn user_access_allows(service: &Service, route: &Route, job: &Job, ctx: &Ctx) ->
 /// Connects to the user's store and replays the login.
 fn to_store(rt: &ServiceRuntime, realm: &Realm, job: &Job, found: Found, ctx: &Ctx) -> Outcome {
     let service = &realm.config;
-    if !user_access_allows(service, &found.route, job, ctx) {
+    if !user_access_allows(service, &found.route.dn, &found.route.attrs, job, ctx) {
         return Outcome::Failed(Failure::AuthFailed);
     }
     let Found {
@@ -433,10 +443,14 @@ fn submission(
                 Ok(name) => name,
                 Err(outcome) => return outcome,
             };
-            let dn = match directory.find_dn(&name, &job.info) {
-                Ok(dn) => dn,
+            let extra = [service.tcp_access_attr.clone()];
+            let (dn, attrs) = match directory.find_user(&name, &job.info, &extra) {
+                Ok(found) => found,
                 Err(e) => return directory_failure(service, e, ctx),
             };
+            if !user_access_allows(service, &dn, &attrs, job, ctx) {
+                return Outcome::Failed(Failure::AuthFailed);
+            }
             match check_password(realm, directory, &dn, creds) {
                 Ok(true) => {}
                 Ok(false) => {
@@ -449,7 +463,12 @@ fn submission(
         }
         Who::PopBeforeSmtp(user) => user.clone(),
         Who::Certificate { authzid } => match certificate(realm, directory, job, authzid, ctx) {
-            Ok(found) => found.name.qualified(),
+            Ok(found) => {
+                if !user_access_allows(service, &found.route.dn, &found.route.attrs, job, ctx) {
+                    return Outcome::Failed(Failure::AuthFailed);
+                }
+                found.name.qualified()
+            }
             Err(outcome) => return outcome,
         },
     };

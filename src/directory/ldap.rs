@@ -109,9 +109,21 @@ impl Directory {
     }
 
     /// Finds the user's entry (checked for status) without asking for a store: the DN of
-    /// an SMTP user whose password is checked by a bind.
-    pub fn find_dn(&mut self, name: &LoginName, info: &ClientInfo) -> Result<String, Error> {
-        Ok(self.find(name, info, &[])?.0.dn)
+    /// an SMTP user whose password is checked by a bind, and the first value of each
+    /// attribute in `extra` the entry has.
+    pub fn find_user(
+        &mut self,
+        name: &LoginName,
+        info: &ClientInfo,
+        extra: &[String],
+    ) -> Result<(String, Vec<(String, String)>), Error> {
+        let (entry, _) = self.find(name, info, extra)?;
+        let attrs = entry
+            .attrs
+            .iter()
+            .filter_map(|(k, v)| v.first().map(|v| (k.clone(), v.clone())))
+            .collect();
+        Ok((entry.dn, attrs))
     }
 
     /// Finds the one entry a client certificate maps to (certmap.conf's search) and
@@ -124,10 +136,12 @@ impl Directory {
         search: &CertSearch,
         subject_dn: &str,
         der: &[u8],
+        extra: &[String],
     ) -> Result<(Route, String), Error> {
         let mut attrs: Vec<String> = self.cfg.mail_host_attrs.clone();
         attrs.extend(STATUS_ATTRS.iter().map(|a| a.to_string()));
         attrs.push("uid".to_string());
+        attrs.extend(extra.iter().cloned());
         if search.verify_cert {
             attrs.push(USER_CERTIFICATE.to_string());
         }

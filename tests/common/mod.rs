@@ -424,6 +424,9 @@ pub fn users() -> Vec<User> {
     for (uid, pw, host) in domain_tree::HOSTED_USERS {
         v.push(u(uid, uid.split('@').next().unwrap_or(uid), pw, host));
     }
+    // A user whose own access filter (mailAllowedServiceAccess, see `slapd::ldif`) admits
+    // POP3 and SMTP but not IMAP.
+    v.push(u("popper@a.test", "popper", "popper-Pw-71", STORE2_IP));
     v.into_iter()
         .enumerate()
         .map(

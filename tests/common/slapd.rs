@@ -30,11 +30,18 @@ attributetype ( 1.3.6.1.4.1.99999.1.3
 \tSYNTAX 1.3.6.1.4.1.1466.115.121.1.15{256}
 \tSINGLE-VALUE )
 
+attributetype ( 1.3.6.1.4.1.99999.1.4
+\tNAME 'mailAllowedServiceAccess'
+\tDESC 'mmp test: own TCPAccess filter of a user (Sun syntax)'
+\tEQUALITY caseIgnoreMatch
+\tSYNTAX 1.3.6.1.4.1.1466.115.121.1.15{1024}
+\tSINGLE-VALUE )
+
 objectclass ( 1.3.6.1.4.1.99999.2.1
 \tNAME 'mmpTestUser'
 \tDESC 'mmp test: status attributes of a mail user'
 \tSUP top AUXILIARY
-\tMAY ( inetUserStatus $ mailUserStatus $ mailDomain ) )
+\tMAY ( inetUserStatus $ mailUserStatus $ mailDomain $ mailAllowedServiceAccess ) )
 ";
 
 pub struct Slapd {
@@ -292,8 +299,13 @@ mailDomain: {dom}
 userPassword: {pw}
 inetUserStatus: {is}
 mailUserStatus: {ms}
-
+{access}
 ",
+            access = if u.label == "popper" {
+                "mailAllowedServiceAccess: +pop:ALL$+smtp:ALL\n"
+            } else {
+                ""
+            },
             label = u.label,
             dom = u.domain(),
             uid = u.uid,

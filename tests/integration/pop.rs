@@ -29,6 +29,7 @@ pub fn cases() -> Vec<Case> {
         pop_quit_before_login_says_ok_and_closes,
         // --- routing and login forms
         pop_user_pass_user_on_store2_reaches_own_mailbox,
+        user_access_attribute_admits_pop_but_not_imap,
         pop_user_pass_user_on_store3_reaches_own_mailbox,
         pop_user_pass_other_domain_and_short_id_reach_own_mailbox,
         pop_auth_plain_with_initial_response_reaches_own_mailbox,
@@ -243,6 +244,25 @@ fn pop_user_pass_user_on_store2_reaches_own_mailbox(env: &Env) {
     let m = MmpServices::start(&env.pop_config());
     let u = user("alice@a.test");
     assert_user_pass_reaches_own_mailbox(&m, &u.uid, &u);
+}
+
+/// popper@a.test's own `mailAllowedServiceAccess` is `+pop:ALL$+smtp:ALL` (TCPAccessAttr).
+fn user_access_attribute_admits_pop_but_not_imap(env: &Env) {
+    let popper = user("popper@a.test");
+    let m = MmpServices::start(&env.pop_config());
+    assert_user_pass_reaches_own_mailbox(&m, &popper.uid, &popper);
+    let imap = env.mmp();
+    let mut c = imap.client();
+    let r = c.login("a1", &popper.uid, &popper.password);
+    assert_eq!(r, "a1 NO [AUTHENTICATIONFAILED] Authentication failed.");
+    assert!(
+        imap.wait_for_log(
+            "mailAllowedServiceAccess of cn=popper,ou=a.test,o=isp does not allow IMAP",
+            Duration::from_secs(5)
+        ),
+        "no log line naming the user's filter:\n{}",
+        imap.log()
+    );
 }
 
 fn pop_user_pass_user_on_store3_reaches_own_mailbox(env: &Env) {
