@@ -7,6 +7,7 @@
 pub mod cache;
 pub mod filter;
 pub mod ldap;
+mod search;
 
 use crate::config::template::{Code, Template};
 use crate::config::Directory as DirectoryConfig;

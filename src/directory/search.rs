@@ -1,0 +1,372 @@
+//! The searches of one lookup, over a connection [`super::ldap`] opened: the user's entry
+//! (under the `LdapUrl` base, or under a hosted domain's subtree), the hosted domain itself
+//! (Sun Schema 1 DC tree with aliases, or a Schema 2 organization), and the entry a client
+//! certificate maps to. Each returns the one active entry or says why not; the caller decides
+//! whether to reconnect.
+
+use super::{is_active_status, search_filter, Error, LoginName, STATUS_ATTRS};
+use crate::config::certmap::CertSearch;
+use crate::config::template::{Kind as TemplateKind, Template};
+use crate::config::Directory as DirectoryConfig;
+use crate::protocol::ClientInfo;
+use ldap3::{LdapConn, Scope, SearchEntry, SearchOptions};
+use std::time::Duration;
+
+/// LDAP result codes mmp tells apart.
+pub(super) const RC_SUCCESS: u32 = 0;
+const RC_SIZE_LIMIT_EXCEEDED: u32 = 4;
+const RC_NO_SUCH_OBJECT: u32 = 32;
+
+/// Exactly one entry, and an active one.
+pub(super) fn one_active(
+    mut entries: Vec<SearchEntry>,
+    filter: &str,
+) -> Result<SearchEntry, Error> {
+    let entry = match entries.len() {
+        0 => return Err(Error::NotFound),
+        1 => entries.remove(0),
+        _ => {
+            log::warn!("directory search {filter} matched several entries");
+            return Err(Error::Ambiguous);
+        }
+    };
+    for status in STATUS_ATTRS {
+        if let Some(value) = first_value(&entry, status) {
+            if !is_active_status(status, value) {
+                return Err(Error::Inactive(status.to_string(), value.to_string()));
+            }
+        }
+    }
+    Ok(entry)
+}
+
+/// What a hosted domain's entry says (Sun Schema 1 DC tree or Schema 2 organization).
+#[derive(Debug, Clone, Default)]
+pub(super) struct Domain {
+    /// Where its users live: `inetDomainBaseDN` (Schema 1) or the organization's DN.
+    pub(super) base_dn: String,
+    /// `inetDomainSearchFilter`, a `SearchFormat`-style template.
+    pub(super) search_filter: Option<String>,
+    /// `mailAccessProxyReplay`.
+    pub(super) replay_format: Option<String>,
+    /// `mailAccessProxyPreAuth`.
+    pub(super) preauth: Option<bool>,
+}
+
+/// Attributes of a domain entry mmp reads.
+pub(super) const DOMAIN_ATTRS: [&str; 8] = [
+    "inetDomainBaseDN",
+    "inetDomainStatus",
+    "mailDomainStatus",
+    "inetDomainSearchFilter",
+    "mailAccessProxyReplay",
+    "mailAccessProxyPreAuth",
+    "aliasedObjectName",
+    "inetCanonicalDomainName",
+];
+
+/// Status attributes of a domain entry.
+pub(super) const DOMAIN_STATUS_ATTRS: [&str; 2] = ["inetDomainStatus", "mailDomainStatus"];
+
+/// One lookup's view of the directory: the options and the search base of the URL in use.
+pub(super) struct Ask<'a> {
+    pub(super) cfg: &'a DirectoryConfig,
+    pub(super) base: &'a str,
+    pub(super) timeout: Duration,
+}
+
+impl Ask<'_> {
+    /// The user's entry: under the hosted domain's subtree with `DomainSearchFormat` (or
+    /// the domain's `inetDomainSearchFilter`) when `HostedDomains` is on and the name has
+    /// a domain, else under the `LdapUrl` base with `SearchFormat`.
+    pub(super) fn user(
+        &self,
+        ldap: &mut LdapConn,
+        name: &LoginName,
+        info: &ClientInfo,
+        attrs: &[String],
+    ) -> Result<(SearchEntry, Option<Domain>), Failure> {
+        let domain_name = name.domain.as_deref().filter(|_| self.cfg.hosted_domains);
+        let Some(domain_name) = domain_name else {
+            let filter = search_filter(&self.cfg.search_format, name, info);
+            let entries = search(
+                ldap,
+                self.base,
+                Scope::Subtree,
+                &filter,
+                attrs,
+                self.timeout,
+            )?;
+            return Ok((
+                one_active(entries, &filter).map_err(Failure::Answered)?,
+                None,
+            ));
+        };
+        let domain = self.domain(ldap, domain_name, 0)?;
+        let own_filter = domain.search_filter.as_deref().and_then(|t| {
+            Template::parse(t, TemplateKind::Search)
+                .map_err(|e| {
+                    log::warn!("domain {domain_name}: inetDomainSearchFilter {t:?} unusable ({e}); using DomainSearchFormat")
+                })
+                .ok()
+        });
+        let format = own_filter
+            .as_ref()
+            .unwrap_or(&self.cfg.domain_search_format);
+        let filter = search_filter(format, name, info);
+        // The domain's mailAccessProxyReplay may name attributes of the user's entry.
+        let mut attrs = attrs.to_vec();
+        if let Some(replay) = domain.replay_format.as_deref() {
+            if let Ok(t) = Template::parse(replay, TemplateKind::Replay) {
+                attrs.extend(super::template_attrs(&t));
+            }
+        }
+        let entries = search(
+            ldap,
+            &domain.base_dn,
+            Scope::Subtree,
+            &filter,
+            &attrs,
+            self.timeout,
+        )?;
+        let entry = one_active(entries, &filter).map_err(Failure::Answered)?;
+        Ok((entry, Some(domain)))
+    }
+
+    /// Finds a hosted domain: first the Schema 1 DC tree entry `dc=…,dc=…,<base>` (following
+    /// an alias or `inetCanonicalDomainName` once), then a Schema 2 organization whose
+    /// `sunPreferredDomain` or `associatedDomain` is the domain.
+    pub(super) fn domain(
+        &self,
+        ldap: &mut LdapConn,
+        domain: &str,
+        hops: u8,
+    ) -> Result<Domain, Failure> {
+        if !is_domain_name(domain) {
+            return Err(Failure::Answered(Error::UnknownDomain(domain.to_string())));
+        }
+        let attrs: Vec<String> = DOMAIN_ATTRS.iter().map(|a| a.to_string()).collect();
+        let dc_dn = domain
+            .split('.')
+            .map(|label| format!("dc={label}"))
+            .chain([self.base.to_string()])
+            .collect::<Vec<_>>()
+            .join(",");
+        let mut entry = read(ldap, &dc_dn, &attrs, self.timeout)?;
+        if let Some(target) = entry
+            .as_ref()
+            .and_then(|e| first_value(e, "aliasedObjectName"))
+        {
+            let target = target.to_string();
+            entry = read(ldap, &target, &attrs, self.timeout)?;
+        }
+        if let Some(e) = &entry {
+            if let Some(canonical) = first_value(e, "inetCanonicalDomainName") {
+                if !canonical.eq_ignore_ascii_case(domain) && hops == 0 {
+                    let canonical = canonical.to_string();
+                    return self.domain(ldap, &canonical, 1);
+                }
+            }
+            if let Some(base_dn) = first_value(e, "inetDomainBaseDN") {
+                check_domain_status(e)?;
+                return Ok(domain_info(e, base_dn.to_string()));
+            }
+        }
+        let d = super::filter::escape(domain);
+        let filter = format!(
+            "(&(objectClass=sunManagedOrganization)(|(sunPreferredDomain={d})(associatedDomain={d})))"
+        );
+        let entries = search(
+            ldap,
+            self.base,
+            Scope::Subtree,
+            &filter,
+            &attrs,
+            self.timeout,
+        )?;
+        match entries.as_slice() {
+            [] => Err(Failure::Answered(Error::UnknownDomain(domain.to_string()))),
+            [e] => {
+                check_domain_status(e)?;
+                Ok(domain_info(e, e.dn.clone()))
+            }
+            _ => Err(Failure::Answered(Error::Ambiguous)),
+        }
+    }
+}
+
+/// The attribute holding a user's certificates (certmap `verifycert`).
+pub(super) const USER_CERTIFICATE: &str = "userCertificate;binary";
+
+impl Ask<'_> {
+    /// The entry of a certificate login (see [`Directory::find_by_certificate`]).
+    pub(super) fn certificate(
+        &self,
+        ldap: &mut LdapConn,
+        search: &CertSearch,
+        subject_dn: &str,
+        der: &[u8],
+        attrs: &[String],
+    ) -> Result<SearchEntry, Failure> {
+        let base = search.base.as_deref().unwrap_or(subject_dn);
+        let scope = if search.base.is_some() {
+            Scope::Subtree
+        } else {
+            Scope::Base
+        };
+        let limit = if search.verify_cert { 64 } else { 2 };
+        if let Some(filter) = search.cmap_filter() {
+            let cmap_base = search.base.as_deref().unwrap_or(self.base);
+            let found = search_limited(
+                ldap,
+                cmap_base,
+                Scope::Subtree,
+                &filter,
+                attrs,
+                self.timeout,
+                limit,
+            )?;
+            if !found.is_empty() {
+                return self.pick(found, search, der, &filter);
+            }
+        }
+        let entries = search_limited(
+            ldap,
+            base,
+            scope,
+            &search.filter,
+            attrs,
+            self.timeout,
+            limit,
+        )?;
+        self.pick(entries, search, der, &search.filter)
+    }
+
+    /// Exactly one (active) entry, after the `verifycert` comparison when asked.
+    pub(super) fn pick(
+        &self,
+        mut entries: Vec<SearchEntry>,
+        search: &CertSearch,
+        der: &[u8],
+        filter: &str,
+    ) -> Result<SearchEntry, Failure> {
+        if search.verify_cert {
+            entries.retain(|e| {
+                e.bin_attrs
+                    .iter()
+                    .filter(|(k, _)| {
+                        k.eq_ignore_ascii_case(USER_CERTIFICATE)
+                            || k.eq_ignore_ascii_case("userCertificate")
+                    })
+                    .any(|(_, values)| values.iter().any(|v| v.as_slice() == der))
+            });
+        }
+        one_active(entries, filter).map_err(Failure::Answered)
+    }
+}
+
+/// True for a DNS-style domain name (letters, digits, `-`, dots between non-empty labels):
+/// anything else cannot name a hosted domain and must not reach a DN.
+pub(super) fn is_domain_name(domain: &str) -> bool {
+    domain.len() <= 253
+        && domain.split('.').all(|l| {
+            !l.is_empty()
+                && l.len() <= 63
+                && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+        })
+}
+
+pub(super) fn check_domain_status(e: &SearchEntry) -> Result<(), Failure> {
+    for attr in DOMAIN_STATUS_ATTRS {
+        if let Some(value) = first_value(e, attr) {
+            if !value.eq_ignore_ascii_case("active") {
+                return Err(Failure::Answered(Error::Inactive(
+                    attr.to_string(),
+                    value.to_string(),
+                )));
+            }
+        }
+    }
+    Ok(())
+}
+
+pub(super) fn domain_info(e: &SearchEntry, base_dn: String) -> Domain {
+    let text = |a| first_value(e, a).map(str::to_string);
+    Domain {
+        base_dn,
+        search_filter: text("inetDomainSearchFilter"),
+        replay_format: text("mailAccessProxyReplay"),
+        preauth: first_value(e, "mailAccessProxyPreAuth")
+            .map(|v| matches!(v.to_ascii_lowercase().as_str(), "1" | "yes" | "true" | "on")),
+    }
+}
+
+/// Reads one entry by DN; `None` when it does not exist.
+pub(super) fn read(
+    ldap: &mut LdapConn,
+    dn: &str,
+    attrs: &[String],
+    timeout: Duration,
+) -> Result<Option<SearchEntry>, Failure> {
+    match search(ldap, dn, Scope::Base, "(objectClass=*)", attrs, timeout) {
+        Ok(mut entries) => Ok(entries.pop()),
+        Err(Failure::Answered(Error::NotFound)) => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+/// Why a search failed.
+pub(super) enum Failure {
+    /// The directory answered with a result that decides the lookup.
+    Answered(Error),
+    /// The connection is unusable; try another.
+    Connection(String),
+}
+
+pub(super) fn search(
+    ldap: &mut LdapConn,
+    base: &str,
+    scope: Scope,
+    filter: &str,
+    attrs: &[String],
+    timeout: Duration,
+) -> Result<Vec<SearchEntry>, Failure> {
+    // Two entries are enough to know the answer is ambiguous.
+    search_limited(ldap, base, scope, filter, attrs, timeout, 2)
+}
+
+/// A search that returns at most `limit` entries (more → ambiguous).
+pub(super) fn search_limited(
+    ldap: &mut LdapConn,
+    base: &str,
+    scope: Scope,
+    filter: &str,
+    attrs: &[String],
+    timeout: Duration,
+    limit: i32,
+) -> Result<Vec<SearchEntry>, Failure> {
+    let result = ldap
+        .with_search_options(SearchOptions::new().sizelimit(limit))
+        .with_timeout(timeout)
+        .search(base, scope, filter, attrs)
+        .map_err(|e| Failure::Connection(e.to_string()))?;
+    let ldap3::SearchResult(entries, res) = result;
+    match res.rc {
+        RC_SUCCESS => Ok(entries.into_iter().map(SearchEntry::construct).collect()),
+        RC_SIZE_LIMIT_EXCEEDED => Err(Failure::Answered(Error::Ambiguous)),
+        RC_NO_SUCH_OBJECT => Err(Failure::Answered(Error::NotFound)),
+        rc => Err(Failure::Answered(Error::Unavailable(format!(
+            "search under {base} failed: rc={rc} {}",
+            res.text
+        )))),
+    }
+}
+
+pub(super) fn first_value<'e>(entry: &'e SearchEntry, attr: &str) -> Option<&'e str> {
+    entry
+        .attrs
+        .iter()
+        .find(|(k, _)| k.eq_ignore_ascii_case(attr))
+        .and_then(|(_, v)| v.first())
+        .map(String::as_str)
+}
