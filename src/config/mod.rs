@@ -163,45 +163,46 @@ impl Report {
 /// (services may share one), when the file can be read at all (the checks already
 /// reported one that cannot).
 fn load_side_files(config: &mut Config, report: &mut Report) {
-    let mut vdmaps: HashMap<PathBuf, Option<Arc<vdmap::VirtualDomains>>> = HashMap::new();
-    let mut certmaps: HashMap<PathBuf, Option<Arc<certmap::CertMaps>>> = HashMap::new();
-    let readable = |p: &Path| std::fs::File::open(p).is_ok();
+    let mut vdmaps = HashMap::new();
+    let mut certmaps = HashMap::new();
     for service in [&mut config.imap, &mut config.pop, &mut config.smtp]
         .into_iter()
         .flatten()
     {
-        if let Some(path) = service.virtual_domain_file.clone().filter(|p| readable(p)) {
-            let parsed = vdmaps
-                .entry(path.clone())
-                .or_insert_with(|| match vdmap::load(&path) {
-                    Ok((maps, warnings)) => {
-                        report.warnings.extend(warnings);
-                        Some(Arc::new(maps))
-                    }
-                    Err(errors) => {
-                        report.errors.extend(errors);
-                        None
-                    }
-                });
-            service.virtual_domains = parsed.clone();
+        if let Some(path) = &service.virtual_domain_file {
+            service.virtual_domains = load_once(&mut vdmaps, path, vdmap::load, report);
         }
-        if let Some(path) = service.cert_map_file.clone().filter(|p| readable(p)) {
-            let parsed =
-                certmaps
-                    .entry(path.clone())
-                    .or_insert_with(|| match certmap::load(&path) {
-                        Ok((maps, warnings)) => {
-                            report.warnings.extend(warnings);
-                            Some(Arc::new(maps))
-                        }
-                        Err(errors) => {
-                            report.errors.extend(errors);
-                            None
-                        }
-                    });
-            service.cert_maps = parsed.clone();
+        if let Some(path) = &service.cert_map_file {
+            service.cert_maps = load_once(&mut certmaps, path, certmap::load, report);
         }
     }
+}
+
+/// What a side-file reader returns: the parsed file and its warnings, or its errors.
+type Loaded<T> = Result<(T, Vec<Warning>), Vec<Error>>;
+
+/// `parse(path)` once per path, its warnings and errors reported once.
+fn load_once<T>(
+    seen: &mut HashMap<PathBuf, Option<Arc<T>>>,
+    path: &Path,
+    parse: fn(&Path) -> Loaded<T>,
+    report: &mut Report,
+) -> Option<Arc<T>> {
+    if std::fs::File::open(path).is_err() {
+        return None;
+    }
+    seen.entry(path.to_path_buf())
+        .or_insert_with(|| match parse(path) {
+            Ok((parsed, warnings)) => {
+                report.warnings.extend(warnings);
+                Some(Arc::new(parsed))
+            }
+            Err(errors) => {
+                report.errors.extend(errors);
+                None
+            }
+        })
+        .clone()
 }
 
 /// Reads and validates the instance directory `dir`: `AService.cfg`, then the file of every

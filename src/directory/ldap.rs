@@ -133,49 +133,17 @@ impl Directory {
         der: &[u8],
         extra: &[String],
     ) -> Result<(Route, String), Error> {
-        let mut attrs: Vec<String> = self.cfg.mail_host_attrs.clone();
-        attrs.extend(STATUS_ATTRS.iter().map(|a| a.to_string()));
+        let mut attrs = self.entry_attrs(extra);
         attrs.push("uid".to_string());
-        attrs.extend(extra.iter().cloned());
         if search.verify_cert {
             attrs.push(USER_CERTIFICATE.to_string());
         }
-        let mut last = None;
-        for _attempt in 0..2 {
-            let fresh = self.conn.is_none();
-            self.connect_if_needed()?;
-            let Some(open) = self.conn.as_mut() else {
-                return Err(Error::Unavailable("no directory connection".into()));
-            };
-            let url = &self.cfg.ldap_urls[open.url];
-            let ask = Ask {
-                cfg: &self.cfg,
-                base: &url.base,
-                timeout: self.timeout,
-            };
-            match ask.certificate(&mut open.ldap, search, subject_dn, der, &attrs) {
-                Ok(entry) => {
-                    let uid = first_value(&entry, "uid").map(str::to_string);
-                    let Some(uid) = uid else {
-                        return Err(Error::Inactive("uid".into(), "missing".into()));
-                    };
-                    let route = self.route((entry, None))?;
-                    return Ok((route, uid));
-                }
-                Err(Failure::Answered(e)) => return Err(e),
-                Err(Failure::Connection(why)) => {
-                    log::warn!("directory {}: {why}; reconnecting", url.server_url());
-                    self.conn = None;
-                    last = Some(why);
-                    if fresh {
-                        break;
-                    }
-                }
-            }
-        }
-        Err(Error::Unavailable(
-            last.unwrap_or_else(|| "no answer".into()),
-        ))
+        let entry = self.ask(|ask, ldap| ask.certificate(ldap, search, subject_dn, der, &attrs))?;
+        let Some(uid) = first_value(&entry, "uid").map(str::to_string) else {
+            return Err(Error::Inactive("uid".into(), "missing".into()));
+        };
+        let route = self.route((entry, None))?;
+        Ok((route, uid))
     }
 
     fn find(
@@ -184,9 +152,25 @@ impl Directory {
         info: &ClientInfo,
         extra_attrs: &[String],
     ) -> Result<(SearchEntry, Option<Domain>), Error> {
+        let attrs = self.entry_attrs(extra_attrs);
+        self.ask(|ask, ldap| ask.user(ldap, name, info, &attrs))
+    }
+
+    /// The attributes of a user's entry every lookup reads (mail host, status), and `extra`.
+    fn entry_attrs(&self, extra: &[String]) -> Vec<String> {
         let mut attrs: Vec<String> = self.cfg.mail_host_attrs.clone();
         attrs.extend(STATUS_ATTRS.iter().map(|a| a.to_string()));
-        attrs.extend(extra_attrs.iter().cloned());
+        attrs.extend(extra.iter().cloned());
+        attrs
+    }
+
+    /// Runs `search` on the service connection. A connection that fails is dropped and the
+    /// search is run once more on a fresh one (first `LdapUrl` that answers); an answer
+    /// from the directory (no entry, several, inactive) is final.
+    fn ask<T>(
+        &mut self,
+        mut search: impl FnMut(&Ask<'_>, &mut LdapConn) -> Result<T, Failure>,
+    ) -> Result<T, Error> {
         let mut last = None;
         for _attempt in 0..2 {
             let fresh = self.conn.is_none();
@@ -200,7 +184,7 @@ impl Directory {
                 base: &url.base,
                 timeout: self.timeout,
             };
-            match ask.user(&mut open.ldap, name, info, &attrs) {
+            match search(&ask, &mut open.ldap) {
                 Ok(found) => return Ok(found),
                 Err(Failure::Answered(e)) => return Err(e),
                 Err(Failure::Connection(why)) => {

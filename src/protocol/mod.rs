@@ -63,6 +63,28 @@ pub enum TlsState {
     Active,
 }
 
+/// Whether plain-text passwords (IMAP LOGIN, POP3 USER/PASS, AUTH PLAIN/LOGIN) may be used
+/// on a connection: not when `RestrictPlainPasswords` is on and the connection is not
+/// encrypted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PlainPasswords {
+    /// They may be used.
+    Allowed,
+    /// Restricted, and the connection is not encrypted (IMAP says `LOGINDISABLED`).
+    Disabled,
+}
+
+impl PlainPasswords {
+    /// The rule for a connection in state `tls` when `restricted` is configured.
+    pub fn for_connection(restricted: bool, tls: TlsState) -> PlainPasswords {
+        if restricted && tls != TlsState::Active {
+            PlainPasswords::Disabled
+        } else {
+            PlainPasswords::Allowed
+        }
+    }
+}
+
 /// Who a complete login says the client is.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Who {
@@ -321,6 +343,26 @@ impl Replay {
             Replay::Pop(r) => r.on_line(line),
             Replay::Smtp(r) => r.on_line(line),
         }
+    }
+}
+
+/// Text for a reply line of any protocol: control characters become spaces, ends
+/// trimmed (a configured banner or alert can never end a reply line early).
+pub fn clean_text(text: &str) -> String {
+    let cleaned: String = text
+        .chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect();
+    cleaned.trim().to_string()
+}
+
+/// The `ServerDownAlert` text for a reply, or a generic one when it is empty.
+pub fn alert_text(alert: &str) -> String {
+    let alert = clean_text(alert);
+    if alert.is_empty() {
+        "Service temporarily unavailable, try again later".to_string()
+    } else {
+        alert
     }
 }
 

@@ -6,14 +6,7 @@ use super::TlsState;
 
 const DEFAULT_CAPABILITY: [&str; 4] = ["IMAP4rev1", "SASL-IR", "ID", "LITERAL+"];
 
-/// Whether LOGIN and AUTHENTICATE PLAIN may be used on this connection.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum PlainPasswords {
-    /// LOGIN and AUTHENTICATE PLAIN may be used.
-    Allowed,
-    /// Restricted and the connection is not encrypted: `LOGINDISABLED`.
-    Disabled,
-}
+pub(super) use crate::protocol::PlainPasswords;
 
 /// The capability list: the configured (or default) words without the ones mmp decides
 /// itself, then `STARTTLS`, `LOGINDISABLED` or `AUTH=PLAIN`, and `AUTH=EXTERNAL` as this

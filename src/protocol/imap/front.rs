@@ -25,11 +25,11 @@ use super::capability::{capability_words, PlainPasswords};
 use super::parse::{Arg, Command, Event, Limits, LineTooLong, Parser};
 use super::{FrontConfig, TlsState};
 use crate::protocol::sasl::{self, Response};
+use crate::protocol::{alert_text, clean_text};
 use crate::protocol::{Action, Credentials, Failure, Login, StoreAnswer, Who};
 use crate::secret::Secret;
 
 const DEFAULT_BANNER: &str = "mmp IMAP proxy ready";
-const DEFAULT_ALERT: &str = "Service temporarily unavailable, try again later";
 
 /// Commands of the later states, answered "not valid before login" rather than "unknown".
 const LATER_COMMANDS: &[&str] = &[
@@ -109,11 +109,7 @@ pub struct Front {
 impl Front {
     /// A front end for a new connection (or for one that has just finished STARTTLS).
     pub fn new(cfg: FrontConfig) -> Front {
-        let plain = if cfg.restrict_plain_passwords && cfg.tls != TlsState::Active {
-            PlainPasswords::Disabled
-        } else {
-            PlainPasswords::Allowed
-        };
+        let plain = PlainPasswords::for_connection(cfg.restrict_plain_passwords, cfg.tls);
         // Belt and braces: no certificate exists without TLS.
         let external = cfg.external && cfg.tls == TlsState::Active;
         let banner = cfg
@@ -445,23 +441,5 @@ fn is_id_parameters(arg: &Arg) -> bool {
                     .all(|item| matches!(item, Arg::String(_) | Arg::Atom(_)))
         }
         other => other.is_nil(),
-    }
-}
-
-/// Text for a reply line: control characters become spaces, ends trimmed.
-fn clean_text(text: &str) -> String {
-    let cleaned: String = text
-        .chars()
-        .map(|c| if c.is_control() { ' ' } else { c })
-        .collect();
-    cleaned.trim().to_string()
-}
-
-fn alert_text(alert: &str) -> String {
-    let alert = clean_text(alert);
-    if alert.is_empty() {
-        DEFAULT_ALERT.to_string()
-    } else {
-        alert
     }
 }

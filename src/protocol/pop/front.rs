@@ -27,20 +27,12 @@ use super::parse::{parse_command, Command};
 use super::{FrontConfig, TlsState};
 use crate::protocol::line::{LineReader, LineTooLong};
 use crate::protocol::sasl::{self, Response};
+use crate::protocol::{alert_text, clean_text, PlainPasswords};
 use crate::protocol::{Action, Credentials, Failure, Login, StoreAnswer, Who};
 use crate::secret::Secret;
 
 const DEFAULT_BANNER: &str = "mmp POP3 proxy ready";
-const DEFAULT_ALERT: &str = "Service temporarily unavailable, try again later";
 const AUTH_FAILED: &[u8] = b"-ERR [AUTH] Authentication failed.\r\n";
-
-/// Whether USER/PASS and AUTH PLAIN may be used on this connection.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum PlainPasswords {
-    Allowed,
-    /// Restricted and the connection is not encrypted.
-    Disabled,
-}
 
 /// The SASL mechanisms this front speaks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -86,11 +78,7 @@ pub struct Front {
 impl Front {
     /// A front end for a new connection (or for one that has just finished STLS).
     pub fn new(cfg: FrontConfig) -> Front {
-        let plain = if cfg.restrict_plain_passwords && cfg.tls != TlsState::Active {
-            PlainPasswords::Disabled
-        } else {
-            PlainPasswords::Allowed
-        };
+        let plain = PlainPasswords::for_connection(cfg.restrict_plain_passwords, cfg.tls);
         // Belt and braces: no certificate exists without TLS.
         let external = cfg.external && cfg.tls == TlsState::Active;
         // No angle brackets: a client that finds `<…>` in the greeting takes it for an
@@ -389,23 +377,5 @@ impl Front {
         self.state = State::Finished;
         self.user = None;
         Action::Close(bytes)
-    }
-}
-
-/// Text for a reply line: control characters become spaces, ends trimmed.
-fn clean_text(text: &str) -> String {
-    let cleaned: String = text
-        .chars()
-        .map(|c| if c.is_control() { ' ' } else { c })
-        .collect();
-    cleaned.trim().to_string()
-}
-
-fn alert_text(alert: &str) -> String {
-    let alert = clean_text(alert);
-    if alert.is_empty() {
-        DEFAULT_ALERT.to_string()
-    } else {
-        alert
     }
 }

@@ -30,11 +30,11 @@ use super::ehlo::{ehlo_keywords, multiline};
 use super::parse::{self, LineReader, LineTooLong};
 use super::{FrontConfig, TlsState};
 use crate::protocol::sasl::{self, PlainError, Response};
+use crate::protocol::{alert_text, clean_text, PlainPasswords};
 use crate::protocol::{Action, Credentials, Failure, Helo, Login, StoreAnswer, Who};
 use crate::secret::Secret;
 
 const DEFAULT_BANNER: &str = "mmp";
-const DEFAULT_ALERT: &str = "Service temporarily unavailable, try again later";
 const LINE_TOO_LONG: &[u8] = b"500 5.5.0 Line too long\r\n";
 const TOO_MANY_ERRORS: &[u8] = b"421 4.7.0 Too many errors\r\n";
 const SEND_HELO_FIRST: &str = "503 5.5.1 Send HELO/EHLO first";
@@ -88,7 +88,8 @@ pub struct Front {
 impl Front {
     /// A front end for a new connection (or for one that has just finished STARTTLS).
     pub fn new(cfg: FrontConfig) -> Front {
-        let auth_allowed = !cfg.restrict_plain_passwords || cfg.tls == TlsState::Active;
+        let auth_allowed = PlainPasswords::for_connection(cfg.restrict_plain_passwords, cfg.tls)
+            == PlainPasswords::Allowed;
         // Belt and braces: no certificate exists without TLS.
         let external = cfg.external && cfg.tls == TlsState::Active;
         let host_name = Some(clean_text(&cfg.host_name))
@@ -194,7 +195,7 @@ impl Front {
             }
         };
         let reply = match (pop, failure) {
-            (true, Failure::AuthFailed) => format!("451 4.3.0 {DEFAULT_ALERT}"),
+            (true, Failure::AuthFailed) => format!("451 4.3.0 {}", alert_text("")),
             (true, Failure::Unavailable { alert }) => format!("451 4.3.0 {}", alert_text(alert)),
             (false, Failure::AuthFailed) => AUTH_INVALID.to_string(),
             (false, Failure::Unavailable { alert }) => {
@@ -466,23 +467,5 @@ fn external_response(line: &[u8]) -> Result<Secret, &'static str> {
         Ok(Response::Data(data)) => Ok(data),
         Ok(Response::Cancelled) => Err("501 5.7.0 Authentication cancelled"),
         Err(_) => Err(BAD_BASE64),
-    }
-}
-
-/// Text for a reply line: control characters become spaces, ends trimmed.
-fn clean_text(text: &str) -> String {
-    let cleaned: String = text
-        .chars()
-        .map(|c| if c.is_control() { ' ' } else { c })
-        .collect();
-    cleaned.trim().to_string()
-}
-
-fn alert_text(alert: &str) -> String {
-    let alert = clean_text(alert);
-    if alert.is_empty() {
-        DEFAULT_ALERT.to_string()
-    } else {
-        alert
     }
 }
