@@ -130,7 +130,9 @@ impl Transport {
     }
 }
 
-fn classify(e: io::Error) -> Outcome {
+/// What an I/O error means for the loop: "would block" and "the peer went away" are
+/// outcomes, anything else a failure.
+pub fn classify(e: io::Error) -> Outcome {
     match e.kind() {
         io::ErrorKind::WouldBlock => Outcome::WouldBlock,
         io::ErrorKind::BrokenPipe

@@ -136,17 +136,7 @@ pub(super) fn resume_after_failure(
     match front.login_failed(failure) {
         crate::protocol::Action::Send(bytes) => {
             output.extend_from_slice(&bytes);
-            Phase::PreLogin(Box::new(PreLogin {
-                client,
-                front,
-                input,
-                output,
-                // Events that came while a worker had the socket were not looked at.
-                readable: true,
-                writable: true,
-                upgrading: false,
-                peer_closed: false,
-            }))
+            Phase::PreLogin(Box::new(PreLogin::new(client, front, input, output, true)))
         }
         crate::protocol::Action::Close(bytes) | crate::protocol::Action::StartTls(bytes) => {
             output.extend_from_slice(&bytes);

@@ -305,18 +305,13 @@ impl Server {
                     now,
                 );
                 let output = front.greeting();
-                Phase::PreLogin(Box::new(PreLogin {
+                Phase::PreLogin(Box::new(PreLogin::new(
                     client,
                     front,
-                    input: Vec::new(),
+                    Vec::new(),
                     output,
-                    // A new socket's first bytes are announced by the poll (registration
-                    // reports data that is already there), so do not read before that.
-                    readable: false,
-                    writable: true,
-                    upgrading: false,
-                    peer_closed: false,
-                }))
+                    false,
+                )))
             } else {
                 Phase::Handshake(Box::new(Handshake {
                     client,
@@ -472,16 +467,7 @@ impl Server {
                     };
                     let Handshake { client, input, .. } = *h;
                     self.busy.push(sid);
-                    Phase::PreLogin(Box::new(PreLogin {
-                        client,
-                        front,
-                        input,
-                        output,
-                        readable: true,
-                        writable: true,
-                        upgrading: false,
-                        peer_closed: false,
-                    }))
+                    Phase::PreLogin(Box::new(PreLogin::new(client, front, input, output, true)))
                 }
             },
             Phase::Relay(mut relay) => match relay.run(&mut self.buffers) {

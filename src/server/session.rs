@@ -234,6 +234,29 @@ pub enum Next {
 }
 
 impl PreLogin {
+    /// The dialogue over `client`. `readable` says whether to read before the poll
+    /// announces bytes: not for a freshly registered plain socket (registration reports
+    /// bytes already there), yes after a TLS handshake or a worker's turn (rustls may hold
+    /// decrypted bytes; events that came meanwhile were not looked at).
+    pub fn new(
+        client: Transport,
+        front: Front,
+        input: Vec<u8>,
+        output: Vec<u8>,
+        readable: bool,
+    ) -> PreLogin {
+        PreLogin {
+            client,
+            front,
+            input,
+            output,
+            readable,
+            writable: true,
+            upgrading: false,
+            peer_closed: false,
+        }
+    }
+
     /// Writes pending replies, reads what the client sent and feeds it to the front until
     /// it needs more bytes or asks for something the loop must do.
     pub fn turn(&mut self, max_input: usize) -> Next {

@@ -28,7 +28,7 @@
 //! ClientHello.
 
 use super::{ClientCert, Error};
-use crate::transport::Outcome;
+use crate::transport::{classify, Outcome};
 use mio::net::TcpStream;
 use rustls::pki_types::ServerName;
 use rustls::StreamOwned;
@@ -282,15 +282,4 @@ pub fn connect_store_tls(
         conn.write_tls(&mut sock).map_err(failed)?;
     }
     Ok(StreamOwned::new(conn, sock))
-}
-
-fn classify(e: io::Error) -> Outcome {
-    match e.kind() {
-        io::ErrorKind::WouldBlock => Outcome::WouldBlock,
-        io::ErrorKind::BrokenPipe
-        | io::ErrorKind::ConnectionReset
-        | io::ErrorKind::ConnectionAborted
-        | io::ErrorKind::UnexpectedEof => Outcome::Closed,
-        _ => Outcome::Failed(e),
-    }
 }
