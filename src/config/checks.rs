@@ -1,12 +1,13 @@
 //! Checks that look at several options of one service file at once: required options,
-//! `StoreAdmin` needs (reference §5.4), `SSLPorts` against `ServiceList`, the NSS database
+//! `StoreAdmin` needs (reference §5.4), `SSLPorts` against `ServiceList` and `SSLEnable`, the NSS database
 //! refusal and the other §7 decisions that depend on a value, and the two side files
 //! (`VirtualDomainFile`, `CertMapFile`) that must exist. Their contents are parsed
 //! elsewhere; the only I/O here is opening those two files to see that they are readable.
 
+use super::options::FileKind;
 use super::options::Opt;
 use super::service::Cx;
-use super::types::Service;
+use super::types::{Service, ServiceEntry};
 use crate::protocol::Protocol;
 use std::fs::File;
 use std::path::Path;
@@ -15,13 +16,14 @@ use std::time::Duration;
 /// File names of NSS databases (possibly after an `SSLCertPrefix`).
 const NSS_DATABASES: &[&str] = &["cert7.db", "cert8.db", "cert9.db", "key3.db", "key4.db"];
 
-/// Runs every check on the built service `s`.
-pub fn check(cx: &mut Cx<'_>, s: &Service) {
+/// Runs every check on the built service `s`, which `entry` of `ServiceList` started.
+pub fn check(cx: &mut Cx<'_>, entry: &ServiceEntry, s: &Service) {
     let settings = cx.settings;
     let line = |opt| settings.get(opt);
     required(cx, s);
     store_admin(cx, s);
     tls(cx, s);
+    well_known_tls_ports(cx, entry, s);
     unsupported(cx, s);
     for opt in [Opt::VirtualDomainFile, Opt::CertMapFile] {
         let path = match opt {
@@ -170,7 +172,14 @@ fn tls(cx: &mut Cx<'_>, s: &Service) {
             );
         }
         if !t.enable && !t.ports.is_empty() {
-            cx.warn(at, "has no effect without SSLEnable yes".to_string());
+            // Issue 9 item 9: a warning here left 993 serving plaintext to clients that
+            // expect TLS from the first byte (and send their password at once).
+            cx.error(
+                at,
+                "needs SSLEnable yes: without it these ports would serve plaintext to \
+                 clients that expect TLS from the first byte"
+                    .to_string(),
+            );
         }
     }
     for (opt, path) in [
@@ -212,6 +221,36 @@ fn tls(cx: &mut Cx<'_>, s: &Service) {
             );
         }
     }
+}
+
+/// The IANA ports of IMAP, POP3 and SMTP submission over TLS from the first byte.
+fn well_known_tls_port(protocol: Protocol) -> u16 {
+    match protocol {
+        Protocol::Imap => 993,
+        Protocol::Pop => 995,
+        Protocol::Smtp => 465,
+    }
+}
+
+/// Warns (at the `ServiceList` line of `AService.cfg`) when the service listens on the
+/// well-known TLS port of its protocol but `SSLPorts` does not list it: clients there
+/// expect TLS from the first byte and get plaintext.
+fn well_known_tls_ports(cx: &mut Cx<'_>, entry: &ServiceEntry, s: &Service) {
+    let port = well_known_tls_port(s.protocol);
+    let listed = s.listen.iter().any(|l| l.port == port);
+    if !listed || s.tls.ports.contains(&port) {
+        return;
+    }
+    cx.report.warn(
+        Path::new(FileKind::AService.file_name()),
+        entry.line,
+        format!(
+            "ServiceList: port {port} is the well-known {} port over TLS but is not in \
+             SSLPorts of {}: it serves plaintext there",
+            s.protocol.name(),
+            cx.shown.display()
+        ),
+    );
 }
 
 fn is_nss_database(path: &Path) -> bool {

@@ -118,7 +118,7 @@ pub fn build(
     cx.set(Opt::MaxBadCommands, &mut s.limits.max_bad_commands, |v| {
         parse_u32(v, 1)
     });
-    checks::check(&mut cx, &s);
+    checks::check(&mut cx, entry, &s);
     s
 }
 

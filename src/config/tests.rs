@@ -33,7 +33,7 @@ impl Drop for Dir {
     }
 }
 
-const AS_IMAP: &str = "default:ServiceList /opt/mmp/lib/ImapProxyAService@143|993\n";
+const AS_IMAP: &str = "default:ServiceList /opt/mmp/lib/ImapProxyAService@143|1993\n";
 const IMAP_MIN: &str = "default:LdapUrl ldap://ldap.example.com/o=internet\n";
 
 #[track_caller]
@@ -69,7 +69,7 @@ fn minimal_imap_instance_gets_the_reference_defaults() {
     assert_eq!(imap.protocol, Protocol::Imap);
     assert_eq!(imap.file, config.dir.join("ImapProxyAService.cfg"));
     let ports: Vec<u16> = imap.listen.iter().map(|l| l.port).collect();
-    assert_eq!(ports, [143, 993]);
+    assert_eq!(ports, [143, 1993]);
     assert_eq!(imap.backside_port, 143);
     assert_eq!(imap.ssl_backside_port, None);
     assert_eq!(imap.timeout, Duration::from_secs(1800));
@@ -314,7 +314,10 @@ fn errors_name_file_and_line() {
         (
             "default:SSLPorts 995\n",
             "",
-            &["ImapProxyAService.cfg:1: SSLPorts: port 995 is not among the ports ServiceList gives this service (143, 993)"],
+            &[
+                "ImapProxyAService.cfg:1: SSLPorts: port 995 is not among the ports ServiceList gives this service (143, 1993)",
+                "ImapProxyAService.cfg:1: SSLPorts: needs SSLEnable yes: without it these ports would serve plaintext to clients that expect TLS from the first byte",
+            ],
         ),
         (
             "default:CRAMs yes\ndefault:StoreAdmin\n",
@@ -627,4 +630,58 @@ fn sample_instance_directory_loads_cleanly() {
             ("mta2.example.com".to_string(), 25)
         ]
     );
+}
+
+/// Issue 9 item 9: `SSLPorts` with `SSLEnable no` served plaintext on 993 with only a warning.
+#[test]
+fn ssl_ports_without_ssl_enable_is_an_error() {
+    let as_993 = "default:ServiceList /opt/mmp/lib/ImapProxyAService@143|993\n";
+    let imap = format!("{IMAP_MIN}default:SSLEnable no\ndefault:SSLPorts 993\n");
+    assert_eq!(
+        errors(&[("AService.cfg", as_993), ("ImapProxyAService.cfg", &imap)]),
+        [
+            "ImapProxyAService.cfg:3: SSLPorts: needs SSLEnable yes: without it these ports \
+          would serve plaintext to clients that expect TLS from the first byte"
+        ]
+    );
+}
+
+/// Issue 9 item 9: a well-known TLS port in `ServiceList` but not in `SSLPorts` is a warning
+/// at the `ServiceList` line; listed in `SSLPorts`, it is not.
+#[test]
+fn well_known_tls_port_outside_ssl_ports_is_a_warning() {
+    let as_all = "# instance\n\
+        default:ServiceList imapproxy@143|993 popproxy@110|995 submitproxy@587|465\n";
+    let pop = "default:LdapUrl ldap://l/o=x\n";
+    let smtp = "default:SmtpRelays mta\n";
+    let (_, warnings) = ok(&[
+        ("AService.cfg", as_all),
+        ("ImapProxyAService.cfg", IMAP_MIN),
+        ("PopProxyAService.cfg", pop),
+        ("SmtpProxyAService.cfg", smtp),
+    ]);
+    let want: Vec<String> = [
+        ("993", "IMAP", "ImapProxyAService.cfg"),
+        ("995", "POP3", "PopProxyAService.cfg"),
+        ("465", "SMTP", "SmtpProxyAService.cfg"),
+    ]
+    .iter()
+    .map(|(port, name, file)| {
+        format!(
+            "AService.cfg:2: ServiceList: port {port} is the well-known {name} port over TLS \
+             but is not in SSLPorts of {file}: it serves plaintext there"
+        )
+    })
+    .collect();
+    assert_eq!(warnings, want);
+
+    let as_993 = "default:ServiceList /opt/mmp/lib/ImapProxyAService@143|993\n";
+    let dir = Dir::new(&[("c.pem", ""), ("k.pem", "")]);
+    let imap = format!(
+        "{IMAP_MIN}default:SSLEnable yes\ndefault:SSLPorts 993\n\
+         default:SSLCertFile {0}/c.pem\ndefault:SSLKeyFile {0}/k.pem\n",
+        dir.0.display()
+    );
+    let (_, warnings) = ok(&[("AService.cfg", as_993), ("ImapProxyAService.cfg", &imap)]);
+    assert_eq!(warnings, Vec::<String>::new());
 }
