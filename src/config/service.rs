@@ -321,10 +321,8 @@ fn smtp(cx: &mut Cx<'_>, m: &mut Smtp) {
     );
     cx.set(Opt::ClientLookup, &mut m.client_lookup, parse_bool);
     for line in cx.all(Opt::EhloKeywords) {
-        match check_text(&line.value) {
-            Ok(()) => m
-                .ehlo_keywords
-                .extend(line.value.split_ascii_whitespace().map(str::to_string)),
+        match parse_ehlo_keywords(&line.value) {
+            Ok(lines) => m.ehlo_keywords.extend(lines),
             Err(e) => cx.error(line, e),
         }
     }
@@ -349,6 +347,33 @@ fn smtp(cx: &mut Cx<'_>, m: &mut Smtp) {
             format!("expected xclient, proxy, none or sun, got {:?}", line.value),
         ),
     }
+}
+
+/// `EhloKeywords`: each option line, and each comma-separated part of one, is one EHLO
+/// keyword line (`SIZE 52428800` is the keyword `SIZE` with its parameter, advertised as one
+/// `250-SIZE 52428800` line); runs of white space become one space. The keyword must be an
+/// RFC 5321 `ehlo-keyword` and the parameters printable ASCII.
+pub(super) fn parse_ehlo_keywords(value: &str) -> Result<Vec<String>, String> {
+    check_text(value)?;
+    let mut lines = Vec::new();
+    for part in value.split(',') {
+        let words: Vec<&str> = part.split_ascii_whitespace().collect();
+        let Some(keyword) = words.first() else {
+            continue;
+        };
+        let is_keyword_char = |c: char| c.is_ascii_alphanumeric() || c == '-';
+        if keyword.starts_with('-') || !keyword.chars().all(is_keyword_char) {
+            return Err(format!(
+                "{keyword:?} is not an EHLO keyword (letters, digits and '-')"
+            ));
+        }
+        let line = words.join(" ");
+        if !line.bytes().all(|b| (0x20..0x7f).contains(&b)) {
+            return Err(format!("{line:?}: parameters must be printable ASCII"));
+        }
+        lines.push(line);
+    }
+    Ok(lines)
 }
 
 /// What the builders share: where problems go and how values are read.

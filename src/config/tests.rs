@@ -685,3 +685,46 @@ fn well_known_tls_port_outside_ssl_ports_is_a_warning() {
     let (_, warnings) = ok(&[("AService.cfg", as_993), ("ImapProxyAService.cfg", &imap)]);
     assert_eq!(warnings, Vec::<String>::new());
 }
+
+/// Issue 9 item 8: `EhloKeywords "SIZE 52428800"` was split into words and advertised a
+/// bogus `250-52428800` line. Each option line (and each comma-separated part) is one
+/// keyword line, and the SMTP front end advertises it as one `250-` line.
+#[test]
+fn ehlo_keywords_are_lines_not_words() {
+    let aservice = "default:ServiceList submitproxy@587\n";
+    let smtp = "default:SmtpRelays mta\n\
+        default:EhloKeywords \"SIZE 52428800\"\n\
+        default:EhloKeywords DSN, ETRN\n\
+        default:EhloKeywords \"\"\n";
+    let (config, _) = ok(&[("AService.cfg", aservice), ("SmtpProxyAService.cfg", smtp)]);
+    let s = config.smtp.expect("smtp");
+    assert_eq!(s.smtp.ehlo_keywords, ["SIZE 52428800", "DSN", "ETRN"]);
+
+    let mut front = crate::protocol::smtp::Front::new(crate::protocol::smtp::FrontConfig {
+        host_name: "mx.example".into(),
+        banner: None,
+        max_line_bytes: 512,
+        max_bad_commands: 3,
+        tls: crate::protocol::smtp::TlsState::Unavailable,
+        restrict_plain_passwords: false,
+        ehlo_keywords: s.smtp.ehlo_keywords.clone(),
+        pop_before_smtp: None,
+        external: false,
+    });
+    let mut input = b"EHLO c.example\r\n".to_vec();
+    let reply = front.feed(&mut input);
+    assert_eq!(
+        reply,
+        Some(crate::protocol::Action::Send(
+            b"250-mx.example\r\n250-PIPELINING\r\n250-SIZE 52428800\r\n250-8BITMIME\r\n\
+              250-ENHANCEDSTATUSCODES\r\n250-AUTH PLAIN LOGIN\r\n250-DSN\r\n250 ETRN\r\n"
+                .to_vec()
+        ))
+    );
+
+    let bad = "default:SmtpRelays mta\ndefault:EhloKeywords \"SIZE=5 1\"\n";
+    assert_eq!(
+        errors(&[("AService.cfg", aservice), ("SmtpProxyAService.cfg", bad)]),
+        ["SmtpProxyAService.cfg:2: EhloKeywords: \"SIZE=5\" is not an EHLO keyword (letters, digits and '-')"]
+    );
+}

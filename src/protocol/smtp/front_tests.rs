@@ -316,3 +316,18 @@ fn refuses_at_connect() {
         b"554 5.7.1 Access denied\r\n"
     );
 }
+
+/// Issue 9 item 8: a configured keyword line with a parameter is one `250-` line.
+#[test]
+fn ehlo_keyword_with_parameter_is_one_line() {
+    let config = FrontConfig {
+        ehlo_keywords: vec!["SIZE 52428800".into(), "DSN".into()],
+        ..cfg()
+    };
+    check(
+        &config,
+        b"EHLO c.example\r\n",
+        &[send("250-mx.example\r\n250-PIPELINING\r\n250-SIZE 52428800\r\n250-8BITMIME\r\n250-ENHANCEDSTATUSCODES\r\n250-AUTH PLAIN LOGIN\r\n250 DSN\r\n")],
+        b"",
+    );
+}
