@@ -189,7 +189,7 @@ fn defaults(file: PathBuf, entry: &ServiceEntry) -> Service {
             failover_timeout: Duration::from_secs(600),
             ..Smtp::default()
         },
-        limits: Limits::default(),
+        limits: Limits::for_protocol(entry.protocol),
     }
 }
 

@@ -124,8 +124,8 @@ fn minimal_imap_instance_gets_the_reference_defaults() {
             excluded: None
         }
     );
-    assert_eq!(imap.limits, Limits::default());
-    assert_eq!(imap.limits.max_line_bytes, 8192);
+    assert_eq!(imap.limits, Limits::for_protocol(Protocol::Imap));
+    assert_eq!(imap.limits.max_line_bytes, 65536);
 }
 
 #[test]

@@ -331,7 +331,7 @@ pub enum SmtpClientInfo {
 /// Size caps on client input before login (mmp extensions).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Limits {
-    /// `MaxLineBytes`: longest command line (default 8192).
+    /// `MaxLineBytes`: longest command line (default 65536 for IMAP, 8192 for POP3 and SMTP).
     pub max_line_bytes: usize,
     /// `MaxLiteralBytes`: longest literal in a login command (default 8192).
     pub max_literal_bytes: usize,
@@ -345,6 +345,23 @@ impl Default for Limits {
             max_line_bytes: 8192,
             max_literal_bytes: 8192,
             max_bad_commands: 10,
+        }
+    }
+}
+
+impl Limits {
+    /// The defaults of `protocol`'s service: IMAP accepts pre-login lines up to 64 KiB, as
+    /// Dovecot does (clients send long `ID` lines, and one compliance suite sends a 31 807-byte
+    /// one); POP3 and SMTP lines stay at 8 KiB (their commands are short, and an AUTH
+    /// response of the largest PLAIN message fits).
+    pub fn for_protocol(protocol: crate::protocol::Protocol) -> Limits {
+        let max_line_bytes = match protocol {
+            crate::protocol::Protocol::Imap => 64 * 1024,
+            crate::protocol::Protocol::Pop | crate::protocol::Protocol::Smtp => 8192,
+        };
+        Limits {
+            max_line_bytes,
+            ..Limits::default()
         }
     }
 }

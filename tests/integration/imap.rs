@@ -80,6 +80,8 @@ pub fn cases() -> Vec<Case> {
         config_check_accepts_good_dir,
         config_check_refuses_bad_value_with_file_and_line,
         config_check_refuses_missing_service_file,
+        // --- issue 9
+        long_prelogin_id_line_is_answered_with_mmp_name_and_version,
     ]
 }
 
@@ -1215,4 +1217,38 @@ fn config_check_refuses_missing_service_file(env: &Env) {
         out.contains("ImapProxyAService"),
         "error does not name the missing file:\n{out}"
     );
+}
+
+/// Issue 9 item 12: a 31 807-byte pre-login `ID` line of ~1 KB strings (an IMAP compliance
+/// suite sends it; Dovecot answers it) got `* BYE Line too long` under the old 8 KiB default.
+/// With the IMAP default cap (no `MaxLineBytes` set) it is answered with mmp's own name and
+/// version, and the session goes on to log in.
+fn long_prelogin_id_line_is_answered_with_mmp_name_and_version(env: &Env) {
+    let m = Mmp::start(&env.config().without("MaxLineBytes"));
+    let mut c = m.client();
+    let mut line = b"a1 ID (".to_vec();
+    let mut n = 0;
+    while line.len() < 31_000 {
+        line.extend_from_slice(format!("\"field{n}\" \"").as_bytes());
+        line.extend(std::iter::repeat_n(b'v', 1000));
+        line.extend_from_slice(b"\" ");
+        n += 1;
+    }
+    let tail = format!("\"last\" \"\")\r\n");
+    let pad = 31_807 - line.len() - tail.len();
+    line.extend_from_slice(b"\"last\" \"");
+    line.extend(std::iter::repeat_n(b'w', pad));
+    line.extend_from_slice(b"\")\r\n");
+    assert_eq!(line.len(), 31_807);
+    c.send_raw(&line).expect("send the ID line");
+    let lines = c.read_until_tagged("a1").expect("answer to ID");
+    let want = format!(
+        "* ID (\"name\" \"mmp\" \"version\" \"{}\")",
+        env!("CARGO_PKG_VERSION")
+    );
+    assert!(lines.iter().any(|l| l == &want), "no {want:?}: {lines:?}");
+    assert_ok(&lines, "a1");
+    let alice = user("alice@a.test");
+    let r = c.login("a2", &alice.uid, &alice.password);
+    assert!(r.starts_with("a2 OK"), "{r}");
 }

@@ -247,7 +247,7 @@ impl Front {
                 self.close(out)
             }
             ("ID", [arg]) if is_id_parameters(arg) => {
-                let mut out = b"* ID NIL\r\n".to_vec();
+                let mut out = ID_REPLY.to_vec();
                 out.extend(tagged(tag, "OK ID completed"));
                 Action::Send(out)
             }
@@ -430,6 +430,15 @@ fn privacy_required(tag: &str) -> Vec<u8> {
         "NO [PRIVACYREQUIRED] Plaintext authentication disallowed on non-secure connections",
     )
 }
+
+/// The untagged answer to `ID` (RFC 2971): mmp's own name and version, never the
+/// store's (the client has not logged in, and which store it reaches is not its business).
+const ID_REPLY: &[u8] = concat!(
+    "* ID (\"name\" \"mmp\" \"version\" \"",
+    env!("CARGO_PKG_VERSION"),
+    "\")\r\n"
+)
+.as_bytes();
 
 /// RFC 2971: `NIL`, or a list of string/NIL pairs (atoms tolerated as strings).
 fn is_id_parameters(arg: &Arg) -> bool {
