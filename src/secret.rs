@@ -1,18 +1,28 @@
 //! `Secret`: a password or other credential that must never reach a log line.
 //!
 //! Its `Debug` and `Display` print `<redacted>`; the bytes are reachable only through
-//! [`Secret::expose`], so every place that really needs them is easy to find. No I/O.
+//! [`Secret::expose`], so every place that really needs them is easy to find. The bytes are
+//! wiped with `zeroize` when the value is dropped, and so is every clone. (`Secret` stays
+//! `Clone`: the typed configuration, the login credentials and the parsed IMAP arguments that
+//! hold one are cloned whole, and each clone is wiped on its own drop.) No I/O.
 
 use std::fmt;
+use zeroize::{Zeroize, Zeroizing};
 
 /// Bytes that must not be logged (user passwords, BindPass, StoreAdminPass).
 #[derive(Clone, PartialEq, Eq, Default)]
-pub struct Secret(Vec<u8>);
+pub struct Secret(Zeroizing<Vec<u8>>);
 
 impl Secret {
-    /// Wraps the bytes.
+    /// Wraps the bytes (a `String` or `Vec<u8>` moves in without a copy).
     pub fn new(bytes: impl Into<Vec<u8>>) -> Secret {
-        Secret(bytes.into())
+        Secret(Zeroizing::new(bytes.into()))
+    }
+
+    /// Wipes the spare capacity of `buf`: the bytes a `drain` from its front left behind
+    /// (a login line taken out of an input buffer that lives on).
+    pub fn wipe_spare_capacity(buf: &mut Vec<u8>) {
+        buf.spare_capacity_mut().zeroize();
     }
 
     /// The bytes themselves, for the few places that must send them (LDAP bind, store login).
@@ -35,16 +45,6 @@ impl fmt::Debug for Secret {
 impl fmt::Display for Secret {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("<redacted>")
-    }
-}
-
-impl Drop for Secret {
-    fn drop(&mut self) {
-        // Best effort: do not leave the password in freed heap memory.
-        for b in self.0.iter_mut() {
-            // SAFETY-free: a volatile write keeps the compiler from eliding the wipe.
-            unsafe { std::ptr::write_volatile(b, 0) };
-        }
     }
 }
 

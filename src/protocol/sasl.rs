@@ -18,6 +18,7 @@
 
 use crate::secret::Secret;
 use std::fmt;
+use zeroize::Zeroizing;
 
 /// The largest PLAIN message accepted (decoded bytes), as Dovecot's auth limit.
 pub const MAX_PLAIN_BYTES: usize = 8192;
@@ -91,7 +92,8 @@ pub fn decode_base64(text: &[u8]) -> Result<Vec<u8>, Base64Error> {
         return Err(Base64Error::Length);
     }
     let quads = text.len() / 4;
-    let mut out = Vec::with_capacity(quads * 3);
+    // The bytes may be a password: wiped if decoding stops half-way.
+    let mut out = Zeroizing::new(Vec::with_capacity(quads * 3));
     for (q, quad) in text.chunks_exact(4).enumerate() {
         let pad = quad.iter().rev().take_while(|&&c| c == b'=').count();
         if pad > 2 || (pad > 0 && q + 1 != quads) {
@@ -113,7 +115,7 @@ pub fn decode_base64(text: &[u8]) -> Result<Vec<u8>, Base64Error> {
         }
         out.extend_from_slice(&bytes[..keep]);
     }
-    Ok(out)
+    Ok(std::mem::take(&mut *out))
 }
 
 /// A client's answer to a SASL challenge.

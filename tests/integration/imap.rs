@@ -1234,7 +1234,7 @@ fn long_prelogin_id_line_is_answered_with_mmp_name_and_version(env: &Env) {
         line.extend_from_slice(b"\" ");
         n += 1;
     }
-    let tail = format!("\"last\" \"\")\r\n");
+    let tail = "\"last\" \"\")\r\n";
     let pad = 31_807 - line.len() - tail.len();
     line.extend_from_slice(b"\"last\" \"");
     line.extend(std::iter::repeat_n(b'w', pad));

@@ -28,6 +28,7 @@ use crate::protocol::sasl::{self, Response};
 use crate::protocol::{alert_text, clean_text};
 use crate::protocol::{Action, Credentials, Failure, Login, StoreAnswer, Who};
 use crate::secret::Secret;
+use zeroize::Zeroizing;
 
 const DEFAULT_BANNER: &str = "mmp IMAP proxy ready";
 
@@ -146,6 +147,16 @@ impl Front {
     /// after a login, STARTTLS or LOGOUT command stay in `input`. Between calls, the
     /// caller only appends to `input` (what it read), so nothing is scanned twice.
     pub fn feed(&mut self, input: &mut Vec<u8>) -> Option<Action> {
+        let action = self.next_action(input);
+        if matches!(action, Some(Action::Login(_))) {
+            // The login line was drained from `input`, which lives on: wipe what is left.
+            Secret::wipe_spare_capacity(input);
+        }
+        action
+    }
+
+    /// [`Self::feed`] before the wipe.
+    fn next_action(&mut self, input: &mut Vec<u8>) -> Option<Action> {
         match std::mem::replace(&mut self.state, State::Commands) {
             State::Commands => {
                 let event = self.parser.next(input)?;
@@ -157,7 +168,10 @@ impl Front {
                     None
                 }
                 Some(Err(LineTooLong)) => Some(self.close(b"* BYE Line too long\r\n".to_vec())),
-                Some(Ok(line)) => Some(self.on_auth_response(tag, mechanism, &line)),
+                Some(Ok(line)) => {
+                    let line = Zeroizing::new(line);
+                    Some(self.on_auth_response(tag, mechanism, &line))
+                }
             },
             state @ (State::AwaitingLogin { .. } | State::Finished) => {
                 self.state = state;

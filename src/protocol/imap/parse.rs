@@ -37,6 +37,7 @@ use super::token::{
 };
 use crate::secret::Secret;
 use std::fmt;
+use zeroize::Zeroizing;
 
 /// The longest tag accepted, in bytes (nginx's limit).
 pub const MAX_TAG_BYTES: usize = 32;
@@ -251,7 +252,8 @@ impl Parser {
                             return None;
                         }
                         Some(Err(LineTooLong)) => return Some(Event::Fatal("Line too long")),
-                        Some(Ok(line)) => line,
+                        // It may hold a password (LOGIN's quoted arguments): wiped on drop.
+                        Some(Ok(line)) => Zeroizing::new(line),
                     };
                     match state {
                         State::Line(partial) => self.segment(partial, &line, line.len(), true),

@@ -120,10 +120,15 @@ impl Front {
             Ok(line) => Secret::new(line),
             Err(LineTooLong) => return Some(self.close(b"-ERR Line too long\r\n".to_vec())),
         };
-        match std::mem::replace(&mut self.state, State::Authorization) {
-            State::AuthResponse(mechanism) => Some(self.on_auth_response(mechanism, line.expose())),
-            _ => Some(self.on_command(parse_command(line.expose()))),
+        let action = match std::mem::replace(&mut self.state, State::Authorization) {
+            State::AuthResponse(mechanism) => self.on_auth_response(mechanism, line.expose()),
+            _ => self.on_command(parse_command(line.expose())),
+        };
+        if matches!(action, Action::Login(_)) {
+            // The login line was drained from `input`, which lives on: wipe what is left.
+            Secret::wipe_spare_capacity(input);
         }
+        Some(action)
     }
 
     /// The client's reply when the store logged the user in: the store's `+OK` line.

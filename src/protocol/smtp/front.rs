@@ -33,6 +33,7 @@ use crate::protocol::sasl::{self, PlainError, Response};
 use crate::protocol::{alert_text, clean_text, PlainPasswords};
 use crate::protocol::{Action, Credentials, Failure, Helo, Login, StoreAnswer, Who};
 use crate::secret::Secret;
+use zeroize::Zeroizing;
 
 const DEFAULT_BANNER: &str = "mmp";
 const LINE_TOO_LONG: &[u8] = b"500 5.5.0 Line too long\r\n";
@@ -125,11 +126,22 @@ impl Front {
     /// more bytes are needed (an unfinished line stays in `input`). Bytes after a login
     /// command, STARTTLS or QUIT stay in `input`.
     pub fn feed(&mut self, input: &mut Vec<u8>) -> Option<Action> {
+        let action = self.next_action(input);
+        if matches!(action, Some(Action::Login(_))) {
+            // The login line was drained from `input`, which lives on: wipe what is left.
+            Secret::wipe_spare_capacity(input);
+        }
+        action
+    }
+
+    /// [`Self::feed`] before the wipe.
+    fn next_action(&mut self, input: &mut Vec<u8>) -> Option<Action> {
         if matches!(self.state, State::AwaitingLogin { .. } | State::Finished) {
             return None;
         }
+        // The line may hold a password (AUTH PLAIN, the LOGIN answers): wiped when dropped.
         let line = match self.lines.take(input)? {
-            Ok(line) => line,
+            Ok(line) => Zeroizing::new(line),
             Err(LineTooLong) => return Some(self.close(LINE_TOO_LONG)),
         };
         if self.errors >= self.max_bad_commands {
