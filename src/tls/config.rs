@@ -18,9 +18,10 @@
 //! name suites rustls does not implement, so they are reported as unsupported. Protocol
 //! versions are TLS 1.2 and 1.3, narrowed to the versions the kept suites belong to.
 
+use super::pin::PinnedOrWebPki;
 use super::Error;
 use crate::config;
-use rustls::client::ClientConfig;
+use rustls::client::{ClientConfig, WebPkiServerVerifier};
 use rustls::crypto::{ring, CryptoProvider};
 use rustls::pki_types::pem::{self, PemObject};
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
@@ -153,19 +154,29 @@ pub fn server_config_with_sni(
 /// (`SSLBacksideCACertFile`), else the system trust store (`SSL_CERT_FILE`, or the
 /// distribution's bundle such as `/etc/ssl/certs/ca-certificates.crt`). No client
 /// certificate. A store whose certificate does not verify fails the handshake.
+/// A store certificate byte-identical to one in `ca` is trusted as itself (pinned, see
+/// [`super::pin`]): a self-signed certificate marked as a CA, which WebPKI refuses as an end
+/// entity, then works as it does with openssl. The name check still applies.
 pub fn store_client_config(ca: Option<&Path>) -> Result<Arc<ClientConfig>, Error> {
-    let roots = match ca {
-        Some(path) => load_roots(path)?,
-        None => system_roots()?,
+    let (roots, pinned) = match ca {
+        Some(path) => (load_roots(path)?, load_certs(path)?),
+        None => (system_roots()?, Vec::new()),
     };
     let provider = Arc::new(ring::default_provider());
+    let webpki = WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider.clone())
+        .build()
+        .map_err(|source| Error::StoreVerifier {
+            detail: source.to_string(),
+        })?;
+    let verifier = Arc::new(PinnedOrWebPki::new(webpki, pinned));
     let config = ClientConfig::builder_with_provider(provider)
         .with_protocol_versions(&[&rustls::version::TLS12, &rustls::version::TLS13])
         .map_err(|source| Error::Rustls {
             context: "store TLS configuration".into(),
             source,
         })?
-        .with_root_certificates(roots)
+        .dangerous()
+        .with_custom_certificate_verifier(verifier)
         .with_no_client_auth();
     Ok(Arc::new(config))
 }

@@ -1,7 +1,8 @@
 //! TLS for both legs: rustls configurations built from the `SSL*` options ([`config`]), a
 //! non-blocking TLS stream the event loop uses like a plain socket ([`stream`]), the
 //! blocking store-side handshake a worker runs before it hands the socket back
-//! ([`connect_store_tls`]), and the client certificate's subject and issuer ([`dn`]).
+//! ([`connect_store_tls`]), the client certificate's subject and issuer ([`dn`]), and the
+//! store certificate verifier that pins certificates of `SSLBacksideCACertFile` ([`pin`]).
 //!
 //! Every configuration is built on the ring provider explicitly (not the process default),
 //! so a test or a second caller gets the same suites whether or not `main` installed it.
@@ -27,6 +28,7 @@
 
 pub mod config;
 pub mod dn;
+pub mod pin;
 pub mod stream;
 
 #[cfg(test)]
@@ -90,6 +92,11 @@ pub enum Error {
         /// The verifier builder's error.
         source: rustls::server::VerifierBuilderError,
     },
+    /// The store certificate verifier could not be built from the trusted CAs.
+    StoreVerifier {
+        /// The verifier builder's error.
+        detail: String,
+    },
     /// No trusted CA for stores: no `SSLBacksideCACertFile` and no system trust store.
     NoSystemRoots {
         /// What was tried.
@@ -147,6 +154,9 @@ impl fmt::Display for Error {
                     "{}: cannot verify client certificates: {source}",
                     path.display()
                 )
+            }
+            Error::StoreVerifier { detail } => {
+                write!(f, "cannot verify store certificates: {detail}")
             }
             Error::NoSystemRoots { detail } => write!(
                 f,

@@ -11,7 +11,7 @@ use rustls::{ClientConfig, ClientConnection, Connection, ServerConnection};
 use std::sync::Arc;
 
 /// Moves every pending record from `from` to `to` and lets `to` process them.
-fn transfer(from: &mut Connection, to: &mut Connection) -> Result<(), rustls::Error> {
+pub(super) fn transfer(from: &mut Connection, to: &mut Connection) -> Result<(), rustls::Error> {
     let mut wire = Vec::new();
     while from.wants_write() {
         from.write_tls(&mut wire)
@@ -27,7 +27,7 @@ fn transfer(from: &mut Connection, to: &mut Connection) -> Result<(), rustls::Er
 }
 
 /// Runs the handshake to its end; `Err` names the side that failed.
-fn handshake(
+pub(super) fn handshake(
     client: &mut Connection,
     server: &mut Connection,
 ) -> Result<(), (&'static str, rustls::Error)> {
@@ -41,7 +41,7 @@ fn handshake(
     panic!("handshake did not finish in 10 round trips");
 }
 
-fn pair(
+pub(super) fn pair(
     client: Arc<ClientConfig>,
     name: &str,
     server: Arc<rustls::ServerConfig>,

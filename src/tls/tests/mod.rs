@@ -4,6 +4,7 @@
 
 mod config;
 mod memory;
+mod pin;
 mod sockets;
 
 use crate::config::Tls;
