@@ -203,6 +203,17 @@ fn tls(cx: &mut Cx<'_>, s: &Service) {
         }
     }
     if let Some(at) = settings
+        .get(Opt::SslCrlFile)
+        .filter(|_| t.crl_file.is_some() && t.ca_cert_file.is_none())
+    {
+        cx.error(
+            at,
+            "needs SSLCACertFile: the CRLs are checked against client certificates, which \
+             are asked for only when SSLCACertFile names their CAs"
+                .to_string(),
+        );
+    }
+    if let Some(at) = settings
         .get(Opt::CertMapFile)
         .filter(|_| s.cert_map_file.is_some())
     {

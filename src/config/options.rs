@@ -78,6 +78,7 @@ pub enum Opt {
     SslBacksideCaCertFile,
     SslServerNameCert,
     SslBacksideStartTls,
+    SslCrlFile,
     SmtpRelays,
     SmtpProxyPassword,
     PopBeforeSmtpKludgeChannel,
@@ -326,6 +327,7 @@ pub const OPTIONS: &[OptionDef] = &[
     row(Opt::MaxBadCommands, "MaxBadCommands", IPS),
     list(Opt::SslServerNameCert, "SSLServerNameCert", IPS),
     row(Opt::SslBacksideStartTls, "SSLBacksideStartTLS", &[I, P]),
+    row(Opt::SslCrlFile, "SSLCRLFile", IPS),
 ];
 
 /// The row for `name`, matched case-insensitively.

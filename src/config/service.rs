@@ -2,7 +2,8 @@
 //! `SmtpProxyAService.cfg`) into a typed [`Service`]: the per-protocol defaults of the
 //! reference (§2.2–2.4, mmp extensions of §7), the value of every option present, then the
 //! cross-option checks of `checks`. Relative paths are taken relative to the instance
-//! directory. No I/O here (the checks look at two named files).
+//! directory. No I/O here (the checks look at two named files), except reading the CRLs of
+//! `SSLCRLFile`, which are typed at load.
 
 use super::checks;
 use super::file::{Setting, Settings};
@@ -288,6 +289,13 @@ fn tls(cx: &mut Cx<'_>, t: &mut Tls) {
         &mut t.backside_starttls,
         parse_bool,
     );
+    cx.path(Opt::SslCrlFile, &mut t.crl_file);
+    if let (Some(path), Some(line)) = (&t.crl_file, cx.settings.get(Opt::SslCrlFile)) {
+        match crate::tls::config::load_crls(path) {
+            Ok(crls) => t.crls = crls,
+            Err(e) => cx.error(line, e.to_string()),
+        }
+    }
     for line in cx.all(Opt::SslServerNameCert) {
         let words: Vec<&str> = line.value.split_whitespace().collect();
         match words.as_slice() {

@@ -728,3 +728,69 @@ fn ehlo_keywords_are_lines_not_words() {
         ["SmtpProxyAService.cfg:2: EhloKeywords: \"SIZE=5\" is not an EHLO keyword (letters, digits and '-')"]
     );
 }
+
+/// Issue 9 item 6: `SSLCRLFile` is read at load; an unreadable or unparsable file and a CRL
+/// file without `SSLCACertFile` are errors at the option's line.
+#[test]
+fn ssl_crl_file_is_read_at_load() {
+    let key = rcgen::KeyPair::generate().expect("key");
+    let mut params = rcgen::CertificateParams::default();
+    params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    let ca = rcgen::CertifiedIssuer::self_signed(params, key).expect("CA");
+    let crl = rcgen::CertificateRevocationListParams {
+        this_update: rcgen::date_time_ymd(2024, 1, 1),
+        next_update: rcgen::date_time_ymd(2099, 1, 1),
+        crl_number: rcgen::SerialNumber::from(7u64),
+        issuing_distribution_point: None,
+        revoked_certs: vec![],
+        key_identifier_method: rcgen::KeyIdMethod::Sha256,
+    }
+    .signed_by(&ca)
+    .expect("CRL")
+    .pem()
+    .expect("PEM");
+    let tls = "default:SSLEnable yes\ndefault:SSLCertFile c.pem\ndefault:SSLKeyFile k.pem\n";
+    let good = format!("{IMAP_MIN}{tls}default:SSLCACertFile ca.pem\ndefault:SSLCRLFile crl.pem\n");
+    let (config, _) = ok(&[
+        ("AService.cfg", AS_IMAP),
+        ("ImapProxyAService.cfg", &good),
+        ("crl.pem", &format!("{crl}{crl}")),
+    ]);
+    let imap = config.imap.expect("imap");
+    assert_eq!(imap.tls.crls.len(), 2);
+    assert_eq!(imap.tls.crl_file, Some(config.dir.join("crl.pem")));
+
+    let no_ca = format!("{IMAP_MIN}{tls}default:SSLCRLFile crl.pem\n");
+    assert_eq!(
+        errors(&[("AService.cfg", AS_IMAP), ("ImapProxyAService.cfg", &no_ca), ("crl.pem", &crl)]),
+        ["ImapProxyAService.cfg:5: SSLCRLFile: needs SSLCACertFile: the CRLs are checked against \
+          client certificates, which are asked for only when SSLCACertFile names their CAs"]
+    );
+    let missing =
+        format!("{IMAP_MIN}{tls}default:SSLCACertFile ca.pem\ndefault:SSLCRLFile none.pem\n");
+    let errs = errors(&[
+        ("AService.cfg", AS_IMAP),
+        ("ImapProxyAService.cfg", &missing),
+    ]);
+    assert_eq!(errs.len(), 1, "{errs:?}");
+    assert!(
+        errs[0].starts_with("ImapProxyAService.cfg:6: SSLCRLFile: "),
+        "{errs:?}"
+    );
+    assert!(errs[0].contains("none.pem: cannot read"), "{errs:?}");
+    let bad = format!("{IMAP_MIN}{tls}default:SSLCACertFile ca.pem\ndefault:SSLCRLFile crl.pem\n");
+    let errs = errors(&[
+        ("AService.cfg", AS_IMAP),
+        ("ImapProxyAService.cfg", &bad),
+        (
+            "crl.pem",
+            "-----BEGIN X509 CRL-----\nAAECAwQF\n-----END X509 CRL-----\n",
+        ),
+    ]);
+    assert_eq!(errs.len(), 1, "{errs:?}");
+    assert!(
+        errs[0].starts_with("ImapProxyAService.cfg:6: SSLCRLFile: "),
+        "{errs:?}"
+    );
+    assert!(errs[0].contains("does not parse"), "{errs:?}");
+}

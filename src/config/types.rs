@@ -295,6 +295,11 @@ pub struct Tls {
     /// text and upgrade with STARTTLS (IMAP) or STLS (POP3) before the login, verifying
     /// the store against `SSLBacksideCACertFile`.
     pub backside_starttls: bool,
+    /// `SSLCRLFile` (mmp extension): PEM certificate revocation lists checked against
+    /// client certificates.
+    pub crl_file: Option<PathBuf>,
+    /// The CRLs of `SSLCRLFile`, read and parsed at load (DER).
+    pub crls: Vec<rustls::pki_types::CertificateRevocationListDer<'static>>,
 }
 
 /// SMTP proxy options.

@@ -24,7 +24,7 @@ use crate::config;
 use rustls::client::{ClientConfig, WebPkiServerVerifier};
 use rustls::crypto::{ring, CryptoProvider};
 use rustls::pki_types::pem::{self, PemObject};
-use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use rustls::pki_types::{CertificateDer, CertificateRevocationListDer, PrivateKeyDer};
 use rustls::server::{ClientHello, ResolvesServerCert, ResolvesServerCertUsingSni};
 use rustls::server::{ServerConfig, WebPkiClientVerifier};
 use rustls::sign::CertifiedKey;
@@ -87,7 +87,9 @@ const ALIASES: &[(&str, &[&str])] = &[
 
 /// The server configuration for client connections. `client_ca` is `SSLCACertFile`: when
 /// given, a client certificate is asked for but not required, and one that is sent must
-/// chain to a CA in that file. Returns the configuration and the `SSLCipherSpecs` names
+/// chain to a CA in that file; with `SSLCRLFile` (`tls.crls`), a client certificate its
+/// issuer's CRL lists is refused at the handshake, and so is one whose issuer has no CRL in
+/// the file (its status is unknown: fail closed). Returns the configuration and the `SSLCipherSpecs` names
 /// that are not supported (the caller warns about them).
 pub fn server_config(
     tls: &config::Tls,
@@ -130,6 +132,8 @@ pub fn server_config_with_sni(
             let verifier =
                 WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider.clone())
                     .allow_unauthenticated()
+                    .with_crls(tls.crls.iter().cloned())
+                    .only_check_end_entity_revocation()
                     .build()
                     .map_err(|source| Error::Verifier {
                         path: path.to_owned(),
@@ -179,6 +183,29 @@ pub fn store_client_config(ca: Option<&Path>) -> Result<Arc<ClientConfig>, Error
         .with_custom_certificate_verifier(verifier)
         .with_no_client_auth();
     Ok(Arc::new(config))
+}
+
+/// Reads `SSLCRLFile`: one PEM file holding one or more `X509 CRL` blocks, each of which
+/// must parse as a certificate revocation list.
+pub fn load_crls(path: &Path) -> Result<Vec<CertificateRevocationListDer<'static>>, Error> {
+    let bytes = read_pem(path, "CRL")?;
+    let pem_error = |detail: String| Error::Pem {
+        path: path.to_owned(),
+        what: "CRL",
+        detail,
+    };
+    let crls = CertificateRevocationListDer::pem_slice_iter(&bytes)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| pem_error(e.to_string()))?;
+    if crls.is_empty() {
+        return Err(pem_error("no X509 CRL block".into()));
+    }
+    for (i, crl) in crls.iter().enumerate() {
+        if let Err(e) = x509_parser::parse_x509_crl(crl.as_ref()) {
+            return Err(pem_error(format!("CRL {} does not parse: {e}", i + 1)));
+        }
+    }
+    Ok(crls)
 }
 
 /// Maps `SSLCipherSpecs` (see the module doc) to the suites to offer, in rustls's order of

@@ -3,6 +3,7 @@
 //! the loop's stream over loopback `mio` sockets (`sockets`).
 
 mod config;
+mod crl;
 mod memory;
 mod pin;
 mod sockets;
@@ -148,6 +149,37 @@ impl Ca {
             key: dir.write(&format!("{file}.key"), &key.serialize_pem()),
             der: cert.der().to_vec(),
         }
+    }
+}
+
+impl Ca {
+    /// A CRL signed by this CA revoking `revoked`, as PEM text.
+    pub fn crl_pem(&self, revoked: &[&Leaf]) -> String {
+        let revoked_certs = revoked
+            .iter()
+            .map(|leaf| {
+                let (_, cert) = x509_parser::parse_x509_certificate(&leaf.der).expect("leaf DER");
+                rcgen::RevokedCertParams {
+                    serial_number: rcgen::SerialNumber::from_slice(cert.raw_serial()),
+                    revocation_time: rcgen::date_time_ymd(2024, 1, 1),
+                    reason_code: Some(rcgen::RevocationReason::KeyCompromise),
+                    invalidity_date: None,
+                }
+            })
+            .collect();
+        let params = rcgen::CertificateRevocationListParams {
+            this_update: rcgen::date_time_ymd(2024, 1, 1),
+            next_update: rcgen::date_time_ymd(2099, 1, 1),
+            crl_number: rcgen::SerialNumber::from(1u64),
+            issuing_distribution_point: None,
+            revoked_certs,
+            key_identifier_method: rcgen::KeyIdMethod::Sha256,
+        };
+        params
+            .signed_by(&self.issuer)
+            .expect("CRL")
+            .pem()
+            .expect("CRL PEM")
     }
 }
 
