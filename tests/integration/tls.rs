@@ -70,6 +70,8 @@ pub fn cases() -> Vec<Case> {
         tls_config_check_nss_database_gets_pk12util_hint,
         tls_config_check_cipher_specs_without_supported_suite,
         tls_config_check_ssl_port_not_in_service_list,
+        // --- issue 9
+        tls_imap_revoked_client_certificate_cannot_log_in_with_external,
     ]
 }
 
@@ -1803,4 +1805,99 @@ fn tls_config_check_ssl_port_not_in_service_list(env: &Env) {
         out.contains(&format!("ImapProxyAService.cfg:{line}")),
         "the error does not name ImapProxyAService.cfg:{line}:\n{out}"
     );
+}
+
+/// A client certificate for alice (`CN=alice, e=alice@a.test`) signed by `ca`, written as
+/// `dir/name.pem|key`, with its serial number.
+fn crl_test_client(
+    ca: &rcgen::CertifiedIssuer<'static, rcgen::KeyPair>,
+    dir: &Path,
+    name: &str,
+    serial: u64,
+) -> Leaf {
+    let mut params = rcgen::CertificateParams::default();
+    params.distinguished_name = rcgen::DistinguishedName::new();
+    params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, "alice");
+    params.distinguished_name.push(
+        rcgen::DnType::CustomDnType(vec![1, 2, 840, 113549, 1, 9, 1]),
+        rcgen::DnValue::Ia5String(rcgen::string::Ia5String::try_from("alice@a.test").unwrap()),
+    );
+    params.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ClientAuth];
+    params.serial_number = Some(rcgen::SerialNumber::from(serial));
+    let key = rcgen::KeyPair::generate().expect("key");
+    let cert = params.signed_by(&key, ca).expect("client certificate");
+    let (c, k) = (
+        dir.join(format!("{name}.pem")),
+        dir.join(format!("{name}.key")),
+    );
+    std::fs::write(&c, cert.pem()).unwrap();
+    std::fs::write(&k, key.serialize_pem()).unwrap();
+    Leaf {
+        cert: c,
+        key: k,
+        subject: "emailAddress=alice@a.test,CN=alice".to_string(),
+    }
+}
+
+/// Issue 9 item 6: with `SSLCRLFile`, a client certificate its CA has revoked is refused at
+/// the handshake (and the log says so), so it cannot log in with EXTERNAL; a certificate
+/// of the same CA and subject that is not revoked still can.
+fn tls_imap_revoked_client_certificate_cannot_log_in_with_external(env: &Env) {
+    let dir = temp_dir("crl");
+    let mut params = rcgen::CertificateParams::default();
+    params.distinguished_name = rcgen::DistinguishedName::new();
+    params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, "mmp CRL test CA");
+    params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    params.key_usages = vec![
+        rcgen::KeyUsagePurpose::KeyCertSign,
+        rcgen::KeyUsagePurpose::CrlSign,
+    ];
+    let ca = rcgen::CertifiedIssuer::self_signed(params, rcgen::KeyPair::generate().unwrap())
+        .expect("CA");
+    let ca_pem = dir.join("ca.pem");
+    std::fs::write(&ca_pem, ca.pem()).unwrap();
+    let good = crl_test_client(&ca, &dir, "good", 1001);
+    let revoked = crl_test_client(&ca, &dir, "revoked", 1002);
+    let crl = rcgen::CertificateRevocationListParams {
+        this_update: rcgen::date_time_ymd(2024, 1, 1),
+        next_update: rcgen::date_time_ymd(2099, 1, 1),
+        crl_number: rcgen::SerialNumber::from(1u64),
+        issuing_distribution_point: None,
+        revoked_certs: vec![rcgen::RevokedCertParams {
+            serial_number: rcgen::SerialNumber::from(1002u64),
+            revocation_time: rcgen::date_time_ymd(2024, 1, 1),
+            reason_code: Some(rcgen::RevocationReason::KeyCompromise),
+            invalidity_date: None,
+        }],
+        key_identifier_method: rcgen::KeyIdMethod::Sha256,
+    }
+    .signed_by(&ca)
+    .expect("CRL");
+    let crl_pem = dir.join("crl.pem");
+    std::fs::write(&crl_pem, crl.pem().unwrap()).unwrap();
+
+    let cfg = with_cert_login(env.imap_services_config());
+    let cfg = set_all(cfg, "SSLCACertFile", &path(&ca_pem));
+    let cfg = set_all(cfg, "SSLCRLFile", &path(&crl_pem));
+    let mut m = TlsMmp::start(&cfg, true);
+    assert_handshake_refused(&m, &revoked, "revoked certificate");
+    assert!(
+        m.wait_for_log("Revoked", Duration::from_secs(5)),
+        "no log line names the revocation:\n{}",
+        m.log_tail()
+    );
+    let mut c = imaps(&m, Some(&good));
+    let r = c.imap_tagged("a", "AUTHENTICATE EXTERNAL =");
+    assert_starts(
+        &r,
+        "a OK",
+        "EXTERNAL with a certificate that is not revoked",
+        &m,
+    );
+    c.assert_imap_own_mailbox(&user("alice@a.test"));
+    m.assert_alive_without_panic();
 }
