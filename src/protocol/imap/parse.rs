@@ -37,7 +37,7 @@ use super::token::{
 };
 use crate::secret::Secret;
 use std::fmt;
-use zeroize::Zeroizing;
+use zeroize::{Zeroize, Zeroizing};
 
 /// The longest tag accepted, in bytes (nginx's limit).
 pub const MAX_TAG_BYTES: usize = 32;
@@ -94,6 +94,15 @@ impl Arg {
         }
     }
 
+    /// Zeroes the atoms of this argument (and of nested lists).
+    pub(super) fn wipe_atoms(&mut self) {
+        match self {
+            Arg::Atom(a) => a.zeroize(),
+            Arg::List(items) => items.iter_mut().for_each(Arg::wipe_atoms),
+            _ => {}
+        }
+    }
+
     /// True for the atom `NIL` (any case).
     pub fn is_nil(&self) -> bool {
         matches!(self, Arg::Atom(a) if a.eq_ignore_ascii_case("NIL"))
@@ -109,6 +118,16 @@ pub struct Command {
     pub name: String,
     /// The arguments after the name.
     pub args: Vec<Arg>,
+}
+
+impl Drop for Command {
+    /// An atom may be a password (`LOGIN alice hunter2`; strings and literals are already
+    /// [`Secret`]s): wipe every atom when the command is done with.
+    fn drop(&mut self) {
+        for arg in &mut self.args {
+            arg.wipe_atoms();
+        }
+    }
 }
 
 /// What the parser found.

@@ -255,3 +255,21 @@ fn line_reader_caps_and_resumes() {
     let mut buf = b"a".to_vec();
     assert_eq!(LineReader::new(0).take(&mut buf), Some(Err(LineTooLong)));
 }
+
+/// Issue 9 item 14: an atom may be a password (`LOGIN alice hunter2`); a command wipes its
+/// atoms, nested ones included, when it is dropped.
+#[test]
+fn atoms_are_wiped() {
+    let mut arg = Arg::List(vec![
+        Arg::Atom("hunter2".into()),
+        Arg::List(vec![Arg::Atom("x".into())]),
+    ]);
+    arg.wipe_atoms();
+    assert_eq!(
+        arg,
+        Arg::List(vec![
+            Arg::Atom(String::new()),
+            Arg::List(vec![Arg::Atom(String::new())])
+        ])
+    );
+}
