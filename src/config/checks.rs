@@ -202,17 +202,7 @@ fn tls(cx: &mut Cx<'_>, s: &Service) {
             );
         }
     }
-    if let Some(at) = settings
-        .get(Opt::SslCrlFile)
-        .filter(|_| t.crl_file.is_some() && t.ca_cert_file.is_none())
-    {
-        cx.error(
-            at,
-            "needs SSLCACertFile: the CRLs are checked against client certificates, which \
-             are asked for only when SSLCACertFile names their CAs"
-                .to_string(),
-        );
-    }
+    crl_needs_ca(cx, t);
     if let Some(at) = settings
         .get(Opt::CertMapFile)
         .filter(|_| s.cert_map_file.is_some())
@@ -231,6 +221,22 @@ fn tls(cx: &mut Cx<'_>, s: &Service) {
                     .to_string(),
             );
         }
+    }
+}
+
+/// `SSLCRLFile` is checked against client certificates, which need `SSLCACertFile`.
+fn crl_needs_ca(cx: &mut Cx<'_>, t: &super::types::Tls) {
+    if let Some(at) = cx
+        .settings
+        .get(Opt::SslCrlFile)
+        .filter(|_| t.crl_file.is_some() && t.ca_cert_file.is_none())
+    {
+        cx.error(
+            at,
+            "needs SSLCACertFile: the CRLs are checked against client certificates, which \
+             are asked for only when SSLCACertFile names their CAs"
+                .to_string(),
+        );
     }
 }
 
