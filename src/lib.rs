@@ -14,13 +14,16 @@ pub mod config;
 pub mod directory;
 pub mod log;
 pub mod login;
+// metrics
 pub mod mta;
 pub mod pool;
 pub mod protocol;
+pub mod proxy_protocol;
 pub mod relay;
 pub mod runtime;
 pub mod secret;
 pub mod server;
+// status
 pub mod store;
 pub mod tls;
 pub mod transport;
