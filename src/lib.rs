@@ -14,7 +14,7 @@ pub mod config;
 pub mod directory;
 pub mod log;
 pub mod login;
-// metrics
+pub mod metrics;
 pub mod mta;
 pub mod pool;
 pub mod protocol;
