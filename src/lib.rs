@@ -23,7 +23,7 @@ pub mod relay;
 pub mod runtime;
 pub mod secret;
 pub mod server;
-// status
+pub mod status;
 pub mod store;
 pub mod tls;
 pub mod transport;
