@@ -222,3 +222,51 @@ fn open_ended_labels_are_capped() {
 fn the_process_instance_is_one() {
     assert!(std::ptr::eq(get(), get()));
 }
+
+/// The reference parser (tests/common/metrics_check.py, prometheus_client) reads the
+/// output too, when python3 has the package; skipped otherwise (the lead's CI installs it).
+#[test]
+fn render_parses_with_prometheus_client_when_installed() {
+    use std::io::Write;
+    use std::process::{Command, Stdio};
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/common/metrics_check.py");
+    let m = Metrics::new();
+    m.login(Protocol::Imap, LoginOutcome::Ok, Duration::from_millis(20));
+    m.store_connect("store \\ \"x\"", Outcome::Failed);
+    m.relayed(Direction::Up, 42);
+    let Ok(mut child) = Command::new("python3")
+        .arg(script)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+    else {
+        return;
+    };
+    let mut stdin = child.stdin.take().expect("piped stdin");
+    stdin
+        .write_all(m.render().as_bytes())
+        .expect("write to checker");
+    drop(stdin);
+    let out = child.wait_with_output().expect("checker output");
+    if out.status.code() == Some(2) {
+        eprintln!("prometheus_client not installed; skipped");
+        return;
+    }
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}{stdout}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for line in [
+        "mmp_logins mmp_logins_total{outcome=\"ok\",service=\"imap\"} 1",
+        "mmp_login_duration_seconds mmp_login_duration_seconds_bucket{le=\"0.025\"} 1",
+        "mmp_login_duration_seconds mmp_login_duration_seconds_bucket{le=\"0.01\"} 0",
+        "mmp_store_connect_failures mmp_store_connect_failures_total{host=\"store \\\\ \\\"x\\\"\"} 1",
+        "mmp_relayed_bytes mmp_relayed_bytes_total{direction=\"up\"} 42",
+        "mmp_sessions mmp_sessions{phase=\"relay\",service=\"smtp\"} 0",
+    ] {
+        assert!(stdout.lines().any(|l| l == line), "missing {line:?} in\n{stdout}");
+    }
+}
