@@ -11,8 +11,9 @@
 //! - [`Parsed::Header`] `{ consumed, header }`: drop the first `consumed` bytes; the rest
 //!   (if any) is the client's first application data (or TLS ClientHello) and goes to the
 //!   front end as if just read. [`Header::Proxied`] gives the addresses that stand for the
-//!   client everywhere; [`Header::Local`] (a balancer's health check, or v1 `UNKNOWN`)
-//!   means "no client address": a v2 LOCAL is closed quietly.
+//!   client everywhere; [`Header::Local`] is the balancer's own health check (close it
+//!   quietly); [`Header::Unspecified`] is a client whose address the balancer does not
+//!   know (serve it with the connection's own addresses).
 //! - `Err(`[`Error`]`)`: close and log; nothing is sent first.
 //!
 //! Before reading, the loop checks the peer against [`TrustedNets::contains`].
@@ -63,9 +64,13 @@ pub enum Header {
         /// The address the client connected to (picks the vdmap realm).
         destination: SocketAddr,
     },
-    /// No client address: v2 LOCAL (the balancer's own health check), v2 UNSPEC, or v1
-    /// `UNKNOWN`. Use the connection's own addresses.
+    /// v2 LOCAL: the balancer's own connection (a health check), not a client's. Close it
+    /// quietly (or serve it with the connection's own addresses).
     Local,
+    /// A relayed client whose addresses the balancer does not know or cannot express
+    /// (v1 `UNKNOWN`, v2 PROXY with family UNSPEC): serve it with the connection's own
+    /// addresses, as the specification asks.
+    Unspecified,
 }
 
 /// Why the bytes are not an acceptable header.
@@ -161,7 +166,7 @@ fn v1_fields(line: &str) -> Result<Header, Error> {
     let words: Vec<&str> = line.split(' ').collect();
     let family = words[0];
     if family == "UNKNOWN" {
-        return Ok(Header::Local);
+        return Ok(Header::Unspecified);
     }
     let [_, src, dst, sport, dport] = words[..] else {
         return Err(Error::V1Malformed("expected 5 fields"));
@@ -221,7 +226,8 @@ fn parse_v2(buf: &[u8]) -> Result<Parsed, Error> {
     }
     let a = &buf[V2_FIXED..consumed];
     let header = match (local, family) {
-        (true, _) | (false, 0x00) => Header::Local,
+        (true, _) => Header::Local,
+        (false, 0x00) => Header::Unspecified,
         (false, 0x11) => {
             let ip = |i: usize| IpAddr::V4(Ipv4Addr::new(a[i], a[i + 1], a[i + 2], a[i + 3]));
             proxied(ip(0), ip(4), &a[8..12])

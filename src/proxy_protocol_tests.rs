@@ -57,10 +57,10 @@ fn good_cases() -> Vec<(Vec<u8>, Header)> {
             b"PROXY TCP6 2001:db8::7 2001:db8::1 40000 993\r\n".to_vec(),
             proxied("[2001:db8::7]:40000", "[2001:db8::1]:993"),
         ),
-        (b"PROXY UNKNOWN\r\n".to_vec(), Header::Local),
+        (b"PROXY UNKNOWN\r\n".to_vec(), Header::Unspecified),
         (
             b"PROXY UNKNOWN ffff:f...f:ffff ffff:f...f:ffff 65535 65535\r\n".to_vec(),
-            Header::Local,
+            Header::Unspecified,
         ),
         (
             v2(1, 0x11, &v2_inet4()),
@@ -73,7 +73,7 @@ fn good_cases() -> Vec<(Vec<u8>, Header)> {
         (v2(0, 0x00, &[]), Header::Local),
         // LOCAL ignores the family and whatever payload comes with it.
         (v2(0, 0x11, &v2_inet4()), Header::Local),
-        (v2(1, 0x00, &[1, 2, 3]), Header::Local),
+        (v2(1, 0x00, &[1, 2, 3]), Header::Unspecified),
     ]
 }
 
@@ -206,7 +206,7 @@ fn caps_are_enforced() {
         parse(&longest),
         Ok(Parsed::Header {
             consumed: 107,
-            header: Header::Local
+            header: Header::Unspecified
         })
     );
     let mut too_long = long[..106].to_vec();
