@@ -23,6 +23,7 @@ pub fn build(dir: &Path, settings: Option<&Settings>, report: &mut Report) -> Gl
         log_dir: None,
         log_level: LogLevel(1),
         worker_threads: default_threads(),
+        status_listen: None,
     };
     let Some(settings) = settings else {
         return global;
@@ -57,7 +58,57 @@ pub fn build(dir: &Path, settings: Option<&Settings>, report: &mut Report) -> Gl
             Err(e) => report.value_error(shown, s.line, "LogLevel", e),
         }
     }
+    status_listen(settings, report, &mut global);
     global
+}
+
+/// `StatusListen ADDRESS:PORT` (`[IPv6]:PORT`), with a warning when the address is
+/// reachable from outside (neither loopback nor private): the metrics tell who logs in
+/// how often, and the listener has no authentication.
+fn status_listen(settings: &Settings, report: &mut Report, global: &mut Global) {
+    let shown = Path::new(FileKind::AService.file_name());
+    let Some(s) = settings.get(Opt::StatusListen) else {
+        return;
+    };
+    let listen = match parse_listen(&s.value) {
+        // An IPv6 address must be in brackets: `::1:9143` could be read two ways.
+        Ok(Listen { ip: Some(ip), port }) if ip.is_ipv4() || s.value.starts_with('[') => {
+            std::net::SocketAddr::new(ip, port)
+        }
+        _ => {
+            let message = format!(
+                "expected ADDRESS:PORT (e.g. 127.0.0.1:9143 or [::1]:9143), got {:?}",
+                s.value
+            );
+            return report.value_error(shown, s.line, "StatusListen", message);
+        }
+    };
+    if !is_internal(listen.ip()) {
+        let message = format!(
+            "StatusListen: {} is neither a loopback nor a private address; the status \
+             listener has no authentication, so anyone who reaches it can read the metrics",
+            listen.ip()
+        );
+        report.warn(shown, s.line, message);
+    }
+    global.status_listen = Some(listen);
+}
+
+/// Loopback, RFC 1918, RFC 6598 shared, link-local, or IPv6 unique-local / link-local.
+fn is_internal(ip: std::net::IpAddr) -> bool {
+    match ip.to_canonical() {
+        std::net::IpAddr::V4(a) => {
+            let [b0, b1, ..] = a.octets();
+            a.is_loopback()
+                || a.is_private()
+                || a.is_link_local()
+                || (b0 == 100 && (64..128).contains(&b1))
+        }
+        std::net::IpAddr::V6(a) => {
+            let first = a.segments()[0];
+            a.is_loopback() || (first & 0xfe00) == 0xfc00 || (first & 0xffc0) == 0xfe80
+        }
+    }
 }
 
 /// The default pool size: four workers per CPU (workers mostly wait on LDAP and stores).

@@ -23,6 +23,8 @@ pub mod values;
 pub mod vdmap;
 
 #[cfg(test)]
+mod lb_tests;
+#[cfg(test)]
 mod tests;
 
 pub use types::*;

@@ -10,6 +10,9 @@
 #[allow(missing_docs)] // each variant is the option of the same name in the table below
 pub enum Opt {
     ServiceList,
+    ProxyProtocolPorts,
+    ProxyProtocolTrusted,
+    StatusListen,
     LogDir,
     LogLevel,
     Threads,
@@ -222,6 +225,10 @@ const fn secret(opt: Opt, name: &'static str, files: &'static [FileKind]) -> Opt
 pub const OPTIONS: &[OptionDef] = &[
     // §2.1 AService.cfg (LogDir, LogLevel and the thread count also go in service files).
     row(Opt::ServiceList, "ServiceList", &[A]),
+    // mmp extensions for running behind a load balancer (issue 12).
+    row(Opt::ProxyProtocolPorts, "ProxyProtocolPorts", IPS),
+    row(Opt::ProxyProtocolTrusted, "ProxyProtocolTrusted", IPS),
+    row(Opt::StatusListen, "StatusListen", &[A]),
     row(Opt::LogDir, "LogDir", ALL),
     row(Opt::LogLevel, "LogLevel", ALL),
     row(Opt::Threads, "NumThreads", ALL),

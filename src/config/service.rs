@@ -119,8 +119,47 @@ pub fn build(
     cx.set(Opt::MaxBadCommands, &mut s.limits.max_bad_commands, |v| {
         parse_u32(v, 1)
     });
+    proxy_protocol(&mut cx, &mut s);
     checks::check(&mut cx, entry, &s);
     s
+}
+
+/// `ProxyProtocolPorts` (same syntax as `SSLPorts`, ports of this service) and
+/// `ProxyProtocolTrusted`, which the ports need.
+fn proxy_protocol(cx: &mut Cx<'_>, s: &mut Service) {
+    let settings = cx.settings;
+    let p = &mut s.proxy_protocol;
+    if let Some(line) = settings.get(Opt::ProxyProtocolTrusted) {
+        match crate::proxy_protocol::TrustedNets::parse(&line.value) {
+            Ok(nets) => p.trusted = Some(nets),
+            Err(e) => cx.error(line, e),
+        }
+    }
+    let Some(line) = settings.get(Opt::ProxyProtocolPorts) else {
+        return;
+    };
+    let ports = match parse_port_list(&line.value) {
+        Ok(ports) => ports,
+        Err(e) => return cx.error(line, e),
+    };
+    let listed: Vec<u16> = s.listen.iter().map(|l| l.port).collect();
+    for port in ports.iter().filter(|p| !listed.contains(p)) {
+        let listed: Vec<String> = listed.iter().map(u16::to_string).collect();
+        let message = format!(
+            "port {port} is not among the ports ServiceList gives this service ({})",
+            listed.join(", ")
+        );
+        cx.error(line, message);
+    }
+    if !ports.is_empty() && settings.get(Opt::ProxyProtocolTrusted).is_none() {
+        cx.error(
+            line,
+            "needs ProxyProtocolTrusted, the addresses of the load balancers allowed to \
+             send the PROXY header (anyone else could claim any client address)"
+                .to_string(),
+        );
+    }
+    p.ports = ports;
 }
 
 /// The reference defaults for `entry`'s protocol.
@@ -191,6 +230,7 @@ fn defaults(file: PathBuf, entry: &ServiceEntry) -> Service {
             ..Smtp::default()
         },
         limits: Limits::for_protocol(entry.protocol),
+        proxy_protocol: ProxyProtocol::default(),
     }
 }
 

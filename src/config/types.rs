@@ -48,6 +48,9 @@ pub struct Global {
     pub log_level: LogLevel,
     /// `NumThreads` / `MaxThreads` (mmp extension): size of the worker pool.
     pub worker_threads: usize,
+    /// `StatusListen` (mmp extension): where the status listener (`/metrics`,
+    /// `/health`) listens; `None` = no status listener.
+    pub status_listen: Option<std::net::SocketAddr>,
 }
 
 /// The legacy numeric log level, kept as read.
@@ -166,6 +169,26 @@ pub struct Service {
     pub smtp: Smtp,
     /// `MaxLineBytes` / literal caps (mmp extensions).
     pub limits: Limits,
+    /// `ProxyProtocolPorts` / `ProxyProtocolTrusted` (mmp extensions).
+    pub proxy_protocol: ProxyProtocol,
+}
+
+/// Which ports expect a PROXY protocol header, and from whom (mmp extensions).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ProxyProtocol {
+    /// `ProxyProtocolPorts`: ports of this service's `ServiceList` entry on which every
+    /// connection must start with a PROXY v1 or v2 header; empty = none.
+    pub ports: Vec<u16>,
+    /// `ProxyProtocolTrusted`: the balancers allowed to send it (required when `ports`
+    /// is not empty).
+    pub trusted: Option<crate::proxy_protocol::TrustedNets>,
+}
+
+impl ProxyProtocol {
+    /// Whether connections to `port` must start with a PROXY header.
+    pub fn expects_header(&self, port: u16) -> bool {
+        self.ports.contains(&port)
+    }
 }
 
 /// How the directory is asked.
