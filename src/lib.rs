@@ -16,6 +16,7 @@ pub mod log;
 pub mod login;
 pub mod mta;
 pub mod pool;
+pub mod process;
 pub mod protocol;
 pub mod relay;
 pub mod runtime;

@@ -5,8 +5,8 @@
 
 use super::file::Settings;
 use super::options::{FileKind, Opt};
-use super::types::{Global, Listen, LogLevel, ServiceEntry};
-use super::values::{check_text, parse_listen, parse_size, parse_u32};
+use super::types::{Global, Listen, LogLevel, Principal, ServiceEntry};
+use super::values::{check_text, parse_listen, parse_seconds, parse_size, parse_u32};
 use super::Report;
 use crate::protocol::Protocol;
 use std::path::Path;
@@ -23,6 +23,9 @@ pub fn build(dir: &Path, settings: Option<&Settings>, report: &mut Report) -> Gl
         log_dir: None,
         log_level: LogLevel(1),
         worker_threads: default_threads(),
+        user: None,
+        group: None,
+        drain_timeout: DEFAULT_DRAIN,
     };
     let Some(settings) = settings else {
         return global;
@@ -57,7 +60,47 @@ pub fn build(dir: &Path, settings: Option<&Settings>, report: &mut Report) -> Gl
             Err(e) => report.value_error(shown, s.line, "LogLevel", e),
         }
     }
+    for (opt, name, slot) in [
+        (Opt::User, "User", &mut global.user),
+        (Opt::Group, "Group", &mut global.group),
+    ] {
+        if let Some(s) = settings.get(opt) {
+            match parse_principal(&s.value) {
+                Ok(p) => *slot = p,
+                Err(e) => report.value_error(shown, s.line, name, e),
+            }
+        }
+    }
+    if let Some(s) = settings.get(Opt::DrainTimeout) {
+        match parse_seconds(&s.value, 0) {
+            Ok(d) => global.drain_timeout = d,
+            Err(e) => report.value_error(shown, s.line, "DrainTimeout", e),
+        }
+    }
     global
+}
+
+/// `DrainTimeout` when the file does not set it.
+const DEFAULT_DRAIN: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// `User`/`Group`: empty means unset, digits a numeric id, anything else a name (checked
+/// against the system databases at start, not here).
+fn parse_principal(value: &str) -> Result<Option<Principal>, String> {
+    check_text(value)?;
+    let value = value.trim();
+    if value.is_empty() {
+        return Ok(None);
+    }
+    if value.bytes().all(|b| b.is_ascii_digit()) {
+        return match value.parse::<u32>() {
+            Ok(id) if id != u32::MAX => Ok(Some(Principal::Id(id))),
+            _ => Err(format!("{value:?} is not a valid numeric id")),
+        };
+    }
+    if value.contains(['/', ':', ' ', '\t']) {
+        return Err(format!("{value:?} is not a user or group name"));
+    }
+    Ok(Some(Principal::Name(value.to_string())))
 }
 
 /// The default pool size: four workers per CPU (workers mostly wait on LDAP and stores).
