@@ -117,21 +117,23 @@ fn pipe() -> io::Result<(OwnedFd, OwnedFd)> {
 }
 
 /// In the child: takes the ready pipe named by [`READY_FD_ENV`], if any (close-on-exec
-/// again). Call it first thing in `main`, before other descriptors are opened.
-pub fn adopt() {
+/// again). Call it first thing in `main`, before other descriptors are opened. True when
+/// this process is a daemon started by [`start`].
+pub fn adopt() -> bool {
     let Some(fd) = std::env::var(READY_FD_ENV)
         .ok()
         .and_then(|v| v.parse::<libc::c_int>().ok())
     else {
-        return;
+        return false;
     };
     // SAFETY: F_SETFD on an fd number only fails (EBADF) when it is not open.
     if fd <= 2 || unsafe { libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC) } != 0 {
-        return;
+        return false;
     }
     // SAFETY: the descriptor is open and was handed to this process to own.
     let file = unsafe { File::from_raw_fd(fd) };
     *READY.lock().unwrap_or_else(|e| e.into_inner()) = Some(file);
+    true
 }
 
 /// Reports the start-up's outcome: to the starting process (once; the pipe is closed) and,
@@ -253,12 +255,17 @@ mod tests {
             File::from(w).write_all(text.as_bytes()).unwrap();
             match wait_report(r, Duration::from_secs(5)) {
                 Report::Ready => assert!(ready),
-                Report::Failed(why) => assert_eq!((ready, why.as_str()), (false, "port 143 in use")),
+                Report::Failed(why) => {
+                    assert_eq!((ready, why.as_str()), (false, "port 143 in use"))
+                }
                 Report::Silent => panic!("silent"),
             }
         }
         let (r, w) = pipe().unwrap();
         drop(w);
-        assert!(matches!(wait_report(r, Duration::from_secs(5)), Report::Silent));
+        assert!(matches!(
+            wait_report(r, Duration::from_secs(5)),
+            Report::Silent
+        ));
     }
 }

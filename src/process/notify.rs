@@ -114,7 +114,10 @@ mod tests {
         n.send("READY=1").unwrap();
         assert_eq!(recv(&sock), "READY=1");
         n.send(&reloading_message(42)).unwrap();
-        assert_eq!(recv(&sock), "RELOADING=1\nMONOTONIC_USEC=42\nSTATUS=reloading");
+        assert_eq!(
+            recv(&sock),
+            "RELOADING=1\nMONOTONIC_USEC=42\nSTATUS=reloading"
+        );
         std::fs::remove_dir_all(&dir).unwrap();
     }
 
@@ -125,7 +128,10 @@ mod tests {
         let addr = SocketAddr::from_abstract_name(name.as_bytes()).unwrap();
         let sock = UnixDatagram::bind_addr(&addr).unwrap();
         sock.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-        Notifier::new(&format!("@{name}")).unwrap().send("STOPPING=1").unwrap();
+        Notifier::new(&format!("@{name}"))
+            .unwrap()
+            .send("STOPPING=1")
+            .unwrap();
         assert_eq!(recv(&sock), "STOPPING=1");
     }
 

@@ -180,7 +180,9 @@ fn passwd_lookup(
             return (rc, None);
         }
         // SAFETY: on success pw_name points into buf, NUL-terminated.
-        let name = unsafe { CStr::from_ptr(pw.pw_name) }.to_string_lossy().into_owned();
+        let name = unsafe { CStr::from_ptr(pw.pw_name) }
+            .to_string_lossy()
+            .into_owned();
         (0, Some((pw.pw_uid, pw.pw_gid, name)))
     })
 }
@@ -191,9 +193,8 @@ fn group_by_name(name: &str) -> Result<Option<libc::gid_t>, PrivilegeError> {
         // SAFETY: group is plain data; pointers are valid for the call.
         let mut gr: libc::group = unsafe { std::mem::zeroed() };
         let mut out: *mut libc::group = std::ptr::null_mut();
-        let rc = unsafe {
-            libc::getgrnam_r(c.as_ptr(), &mut gr, buf.as_mut_ptr(), buf.len(), &mut out)
-        };
+        let rc =
+            unsafe { libc::getgrnam_r(c.as_ptr(), &mut gr, buf.as_mut_ptr(), buf.len(), &mut out) };
         if rc != 0 || out.is_null() {
             return (rc, None);
         }
@@ -222,7 +223,10 @@ fn supplementary(id: &Identity) -> Result<Vec<libc::gid_t>, PrivilegeError> {
             n = before * 2;
         }
         if n > 65_536 {
-            return Err(PrivilegeError::Call("getgrouplist", "too many groups".into()));
+            return Err(PrivilegeError::Call(
+                "getgrouplist",
+                "too many groups".into(),
+            ));
         }
     }
 }
@@ -236,8 +240,14 @@ fn last_error(call: &'static str) -> PrivilegeError {
 /// [`Switch::AlreadyThere`] without a call when the process already runs as `id`.
 pub fn drop_to(id: &Identity) -> Result<Switch, PrivilegeError> {
     // SAFETY: these getters cannot fail.
-    let (uid, euid, gid, egid) =
-        unsafe { (libc::getuid(), libc::geteuid(), libc::getgid(), libc::getegid()) };
+    let (uid, euid, gid, egid) = unsafe {
+        (
+            libc::getuid(),
+            libc::geteuid(),
+            libc::getgid(),
+            libc::getegid(),
+        )
+    };
     if (uid, euid, gid, egid) == (id.uid, id.uid, id.gid, id.gid) {
         return Ok(Switch::AlreadyThere);
     }
@@ -266,7 +276,14 @@ pub fn drop_to(id: &Identity) -> Result<Switch, PrivilegeError> {
 
 fn verify(id: &Identity) -> Result<(), PrivilegeError> {
     // SAFETY: these getters cannot fail.
-    let now = unsafe { (libc::getuid(), libc::geteuid(), libc::getgid(), libc::getegid()) };
+    let now = unsafe {
+        (
+            libc::getuid(),
+            libc::geteuid(),
+            libc::getgid(),
+            libc::getegid(),
+        )
+    };
     if now != (id.uid, id.uid, id.gid, id.gid) {
         return Err(PrivilegeError::Unverified(format!(
             "uid/euid/gid/egid are {now:?}, not {} and {}",
@@ -289,7 +306,10 @@ mod tests {
         let root = resolve(Some(&Principal::Name("root".into())), None)
             .unwrap()
             .unwrap();
-        assert_eq!((root.uid, root.gid, root.name.as_deref()), (0, 0, Some("root")));
+        assert_eq!(
+            (root.uid, root.gid, root.name.as_deref()),
+            (0, 0, Some("root"))
+        );
         let id = resolve(Some(&Principal::Id(0)), Some(&Principal::Id(4242)))
             .unwrap()
             .unwrap();
@@ -301,10 +321,16 @@ mod tests {
     fn unknown_names_are_errors() {
         let user = Principal::Name("no-such-user-mmp".into());
         let e = resolve(Some(&user), None).unwrap_err();
-        assert_eq!(e.to_string(), "User no-such-user-mmp is not known to the system");
+        assert_eq!(
+            e.to_string(),
+            "User no-such-user-mmp is not known to the system"
+        );
         let group = Principal::Name("no-such-group-mmp".into());
         let e = resolve(None, Some(&group)).unwrap_err();
-        assert_eq!(e.to_string(), "Group no-such-group-mmp is not known to the system");
+        assert_eq!(
+            e.to_string(),
+            "Group no-such-group-mmp is not known to the system"
+        );
         let e = resolve(Some(&Principal::Id(3_999_999)), None).unwrap_err();
         assert_eq!(e, PrivilegeError::NoGroup(3_999_999));
     }
