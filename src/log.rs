@@ -154,10 +154,8 @@ pub fn init(plan: Plan) {
         journal: journal_on_stderr(),
         filter,
     };
-    if LOGGER.set(logger).is_ok() {
-        if log::set_logger(LOGGER.get().expect("just set")).is_ok() {
-            log::set_max_level(max);
-        }
+    if LOGGER.set(logger).is_ok() && log::set_logger(LOGGER.get().expect("just set")).is_ok() {
+        log::set_max_level(max);
     }
     for f in failures {
         log::warn!("{f}; its lines go to the main log");
