@@ -52,14 +52,28 @@ pub fn start(exe: &Path, args: &[String], log: File) -> Result<u32, String> {
     match wait_report(read, READY_WAIT) {
         Report::Ready => Ok(process.id()),
         Report::Failed(why) => Err(why),
-        Report::Silent => match process.try_wait() {
-            Ok(Some(status)) => Err(format!("the service exited ({status}) before it was ready")),
-            _ => Err(format!(
+        Report::Silent => match exited(&mut process, Duration::from_secs(2)) {
+            Some(status) => Err(format!(
+                "the service exited ({status}) before it was ready; see its log"
+            )),
+            None => Err(format!(
                 "the service (process {}) did not report ready within {} s",
                 process.id(),
                 READY_WAIT.as_secs()
             )),
         },
+    }
+}
+
+/// The child's exit status if it ends within `limit`.
+fn exited(child: &mut std::process::Child, limit: Duration) -> Option<std::process::ExitStatus> {
+    let deadline = Instant::now() + limit;
+    loop {
+        match child.try_wait() {
+            Ok(Some(status)) => return Some(status),
+            Ok(None) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(20)),
+            _ => return None,
+        }
     }
 }
 

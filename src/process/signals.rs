@@ -110,8 +110,11 @@ mod tests {
     #[test]
     fn the_signal_thread_turns_signals_into_values() {
         let (tx, rx) = mpsc::channel();
+        // Once the test is over, a SIGINT or SIGTERM to the test binary still ends it.
         let handle = spawn(move |s| {
-            let _ = tx.send(s);
+            if tx.send(s).is_err() && s == Signal::Stop {
+                std::process::exit(1);
+            }
         })
         .unwrap();
         let thread = handle.as_pthread_t();
