@@ -367,6 +367,71 @@ mod tests {
         assert_eq!(priority(log::Level::Debug), 7);
     }
 
+    fn sink(level: log::LevelFilter) -> Sink {
+        Sink {
+            route: Route { level, file: None },
+            out: Mutex::new(None),
+        }
+    }
+
+    #[test]
+    fn service_targets_follow_their_own_level() {
+        let logger = Logger {
+            general: sink(log::LevelFilter::Warn),
+            services: vec![(IMAP_TARGET, sink(log::LevelFilter::Debug))],
+            journal: false,
+            filter: None,
+        };
+        let meta = |target, level| log::Metadata::builder().target(target).level(level).build();
+        use log::Log;
+        assert!(logger.enabled(&meta("imap", log::Level::Debug)));
+        assert!(!logger.enabled(&meta("pop", log::Level::Info)));
+        assert!(!logger.enabled(&meta("mmp::server", log::Level::Info)));
+        assert!(logger.enabled(&meta("mmp::server", log::Level::Warn)));
+        assert!(logger.enabled(&meta(PREAUTH_TARGET, log::Level::Info)));
+    }
+
+    #[test]
+    fn plan_routes_each_service_to_its_log_dir() {
+        let dir = std::env::temp_dir().join(format!("mmp-log-plan-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let files = [
+            (
+                "AService.cfg",
+                "default:ServiceList imapproxy@143 popproxy@110\ndefault:LogDir /var/log/mmp\n",
+            ),
+            (
+                "ImapProxyAService.cfg",
+                "default:LdapUrl ldap://l.test/o=i\ndefault:LogDir /var/log/imap\n\
+                 default:LogLevel 5\n",
+            ),
+            (
+                "PopProxyAService.cfg",
+                "default:LdapUrl ldap://l.test/o=i\n",
+            ),
+        ];
+        for (name, text) in files {
+            std::fs::write(dir.join(name), text).unwrap();
+        }
+        let (config, _) = crate::config::load(&dir).unwrap();
+        let plan = Plan::new(&config, false);
+        assert_eq!(
+            plan.general.file,
+            Some(PathBuf::from("/var/log/mmp/mmp.log"))
+        );
+        assert_eq!(plan.general.level, log::LevelFilter::Warn);
+        let (t, imap) = &plan.services[0];
+        assert_eq!((*t, imap.level), (IMAP_TARGET, log::LevelFilter::Debug));
+        assert_eq!(imap.file, Some(PathBuf::from("/var/log/imap/imap.log")));
+        let (t, pop) = &plan.services[1];
+        assert_eq!(*t, POP_TARGET);
+        assert_eq!(pop.file, Some(PathBuf::from("/var/log/mmp/pop.log")));
+        let fg = Plan::new(&config, true);
+        assert!(fg.general.file.is_none() && fg.services.iter().all(|(_, r)| r.file.is_none()));
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
     #[test]
     fn dependencies_are_quiet_below_warn() {
         assert!(quiet_dependency("rustls::conn", log::Level::Info));

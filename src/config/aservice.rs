@@ -326,4 +326,17 @@ mod tests {
             (1, Protocol::Pop, 1)
         );
     }
+
+    #[test]
+    fn user_and_group_are_names_or_ids() {
+        assert_eq!(
+            parse_principal("mmp"),
+            Ok(Some(Principal::Name("mmp".into())))
+        );
+        assert_eq!(parse_principal(" 65534 "), Ok(Some(Principal::Id(65534))));
+        assert_eq!(parse_principal(""), Ok(None));
+        assert!(parse_principal("99999999999").is_err());
+        assert!(parse_principal("a:b").is_err());
+        assert!(parse_principal("../x").is_err());
+    }
 }

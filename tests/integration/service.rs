@@ -19,6 +19,7 @@ pub fn cases() -> Vec<Case> {
         service_daemon_reports_ready_and_pidfile_replaces_a_planted_symlink,
         service_notify_ready_then_stopping_on_sigterm,
         service_descriptor_limit_raised_and_logged_and_hup_usr1_keep_serving,
+        service_unknown_user_and_bad_drain_timeout_refuse_to_start,
     ]
 }
 
@@ -269,4 +270,32 @@ fn service_descriptor_limit_raised_and_logged_and_hup_usr1_keep_serving(env: &En
         "{}",
         m.log()
     );
+}
+
+fn service_unknown_user_and_bad_drain_timeout_refuse_to_start(env: &Env) {
+    let dir = temp_dir("svc-user");
+    let list = format!("ImapProxyAService@127.0.0.1:{}", free_port("127.0.0.1"));
+    let base = env.config().set_aservice("ServiceList", &list);
+    let cfg = base.clone().set_aservice("User", "no-such-user-mmp");
+    let config = cfg.write(&dir.join("config"));
+    let out = run(
+        Command::new(mmp_bin()).arg("-f").arg("-c").arg(&config.dir),
+        Duration::from_secs(20),
+    );
+    assert_eq!(out.status.code(), Some(3), "{}", out.stderr);
+    assert!(
+        out.stderr
+            .contains("User no-such-user-mmp is not known to the system"),
+        "{}",
+        out.stderr
+    );
+    let bad = base.clone().set_aservice("DrainTimeout", "soon");
+    let config = bad.write(&dir.join("bad"));
+    let line = config.line_of("AService.cfg", "DrainTimeout");
+    let (code, text) = config.check();
+    assert_eq!(code, Some(1), "{text}");
+    assert!(text.contains(&format!("AService.cfg:{line}")), "{text}");
+    let good = base.set_aservice("DrainTimeout", "5");
+    let (code, text) = good.write(&dir.join("good")).check();
+    assert_eq!(code, Some(0), "{text}");
 }
