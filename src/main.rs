@@ -201,8 +201,10 @@ fn on_signal(signal: Signal, pidfile: Option<&daemon::PidFile>) {
         }
         Signal::ReopenLogs => mmp::log::reopen(),
         Signal::Reload => {
+            notify::reloading();
             mmp::log::reopen();
             log::warn!("SIGHUP: logs reopened; reload not yet supported");
+            notify::ready();
         }
     }
 }

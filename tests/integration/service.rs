@@ -17,7 +17,7 @@ pub fn cases() -> Vec<Case> {
         service_user_and_group_hold_on_every_thread,
         service_daemon_bind_failure_exits_non_zero_with_the_reason,
         service_daemon_reports_ready_and_pidfile_replaces_a_planted_symlink,
-        service_notify_ready_then_stopping_on_sigterm,
+        service_notify_ready_reloading_ready_stopping,
         service_descriptor_limit_raised_and_logged_and_hup_usr1_keep_serving,
         service_unknown_user_and_bad_drain_timeout_refuse_to_start,
     ]
@@ -185,9 +185,10 @@ fn service_daemon_reports_ready_and_pidfile_replaces_a_planted_symlink(env: &Env
     assert!(!pidfile.exists() && std::fs::symlink_metadata(&pidfile).is_err());
 }
 
-/// STOPPING=1 is sent today by main.rs's stop fallback; once the server drains, the same
-/// datagram must come when the drain starts.
-fn service_notify_ready_then_stopping_on_sigterm(env: &Env) {
+/// READY=1 once bound, RELOADING=1 (with MONOTONIC_USEC) then READY=1 around a SIGHUP,
+/// STOPPING=1 on SIGTERM. Today main.rs's signal fallback sends the last three; once the
+/// server reloads and drains, it must send them around the reload and when the drain starts.
+fn service_notify_ready_reloading_ready_stopping(env: &Env) {
     let dir = temp_dir("svc-notify");
     let socket_path = dir.join("notify");
     let socket = UnixDatagram::bind(&socket_path).unwrap();
@@ -228,6 +229,19 @@ fn service_notify_ready_then_stopping_on_sigterm(env: &Env) {
         port_accepts(addr("127.0.0.1", port)),
         "READY=1 before the port was bound"
     );
+    kill(pid, libc::SIGHUP);
+    let reloading = recv();
+    assert!(
+        reloading.lines().any(|l| l == "RELOADING=1"),
+        "{reloading:?}"
+    );
+    let usec = reloading
+        .lines()
+        .find_map(|l| l.strip_prefix("MONOTONIC_USEC="))
+        .and_then(|v| v.parse::<u64>().ok());
+    assert!(usec.is_some_and(|u| u > 0), "{reloading:?}");
+    let again = recv();
+    assert!(again.lines().any(|l| l == "READY=1"), "{again:?}");
     kill(pid, libc::SIGTERM);
     let second = recv();
     assert!(second.lines().any(|l| l == "STOPPING=1"), "{second:?}");
