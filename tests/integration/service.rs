@@ -20,6 +20,7 @@ pub fn cases() -> Vec<Case> {
         service_notify_ready_reloading_ready_stopping,
         service_descriptor_limit_raised_and_logged_and_hup_usr1_keep_serving,
         service_unknown_user_and_bad_drain_timeout_refuse_to_start,
+        service_init_script_checks_before_restart_and_reload_and_stops,
     ]
 }
 
@@ -312,4 +313,81 @@ fn service_unknown_user_and_bad_drain_timeout_refuse_to_start(env: &Env) {
     let good = base.set_aservice("DrainTimeout", "5");
     let (code, text) = good.write(&dir.join("good")).check();
     assert_eq!(code, Some(0), "{text}");
+}
+
+fn service_init_script_checks_before_restart_and_reload_and_stops(env: &Env) {
+    let dir = temp_dir("svc-init");
+    let port = free_port("127.0.0.1");
+    let cfg = env
+        .config()
+        .set_aservice(
+            "ServiceList",
+            &format!("ImapProxyAService@127.0.0.1:{port}"),
+        )
+        .set_aservice("LogDir", dir.join("log").to_str().unwrap());
+    let config = cfg.write(&dir.join("config"));
+    let pidfile = dir.join("run").join("mmp.pid");
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/etc/init.d/mmp");
+    let init = |action: &str| {
+        let out = run(
+            Command::new("sh")
+                .arg(script)
+                .arg(action)
+                .env("MMP_BIN", mmp_bin())
+                .env("MMP_DIR", &config.dir)
+                .env("MMP_PID", &pidfile)
+                .env("MMP_DRAIN", "20"),
+            Duration::from_secs(90),
+        );
+        (out.status.code(), format!("{}{}", out.stdout, out.stderr))
+    };
+    assert_eq!(init("status").0, Some(3));
+    let (code, text) = init("start");
+    assert_eq!(code, Some(0), "{text}");
+    assert!(
+        port_accepts(addr("127.0.0.1", port)),
+        "not listening after start"
+    );
+    let pid: u32 = std::fs::read_to_string(&pidfile)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    let _guard = Daemon(pid);
+    assert_eq!(init("status").0, Some(0));
+    let log = dir.join("log").join("mmp.log");
+    let (code, text) = init("reload");
+    assert_eq!(code, Some(0), "{text}");
+    let hup = || {
+        std::fs::read_to_string(&log)
+            .unwrap_or_default()
+            .contains("SIGHUP")
+    };
+    assert!(
+        wait_until(Duration::from_secs(5), hup),
+        "{}",
+        tail(&log, 20)
+    );
+    // A broken configuration: reload and restart refuse before touching the process.
+    let aservice = config.dir.join("AService.cfg");
+    let good = std::fs::read_to_string(&aservice).unwrap();
+    std::fs::write(&aservice, format!("{good}default:DrainTimeout soon\n")).unwrap();
+    for action in ["reload", "restart"] {
+        let (code, text) = init(action);
+        assert_ne!(
+            code,
+            Some(0),
+            "{action} with a broken configuration: {text}"
+        );
+        assert!(
+            alive(pid) && port_accepts(addr("127.0.0.1", port)),
+            "{action}"
+        );
+    }
+    std::fs::write(&aservice, good).unwrap();
+    let (code, text) = init("stop");
+    assert_eq!(code, Some(0), "{text}");
+    assert!(!alive(pid), "still running after stop");
+    assert!(!pidfile.exists());
+    assert_eq!(init("status").0, Some(3));
 }
