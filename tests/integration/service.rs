@@ -21,6 +21,7 @@ pub fn cases() -> Vec<Case> {
         service_descriptor_limit_raised_and_logged_and_hup_usr1_keep_serving,
         service_unknown_user_and_bad_drain_timeout_refuse_to_start,
         service_init_script_checks_before_restart_and_reload_and_stops,
+        service_journal_stream_lines_carry_the_priority,
     ]
 }
 
@@ -390,4 +391,65 @@ fn service_init_script_checks_before_restart_and_reload_and_stops(env: &Env) {
     assert!(!alive(pid), "still running after stop");
     assert!(!pidfile.exists());
     assert_eq!(init("status").0, Some(3));
+}
+
+/// With `JOURNAL_STREAM` naming standard error (device:inode), as systemd sets it, every
+/// line starts with its sd-daemon priority; with another stream named, none does.
+fn service_journal_stream_lines_carry_the_priority(env: &Env) {
+    use std::os::unix::fs::MetadataExt;
+    let dir = temp_dir("svc-journal");
+    let port = free_port("127.0.0.1");
+    let cfg = env.config().set_aservice(
+        "ServiceList",
+        &format!("ImapProxyAService@127.0.0.1:{port}"),
+    );
+    let config = cfg.write(&dir.join("config"));
+    for (name, matching) in [("journal.log", true), ("plain.log", false)] {
+        let path = dir.join(name);
+        let log = std::fs::File::create(&path).unwrap();
+        let meta = log.metadata().unwrap();
+        let stream = if matching {
+            format!("{}:{}", meta.dev(), meta.ino())
+        } else {
+            format!("{}:{}", meta.dev(), meta.ino() + 1)
+        };
+        let mut child = Command::new(mmp_bin())
+            .arg("-f")
+            .arg("-c")
+            .arg(&config.dir)
+            .env("JOURNAL_STREAM", stream)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        let _guard = Daemon(child.id());
+        let started = || {
+            std::fs::read_to_string(&path)
+                .unwrap()
+                .contains("started from")
+        };
+        assert!(
+            wait_until(Duration::from_secs(10), started),
+            "{}",
+            tail(&path, 20)
+        );
+        let text = std::fs::read_to_string(&path).unwrap();
+        for line in text.lines() {
+            let prefixed = ["<3>", "<4>", "<6>", "<7>"]
+                .iter()
+                .any(|p| line.starts_with(p));
+            assert_eq!(prefixed, matching, "{name}: {line}");
+        }
+        if matching {
+            assert!(text
+                .lines()
+                .any(|l| l.starts_with("<4>") && l.contains(" WARN ")));
+            assert!(text
+                .lines()
+                .any(|l| l.starts_with("<6>") && l.contains(" INFO ")));
+        }
+        kill(child.id(), libc::SIGTERM);
+        assert_eq!(wait_child(&mut child, Duration::from_secs(20)), Some(0));
+    }
 }
