@@ -17,6 +17,7 @@ pub mod login;
 pub mod metrics;
 pub mod mta;
 pub mod pool;
+pub mod process;
 pub mod protocol;
 pub mod proxy_protocol;
 pub mod relay;

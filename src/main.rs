@@ -7,12 +7,16 @@
 
 use getopts::Options;
 use mmp::config;
+use mmp::process::signals::{self, Signal};
+use mmp::process::{daemon, limits, notify, privileges};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::sync::Arc;
 
 const DEFAULT_DIR: &str = "/etc/mmp";
 
 fn main() -> ExitCode {
+    let daemon_child = daemon::adopt();
     let args: Vec<String> = std::env::args().collect();
     let mut opts = Options::new();
     opts.optopt(
@@ -58,7 +62,10 @@ fn main() -> ExitCode {
     let pidfile = m.opt_str("p").map(PathBuf::from);
     let config = match load(&dir) {
         Some(c) => c,
-        None => return ExitCode::from(1),
+        None => {
+            daemon::ready(Err(format!("configuration errors in {}", dir.display())));
+            return ExitCode::from(1);
+        }
     };
     if m.opt_present("t") {
         // Build what start-up builds (TLS configurations, caches) without binding.
@@ -80,7 +87,7 @@ fn main() -> ExitCode {
     if !m.opt_present("f") {
         return daemonize(&args, &config);
     }
-    run(&config, pidfile.as_deref())
+    run(&config, pidfile.as_deref(), daemon_child)
 }
 
 /// Loads the configuration, printing every warning and error; `None` on errors.
@@ -106,36 +113,64 @@ fn load(dir: &Path) -> Option<config::Config> {
     }
 }
 
-fn run(config: &config::Config, pidfile: Option<&Path>) -> ExitCode {
-    // One log for the whole process: the most verbose of AService.cfg and the services.
-    let level = config
-        .services()
-        .map(|s| s.log_level.filter())
-        .chain([config.global.log_level.filter()])
-        .max()
-        .unwrap_or(log::LevelFilter::Warn);
-    mmp::log::init(level);
+/// Runs the service in this process: signals blocked before any thread starts, the
+/// descriptor limit raised, logs opened, ports bound, pidfile written, privileges dropped,
+/// then the signal thread and the server. Every failure is reported to a waiting parent.
+fn run(config: &config::Config, pidfile: Option<&Path>, daemon_child: bool) -> ExitCode {
+    if let Err(e) = signals::block() {
+        return fail(&format!("cannot block signals: {e}"));
+    }
+    let limit = limits::raise();
+    mmp::log::init(mmp::log::Plan::new(config, !daemon_child));
     let _ = rustls::crypto::ring::default_provider().install_default();
+    match limit {
+        Ok(d) => log::warn!("{d}"),
+        Err(e) => log::warn!("cannot raise the descriptor limit: {e}"),
+    }
+    let global = &config.global;
+    let identity = match privileges::resolve(global.user.as_ref(), global.group.as_ref()) {
+        Ok(id) => id,
+        Err(e) => return fail(&format!("AService.cfg: {e}")),
+    };
     let mut server = match mmp::server::Server::bind(config) {
         Ok(s) => s,
-        Err(e) => {
-            log::error!("not started: {e}");
-            eprintln!("mmp: not started: {e}");
-            return ExitCode::from(3);
-        }
+        Err(e) => return fail(&e.to_string()),
     };
-    if let Some(path) = pidfile {
-        if let Err(e) = std::fs::write(path, format!("{}\n", std::process::id())) {
-            log::error!("cannot write pid file {}: {e}", path.display());
-            return ExitCode::from(3);
+    let pidfile = match pidfile.map(daemon::PidFile::write).transpose() {
+        Ok(p) => p.map(Arc::new),
+        Err(e) => return fail(&format!("cannot write the pid file: {e}")),
+    };
+    if let Some(id) = &identity {
+        match privileges::drop_to(id) {
+            Ok(how) => log::info!(
+                "running as {} (uid {}, gid {}): {how:?}",
+                id.shown,
+                id.uid,
+                id.gid
+            ),
+            Err(e) => {
+                if let Some(p) = &pidfile {
+                    p.remove();
+                }
+                return fail(&format!("cannot switch to {}: {e}", id.shown));
+            }
         }
     }
+    let for_signals = pidfile.clone();
+    if let Err(e) = signals::spawn(move |s| on_signal(s, for_signals.as_deref())) {
+        return fail(&format!("cannot start the signal thread: {e}"));
+    }
+    daemon::ready(Ok(()));
     log::warn!(
         "mmp {} started from {}",
         env!("CARGO_PKG_VERSION"),
         config.dir.display()
     );
-    match server.run() {
+    let result = server.run();
+    if let Some(p) = &pidfile {
+        p.remove();
+    }
+    match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             log::error!("stopped: {e}");
@@ -144,17 +179,41 @@ fn run(config: &config::Config, pidfile: Option<&Path>) -> ExitCode {
     }
 }
 
-/// Starts a copy of this program with `-f` in its own process group, its standard error
-/// appended to `LogDir/mmp.log` (or `DIR/log/mmp.log`), and returns. mmp links no C
-/// library bindings, so it does not `fork` itself; the copy is detached from the
-/// terminal's job control by its own process group and from its input by /dev/null.
+/// Start-up failed: say why in the log, on standard error and to a waiting parent.
+fn fail(why: &str) -> ExitCode {
+    log::error!("not started: {why}");
+    eprintln!("mmp: not started: {why}");
+    daemon::ready(Err(why.to_string()));
+    ExitCode::from(3)
+}
+
+/// What a signal does until the server handles them itself (reload and drain): Stop exits
+/// at once with the pidfile removed; Reload and ReopenLogs reopen the logs.
+fn on_signal(signal: Signal, pidfile: Option<&daemon::PidFile>) {
+    match signal {
+        Signal::Stop => {
+            log::warn!("stopping on signal");
+            notify::stopping();
+            if let Some(p) = pidfile {
+                p.remove();
+            }
+            std::process::exit(0);
+        }
+        Signal::ReopenLogs => mmp::log::reopen(),
+        Signal::Reload => {
+            notify::reloading();
+            mmp::log::reopen();
+            log::warn!("SIGHUP: logs reopened; reload not yet supported");
+            notify::ready();
+        }
+    }
+}
+
+/// Starts this program again (`current_exe`) as a daemon in its own session, its standard
+/// error appended to `LogDir/mmp.log`, and exits once it has bound its ports: 0, or 3 with
+/// the reason on standard error.
 fn daemonize(args: &[String], config: &config::Config) -> ExitCode {
-    use std::os::unix::process::CommandExt;
-    let log_dir = config
-        .global
-        .log_dir
-        .clone()
-        .unwrap_or_else(|| config.dir.join("log"));
+    let log_dir = mmp::log::log_dir(config);
     if let Err(e) = std::fs::create_dir_all(&log_dir) {
         eprintln!(
             "mmp: cannot create log directory {}: {e}",
@@ -163,37 +222,30 @@ fn daemonize(args: &[String], config: &config::Config) -> ExitCode {
         return ExitCode::from(3);
     }
     let log_path = log_dir.join("mmp.log");
-    let log = match std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(&log_path)
-    {
+    let log = match mmp::log::open_append(&log_path) {
         Ok(f) => f,
         Err(e) => {
             eprintln!("mmp: cannot open {}: {e}", log_path.display());
             return ExitCode::from(3);
         }
     };
-    let mut child = std::process::Command::new(&args[0]);
-    child
-        .args(&args[1..])
-        .arg("-f")
-        .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::null())
-        .stderr(log)
-        .process_group(0);
-    match child.spawn() {
-        Ok(c) => {
-            // With -p the child writes the pid file itself once it listens.
+    let exe = match std::env::current_exe() {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("mmp: cannot find its own executable: {e}");
+            return ExitCode::from(3);
+        }
+    };
+    match daemon::start(&exe, &args[1..], log) {
+        Ok(pid) => {
             println!(
-                "mmp: started as process {}, logging to {}",
-                c.id(),
+                "mmp: started as process {pid}, logging to {}",
                 log_path.display()
             );
             ExitCode::SUCCESS
         }
-        Err(e) => {
-            eprintln!("mmp: cannot start: {e}");
+        Err(why) => {
+            eprintln!("mmp: not started: {why}");
             ExitCode::from(3)
         }
     }

@@ -5,8 +5,8 @@
 
 use super::file::Settings;
 use super::options::{FileKind, Opt};
-use super::types::{Global, Listen, LogLevel, ServiceEntry};
-use super::values::{check_text, parse_listen, parse_size, parse_u32};
+use super::types::{Global, Listen, LogLevel, Principal, ServiceEntry};
+use super::values::{check_text, parse_listen, parse_seconds, parse_size, parse_u32};
 use super::Report;
 use crate::protocol::Protocol;
 use std::path::Path;
@@ -24,6 +24,9 @@ pub fn build(dir: &Path, settings: Option<&Settings>, report: &mut Report) -> Gl
         log_level: LogLevel(1),
         worker_threads: default_threads(),
         status_listen: None,
+        user: None,
+        group: None,
+        drain_timeout: DEFAULT_DRAIN,
     };
     let Some(settings) = settings else {
         return global;
@@ -56,6 +59,23 @@ pub fn build(dir: &Path, settings: Option<&Settings>, report: &mut Report) -> Gl
         match parse_u32(&s.value, 0) {
             Ok(n) => global.log_level = LogLevel(n),
             Err(e) => report.value_error(shown, s.line, "LogLevel", e),
+        }
+    }
+    for (opt, name, slot) in [
+        (Opt::User, "User", &mut global.user),
+        (Opt::Group, "Group", &mut global.group),
+    ] {
+        if let Some(s) = settings.get(opt) {
+            match parse_principal(&s.value) {
+                Ok(p) => *slot = p,
+                Err(e) => report.value_error(shown, s.line, name, e),
+            }
+        }
+    }
+    if let Some(s) = settings.get(Opt::DrainTimeout) {
+        match parse_seconds(&s.value, 0) {
+            Ok(d) => global.drain_timeout = d,
+            Err(e) => report.value_error(shown, s.line, "DrainTimeout", e),
         }
     }
     status_listen(settings, report, &mut global);
@@ -109,6 +129,29 @@ fn is_internal(ip: std::net::IpAddr) -> bool {
             a.is_loopback() || (first & 0xfe00) == 0xfc00 || (first & 0xffc0) == 0xfe80
         }
     }
+}
+
+/// `DrainTimeout` when the file does not set it.
+const DEFAULT_DRAIN: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// `User`/`Group`: empty means unset, digits a numeric id, anything else a name (checked
+/// against the system databases at start, not here).
+fn parse_principal(value: &str) -> Result<Option<Principal>, String> {
+    check_text(value)?;
+    let value = value.trim();
+    if value.is_empty() {
+        return Ok(None);
+    }
+    if value.bytes().all(|b| b.is_ascii_digit()) {
+        return match value.parse::<u32>() {
+            Ok(id) if id != u32::MAX => Ok(Some(Principal::Id(id))),
+            _ => Err(format!("{value:?} is not a valid numeric id")),
+        };
+    }
+    if value.contains(['/', ':', ' ', '\t']) {
+        return Err(format!("{value:?} is not a user or group name"));
+    }
+    Ok(Some(Principal::Name(value.to_string())))
 }
 
 /// The default pool size: four workers per CPU (workers mostly wait on LDAP and stores).
@@ -333,5 +376,18 @@ mod tests {
             (good.len(), good[0].protocol, bad.len()),
             (1, Protocol::Pop, 1)
         );
+    }
+
+    #[test]
+    fn user_and_group_are_names_or_ids() {
+        assert_eq!(
+            parse_principal("mmp"),
+            Ok(Some(Principal::Name("mmp".into())))
+        );
+        assert_eq!(parse_principal(" 65534 "), Ok(Some(Principal::Id(65534))));
+        assert_eq!(parse_principal(""), Ok(None));
+        assert!(parse_principal("99999999999").is_err());
+        assert!(parse_principal("a:b").is_err());
+        assert!(parse_principal("../x").is_err());
     }
 }

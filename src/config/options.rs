@@ -18,6 +18,7 @@ pub enum Opt {
     Threads,
     User,
     Group,
+    DrainTimeout,
     BacksidePort,
     SslBacksidePort,
     Timeout,
@@ -173,7 +174,6 @@ const IP: &[FileKind] = &[I, P];
 
 const NSS_ONLY: &str = "it selects inside an NSS database, which mmp does not read; \
                         SSLCertFile and SSLKeyFile name PEM files";
-const NOT_MMP: &str = "it is not an MMP option; the run-as user is set by whoever starts mmp";
 const TPAUTH: &str = "the third-party authentication protocol (tpauth) has no public \
                       specification; use LDAP pre-authentication (PreAuth yes) instead";
 
@@ -233,8 +233,9 @@ pub const OPTIONS: &[OptionDef] = &[
     row(Opt::LogLevel, "LogLevel", ALL),
     row(Opt::Threads, "NumThreads", ALL),
     row(Opt::Threads, "MaxThreads", ALL),
-    ignored(Opt::User, "User", ALL, NOT_MMP),
-    ignored(Opt::Group, "Group", ALL, NOT_MMP),
+    row(Opt::User, "User", &[A]),
+    row(Opt::Group, "Group", &[A]),
+    row(Opt::DrainTimeout, "DrainTimeout", &[A]),
     // §2.2 the proxies.
     row(Opt::BacksidePort, "BacksidePort", IP),
     row(Opt::SslBacksidePort, "SSLBacksidePort", IPS),
@@ -394,7 +395,7 @@ mod tests {
             ("SSLCacheDir", false, true),
             ("SSLSecmodFile", false, true),
             ("SpoofMessageId", false, true),
-            ("User", false, true),
+            ("User", false, false),
             ("SSLCertFile", false, false),
             ("Timeout", false, false),
         ];

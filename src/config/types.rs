@@ -51,6 +51,31 @@ pub struct Global {
     /// `StatusListen` (mmp extension): where the status listener (`/metrics`,
     /// `/health`) listens; `None` = no status listener.
     pub status_listen: Option<std::net::SocketAddr>,
+    /// `User`: whom mmp runs as once its ports are bound and its logs open.
+    pub user: Option<Principal>,
+    /// `Group`: the group mmp runs as; the user's primary group when only `User` is set.
+    pub group: Option<Principal>,
+    /// `DrainTimeout` (seconds, mmp extension, default 30): how long a stop lets relayed
+    /// sessions run before closing them.
+    pub drain_timeout: Duration,
+}
+
+/// A user or group as written in `AService.cfg`: a name (resolved at start) or a numeric id.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Principal {
+    /// A name from the password or group database.
+    Name(String),
+    /// A numeric id, used as is.
+    Id(u32),
+}
+
+impl std::fmt::Display for Principal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Principal::Name(n) => f.write_str(n),
+            Principal::Id(id) => write!(f, "{id}"),
+        }
+    }
 }
 
 /// The legacy numeric log level, kept as read.
