@@ -24,6 +24,7 @@
 mod common;
 mod directory;
 mod imap;
+mod migration;
 mod pop;
 mod smtp;
 mod tls;
@@ -102,6 +103,7 @@ fn main() {
     all.extend(smtp::cases());
     all.extend(directory::cases());
     all.extend(tls::cases());
+    all.extend(migration::cases());
     let selected: Vec<&Case> = all
         .iter()
         .filter(|c| {
