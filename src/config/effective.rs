@@ -145,8 +145,8 @@ fn threads_place(global: Option<&Source>, services: &[Source]) -> Option<String>
     global
         .into_iter()
         .chain(services)
-        .filter_map(|s| s.place(Opt::Threads))
-        .last()
+        .rev()
+        .find_map(|s| s.place(Opt::Threads))
 }
 
 /// Each vdmap realm of `service`: the options a realm may override, with the realm's line
@@ -195,9 +195,9 @@ fn realm_line(text: &str, realm: &VirtualDomain, opt: Opt) -> Option<u32> {
             Ok(Line::Option(e)) if e.scope == realm.name => Some(e),
             _ => None,
         })
-        .filter(|e| lookup(&e.name).is_some_and(|d| d.opt == opt))
+        .rev()
+        .find(|e| lookup(&e.name).is_some_and(|d| d.opt == opt))
         .map(|e| e.line)
-        .last()
 }
 
 /// A value as a config line would write it: quoted when empty or when it has white space.

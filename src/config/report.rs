@@ -285,9 +285,9 @@ pub fn classify(text: &str, kind: FileKind, examined: &Examined) -> Vec<LineVerd
                 Decision::Honour => {
                     let later = entries[i + 1..]
                         .iter()
-                        .filter(|e| lookup(&e.name).is_some_and(|d| d.opt == def.opt))
-                        .map(|e| e.line)
-                        .last();
+                        .rev()
+                        .find(|e| lookup(&e.name).is_some_and(|d| d.opt == def.opt))
+                        .map(|e| e.line);
                     match later.filter(|_| def.repeat == Repeat::LastWins) {
                         Some(at) => Verdict::NoEffect(format!("line {at} sets it again")),
                         None => from_messages(def.name, &errors, &warnings).unwrap_or_else(|| {

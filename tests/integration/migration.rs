@@ -7,7 +7,7 @@ use crate::cases;
 use crate::common::mmp::mmp_bin;
 use crate::common::*;
 use crate::Case;
-use mmp::config::options::OPTIONS;
+use ::mmp::config::options::OPTIONS;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -111,7 +111,10 @@ fn migration_report_on_sample_says_every_line_is_used(_env: &Env) {
         let want = option_lines(&dir.join(file));
         let got = verdicts(&out, file);
         let lines: Vec<(u32, String)> = got.iter().map(|(l, n, _)| (*l, n.clone())).collect();
-        assert_eq!(lines, want, "{file}: one report line per option line:\n{out}");
+        assert_eq!(
+            lines, want,
+            "{file}: one report line per option line:\n{out}"
+        );
         for (line, name, verdict) in &got {
             assert!(
                 verdict == "honoured" || verdict.starts_with("mapped to "),
@@ -121,7 +124,10 @@ fn migration_report_on_sample_says_every_line_is_used(_env: &Env) {
         let summary = format!("  {file}: {} line(s): ", want.len());
         assert!(out.contains(&summary), "no summary {summary:?}:\n{out}");
     }
-    assert!(!out.contains("warning:"), "the sample draws warnings:\n{out}");
+    assert!(
+        !out.contains("warning:"),
+        "the sample draws warnings:\n{out}"
+    );
 }
 
 const LEGACY_AS: &str = "\
@@ -183,11 +189,27 @@ fn migration_report_classifies_each_kind_of_legacy_line(_env: &Env) {
         (2, "Timeout", "no effect because line 3 sets it again"),
         (3, "Timeout", "honoured"),
         (4, "AuchCacheTTL", "unknown, ignored"),
-        (5, "SmtpRelays", "no effect because it is not read in this file"),
-        (6, "SSLCacheDir", "no effect because rustls keeps its session cache in memory"),
-        (7, "AuthenticationServer", "refused because the third-party authentication"),
+        (
+            5,
+            "SmtpRelays",
+            "no effect because it is not read in this file",
+        ),
+        (
+            6,
+            "SSLCacheDir",
+            "no effect because rustls keeps its session cache in memory",
+        ),
+        (
+            7,
+            "AuthenticationServer",
+            "refused because the third-party authentication",
+        ),
         (8, "CRAMs", "refused because CRAM-MD5 and APOP need"),
-        (9, "LdapCacheTTL", "error: LdapCacheTTL: expected seconds, got \"ten\""),
+        (
+            9,
+            "LdapCacheTTL",
+            "error: LdapCacheTTL: expected seconds, got \"ten\"",
+        ),
         (10, "BindPass", "honoured"),
     ];
     assert_eq!(imap.len(), want.len(), "{out}");
@@ -221,9 +243,18 @@ fn migration_report_classifies_each_kind_of_legacy_line(_env: &Env) {
     // Without -v: the same errors and warnings, no per-line verdicts.
     let (code, short) = mmp(&["-t"], &dir);
     assert_eq!(code, Some(1), "{short}");
-    assert!(short.contains("warning: SmtpProxyAService.cfg:2"), "{short}");
-    assert!(short.contains("error: ImapProxyAService.cfg:8: CRAMs"), "{short}");
-    assert!(verdicts(&short, "ImapProxyAService.cfg").is_empty(), "{short}");
+    assert!(
+        short.contains("warning: SmtpProxyAService.cfg:2"),
+        "{short}"
+    );
+    assert!(
+        short.contains("error: ImapProxyAService.cfg:8: CRAMs"),
+        "{short}"
+    );
+    assert!(
+        verdicts(&short, "ImapProxyAService.cfg").is_empty(),
+        "{short}"
+    );
 }
 
 fn migration_check_leaves_directory_byte_identical(_env: &Env) {
@@ -289,5 +320,8 @@ fn migration_effective_config_lists_every_option_with_source(_env: &Env) {
     let sample_has_it = std::fs::read_to_string(dir.join("ImapProxyAService.cfg"))
         .unwrap_or_default()
         .contains(secret);
-    assert!(sample_has_it && !out.contains(secret), "BindPass not masked:\n{out}");
+    assert!(
+        sample_has_it && !out.contains(secret),
+        "BindPass not masked:\n{out}"
+    );
 }
