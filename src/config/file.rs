@@ -173,7 +173,11 @@ pub fn sort(text: &str, kind: FileKind, report: &mut Report) -> Settings {
             report.warn(
                 shown,
                 line,
-                format!("{}: has no effect in this file", def.name),
+                format!(
+                    "{}: has no effect in this file (it belongs in {})",
+                    def.name,
+                    homes(def.files)
+                ),
             );
             continue;
         }
@@ -215,6 +219,12 @@ pub fn sort(text: &str, kind: FileKind, report: &mut Report) -> Settings {
     settings
 }
 
+/// `A.cfg or B.cfg`: the files an option belongs in.
+pub fn homes(files: &[FileKind]) -> String {
+    let names: Vec<&str> = files.iter().map(|f| f.file_name()).collect();
+    names.join(" or ")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -245,7 +255,8 @@ mod tests {
             [
                 "PopProxyAService.cfg:2: Timeout: also set at line 1 (Timeout); the last line wins",
                 "PopProxyAService.cfg:3: unknown option \"StoreDownAlert\" ignored",
-                "PopProxyAService.cfg:4: Capability: has no effect in this file",
+                "PopProxyAService.cfg:4: Capability: has no effect in this file (it belongs in \
+                 ImapProxyAService.cfg)",
                 "PopProxyAService.cfg:7: SSLCacheDir: has no effect in mmp: rustls keeps its session cache in memory",
                 "PopProxyAService.cfg:9: MaxThreads: also set at line 8 (NumThreads); the last line wins",
             ]
@@ -289,7 +300,8 @@ mod tests {
         assert!(errors.is_empty(), "{errors:?}");
         assert_eq!(
             warnings,
-            ["SmtpProxyAService.cfg:1: AuthenticationServer: has no effect in this file"]
+            ["SmtpProxyAService.cfg:1: AuthenticationServer: has no effect in this file (it belongs \
+             in ImapProxyAService.cfg or PopProxyAService.cfg)"]
         );
     }
 }

@@ -272,13 +272,10 @@ pub fn classify(text: &str, kind: FileKind, examined: &Examined) -> Vec<LineVerd
             .collect();
         let verdict = match lookup(&entry.name) {
             None => Verdict::Unknown(nearest(&entry.name)),
-            Some(def) if !def.files.contains(&kind) => {
-                let homes: Vec<&str> = def.files.iter().map(|f| f.file_name()).collect();
-                Verdict::NoEffect(format!(
-                    "it is not read in this file (it belongs in {})",
-                    homes.join(" or ")
-                ))
-            }
+            Some(def) if !def.files.contains(&kind) => Verdict::NoEffect(format!(
+                "it is not read in this file (it belongs in {})",
+                super::file::homes(def.files)
+            )),
             Some(def) => match def.decision {
                 Decision::Refuse(hint) => Verdict::Refused(hint.to_string()),
                 Decision::Ignore(why) => Verdict::NoEffect(why.to_string()),

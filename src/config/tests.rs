@@ -276,7 +276,8 @@ fn warnings_name_file_and_line() {
             "ImapProxyAService.cfg:3: Timeout: also set at line 2 (Timeout); the last line wins",
             "ImapProxyAService.cfg:4: unknown option \"StoreDownAlert\" ignored",
             "ImapProxyAService.cfg:5: SSLCacheDir: has no effect in mmp: rustls keeps its session cache in memory",
-            "ImapProxyAService.cfg:6: SmtpRelays: has no effect in this file",
+            "ImapProxyAService.cfg:6: SmtpRelays: has no effect in this file (it belongs in \
+             SmtpProxyAService.cfg)",
             "ImapProxyAService.cfg:8: SSLKeyPasswdFile: also set at line 7 (SSLKeyPasswdFile); the last line wins",
             "ImapProxyAService.cfg:8: SSLKeyPasswdFile: has no effect in mmp: it unlocks NSS tokens only; SSLKeyFile must be an unencrypted PEM key",
             "ImapProxyAService.cfg:9: Timeout: also set at line 3 (Timeout); the last line wins",
