@@ -77,7 +77,7 @@ pub fn render(dir: &Path, config: &Config) -> String {
             Opt::Threads => threads_place(global.as_ref(), &sources),
             _ => global.as_ref().and_then(|g| g.place(opt)),
         };
-        (global_value(opt, &config.global), place)
+        (global_value(opt, &config.global, global.as_ref()), place)
     });
     for (kind, service) in &services {
         let own = sources.iter().find(|s| s.kind == *kind);
@@ -209,7 +209,9 @@ fn quote(value: &str) -> String {
     }
 }
 
-fn global_value(opt: Opt, g: &Global) -> String {
+/// The value of an `AService.cfg` option; `own` gives the raw text of options mmp keeps
+/// no typed value for here.
+fn global_value(opt: Opt, g: &Global, own: Option<&Source>) -> String {
     match opt {
         Opt::ServiceList => g
             .services
@@ -235,7 +237,7 @@ fn global_value(opt: Opt, g: &Global) -> String {
         Opt::LogDir => path(&g.log_dir),
         Opt::LogLevel => g.log_level.0.to_string(),
         Opt::Threads => g.worker_threads.to_string(),
-        _ => String::new(),
+        _ => raw(opt, own),
     }
 }
 
@@ -319,11 +321,15 @@ fn service_value(opt: Opt, s: &Service, own: Option<&Source>) -> String {
         Opt::AuthService => yes(s.auth_service),
         Opt::AuthServiceTtl => secs(s.auth_service_ttl),
         // No typed value: these have no effect, or are refused.
-        _ => own
-            .and_then(|o| o.settings.get(opt))
-            .map(|l| l.value.clone())
-            .unwrap_or_default(),
+        _ => raw(opt, own),
     }
+}
+
+/// The text of `opt` as its file writes it, or nothing.
+fn raw(opt: Opt, own: Option<&Source>) -> String {
+    own.and_then(|o| o.settings.get(opt))
+        .map(|l| l.value.clone())
+        .unwrap_or_default()
 }
 
 fn directory_value(opt: Opt, s: &Service) -> Option<String> {
@@ -430,7 +436,7 @@ mod tests {
         let d = dir(&[
             (
                 "AService.cfg",
-                "default:ServiceList imapproxy@143\ndefault:LogDir /var/log/mmp\n",
+                "default:ServiceList imapproxy@143\ndefault:LogDir /var/log/mmp\ndefault:User mmp\n",
             ),
             (
                 "ImapProxyAService-def.cfg",
@@ -452,6 +458,7 @@ mod tests {
             "default:LdapUrl ldap://l:389/o=i  # ImapProxyAService-def.cfg:1 (-def template)",
             "default:BindPass ********  # ImapProxyAService-def.cfg:2 (-def template)",
             "default:Timeout 1800  # built-in default",
+            "default:User mmp  # AService.cfg:3",
             "default:LogDir /var/log/mmp  # AService.cfg:2 (inherited)",
             "default:NumThreads ",
             "also spelt MaxThreads",
