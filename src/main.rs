@@ -33,12 +33,22 @@ fn main() -> ExitCode {
     opts.optflag(
         "t",
         "test",
-        "check the configuration and exit 0 (valid) or 1",
+        "check the configuration (a migration report) and exit 0 (valid) or 1",
+    );
+    opts.optflag(
+        "v",
+        "verbose",
+        "with -t: say what mmp does with every option line",
+    );
+    opts.optflag(
+        "n",
+        "effective",
+        "print the effective configuration with the source of every value, and exit",
     );
     opts.optopt("p", "pidfile", "write the process id to FILE", "FILE");
     opts.optflag("V", "version", "print the version and exit");
     opts.optflag("h", "help", "print this help and exit");
-    let usage = || opts.usage("Usage: mmp [-f] [-t] [-c DIR] [-p FILE]");
+    let usage = || opts.usage("Usage: mmp [-f] [-t [-v]] [-n] [-c DIR] [-p FILE]");
     let m = match opts.parse(&args[1..]) {
         Ok(m) => m,
         Err(e) => {
@@ -60,6 +70,9 @@ fn main() -> ExitCode {
     }
     let dir = PathBuf::from(m.opt_str("c").unwrap_or_else(|| DEFAULT_DIR.to_string()));
     let pidfile = m.opt_str("p").map(PathBuf::from);
+    if m.opt_present("t") {
+        return check(&dir, m.opt_present("v"));
+    }
     let config = match load(&dir) {
         Some(c) => c,
         None => {
@@ -67,27 +80,33 @@ fn main() -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    if m.opt_present("t") {
-        // Build what start-up builds (TLS configurations, caches) without binding.
-        let _ = rustls::crypto::ring::default_provider().install_default();
-        match mmp::server::prepare(&config) {
-            Ok((_, warnings)) => {
-                for w in warnings {
-                    eprintln!("mmp: warning: {w}");
-                }
-            }
-            Err(e) => {
-                eprintln!("mmp: {e}");
-                return ExitCode::from(1);
-            }
-        }
-        println!("mmp: configuration in {} is valid", dir.display());
+    if m.opt_present("n") {
+        print!("{}", config::effective::render(&dir, &config));
         return ExitCode::SUCCESS;
     }
     if !m.opt_present("f") {
         return daemonize(&args, &config);
     }
     run(&config, pidfile.as_deref(), daemon_child)
+}
+
+/// `mmp -t [-v]`: the migration report of `dir`, with what start-up would build (TLS
+/// configurations, caches) checked too, without binding. Writes nothing anywhere.
+fn check(dir: &Path, verbose: bool) -> ExitCode {
+    let examined = config::examine(dir);
+    let mut report = config::report::Migration::new(dir, &examined);
+    if report.is_valid() {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        match mmp::server::prepare(&examined.config) {
+            Ok((_, warnings)) => warnings.into_iter().for_each(|w| report.add_warning(w)),
+            Err(e) => report.add_error(e.to_string()),
+        }
+    }
+    print!("{}", report.render(dir, verbose));
+    match report.is_valid() {
+        true => ExitCode::SUCCESS,
+        false => ExitCode::from(1),
+    }
 }
 
 /// Loads the configuration, printing every warning and error; `None` on errors.

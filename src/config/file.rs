@@ -1,8 +1,8 @@
 //! Reading one option file of the instance directory: the `-def` fallback of reference
 //! §1.1, decoding, and sorting its lines into known [`Settings`] by the option table —
 //! scope check, unknown names, options that belong in another file, ignored and refused
-//! options, and repeats (reference §1.3–1.5). The only I/O is reading the file and, when
-//! it is missing, copying its `-def` template to it.
+//! options, and repeats (reference §1.3–1.5). The only I/O is reading the file, or its
+//! `-def` template when it is missing; nothing is written.
 
 use super::lexer::{lex, Line};
 use super::options::{lookup, Decision, FileKind, Opt, OptionDef, Repeat};
@@ -41,9 +41,58 @@ impl Settings {
     }
 }
 
-/// Reads `kind`'s file from `dir` (copying its `-def` template first when it is missing)
-/// and sorts its lines. `None` when the file cannot be read; the error is in `report`.
-/// `needed_by` is the `ServiceList` line that asked for a service file.
+/// Where a file's text came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Origin {
+    /// The file itself (`ImapProxyAService.cfg`).
+    File,
+    /// Its installer template (`ImapProxyAService-def.cfg`), read in place because the file
+    /// is missing.
+    Template,
+}
+
+impl Origin {
+    /// The name of the file that was read for `kind`.
+    pub fn file_name(self, kind: FileKind) -> &'static str {
+        match self {
+            Origin::File => kind.file_name(),
+            Origin::Template => kind.def_name(),
+        }
+    }
+}
+
+/// The text of `kind`'s file in `dir`, or of its `-def` template when the file is missing,
+/// with where it came from. `Ok(None)` when neither exists. Nothing is ever written: the
+/// Sun MMP copied the template to the missing name at start-up, but mmp reads it where it
+/// is, so that `mmp -t` leaves the directory as it found it and a packaged `/etc/mmp`
+/// (conffiles owned by the package manager) is never changed behind the administrator.
+pub fn read_source(dir: &Path, kind: FileKind) -> Result<Option<(Vec<u8>, Origin)>, String> {
+    for origin in [Origin::File, Origin::Template] {
+        let name = origin.file_name(kind);
+        match fs::read(dir.join(name)) {
+            Ok(bytes) => return Ok(Some((bytes, origin))),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) if origin == Origin::File => return Err(format!("cannot read: {e}")),
+            Err(e) => return Err(format!("file not found, and cannot read {name}: {e}")),
+        }
+    }
+    Ok(None)
+}
+
+/// Decodes a file: UTF-8, or ISO-8859-1 (every byte one character) with a warning.
+pub fn decode(bytes: Vec<u8>, shown: &Path, report: &mut Report) -> String {
+    match String::from_utf8(bytes) {
+        Ok(text) => text,
+        Err(e) => {
+            report.warn(shown, 0, "not UTF-8; read as ISO-8859-1".to_string());
+            e.into_bytes().into_iter().map(char::from).collect()
+        }
+    }
+}
+
+/// Reads `kind`'s file from `dir` (its `-def` template when it is missing) and sorts its
+/// lines. `None` when the file cannot be read; the error is in `report`. `needed_by` is the
+/// `ServiceList` line that asked for a service file.
 pub fn read_settings(
     dir: &Path,
     kind: FileKind,
@@ -51,67 +100,36 @@ pub fn read_settings(
     report: &mut Report,
 ) -> Option<Settings> {
     let shown = Path::new(kind.file_name());
-    let bytes = read_or_copy_def(dir, kind, needed_by, report)?;
-    let text = match String::from_utf8(bytes) {
-        Ok(text) => text,
-        Err(e) => {
-            report.warn(shown, 0, "not UTF-8; read as ISO-8859-1".to_string());
-            e.into_bytes().into_iter().map(char::from).collect()
-        }
-    };
-    Some(sort(&text, kind, report))
-}
-
-fn read_or_copy_def(
-    dir: &Path,
-    kind: FileKind,
-    needed_by: Option<u32>,
-    report: &mut Report,
-) -> Option<Vec<u8>> {
-    let shown = Path::new(kind.file_name());
-    let path = dir.join(kind.file_name());
-    match fs::read(&path) {
-        Ok(bytes) => return Some(bytes),
-        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-        Err(e) => {
-            report.error(shown, 0, ErrorKind::Read(format!("cannot read: {e}")));
-            return None;
-        }
-    }
-    let def = dir.join(kind.def_name());
-    match fs::read(&def) {
-        Ok(bytes) => {
-            let message = match fs::copy(&def, &path) {
-                Ok(_) => format!("file was missing; copied {} to it", kind.def_name()),
-                Err(e) => format!(
-                    "file is missing; using {} (could not copy it: {e})",
-                    kind.def_name()
-                ),
-            };
+    let bytes = match read_source(dir, kind) {
+        Ok(Some((bytes, Origin::File))) => bytes,
+        Ok(Some((bytes, Origin::Template))) => {
+            let message = format!(
+                "file is missing; using {} (copy it to {} to make it your own)",
+                kind.def_name(),
+                kind.file_name()
+            );
             report.warn(shown, 0, message);
-            Some(bytes)
+            bytes
         }
-        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+        Ok(None) => {
             let why = match needed_by {
                 Some(line) => format!(
                     "file not found (ServiceList in AService.cfg line {line} starts this \
-                     service; there is no {} to copy either)",
+                     service; there is no {} either)",
                     kind.def_name()
                 ),
-                None => format!(
-                    "file not found (there is no {} to copy either)",
-                    kind.def_name()
-                ),
+                None => format!("file not found (there is no {} either)", kind.def_name()),
             };
             report.error(shown, 0, ErrorKind::Read(why));
-            None
+            return None;
         }
-        Err(e) => {
-            let why = format!("file not found, and cannot read {}: {e}", kind.def_name());
+        Err(why) => {
             report.error(shown, 0, ErrorKind::Read(why));
-            None
+            return None;
         }
-    }
+    };
+    let text = decode(bytes, shown, report);
+    Some(sort(&text, kind, report))
 }
 
 /// Sorts the lines of one file; warnings and errors go to `report`.
@@ -141,10 +159,13 @@ pub fn sort(text: &str, kind: FileKind, report: &mut Report) -> Settings {
             continue;
         }
         let Some(def) = lookup(&entry.name) else {
+            let hint = super::suggest::nearest(&entry.name)
+                .map(|name| format!(" (did you mean {name}?)"))
+                .unwrap_or_default();
             report.warn(
                 shown,
                 line,
-                format!("unknown option {:?} ignored", entry.name),
+                format!("unknown option {:?} ignored{hint}", entry.name),
             );
             continue;
         };
@@ -152,7 +173,11 @@ pub fn sort(text: &str, kind: FileKind, report: &mut Report) -> Settings {
             report.warn(
                 shown,
                 line,
-                format!("{}: has no effect in this file", def.name),
+                format!(
+                    "{}: has no effect in this file (it belongs in {})",
+                    def.name,
+                    homes(def.files)
+                ),
             );
             continue;
         }
@@ -194,6 +219,12 @@ pub fn sort(text: &str, kind: FileKind, report: &mut Report) -> Settings {
     settings
 }
 
+/// `A.cfg or B.cfg`: the files an option belongs in.
+pub fn homes(files: &[FileKind]) -> String {
+    let names: Vec<&str> = files.iter().map(|f| f.file_name()).collect();
+    names.join(" or ")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -224,7 +255,8 @@ mod tests {
             [
                 "PopProxyAService.cfg:2: Timeout: also set at line 1 (Timeout); the last line wins",
                 "PopProxyAService.cfg:3: unknown option \"StoreDownAlert\" ignored",
-                "PopProxyAService.cfg:4: Capability: has no effect in this file",
+                "PopProxyAService.cfg:4: Capability: has no effect in this file (it belongs in \
+                 ImapProxyAService.cfg)",
                 "PopProxyAService.cfg:7: SSLCacheDir: has no effect in mmp: rustls keeps its session cache in memory",
                 "PopProxyAService.cfg:9: MaxThreads: also set at line 8 (NumThreads); the last line wins",
             ]
@@ -268,7 +300,8 @@ mod tests {
         assert!(errors.is_empty(), "{errors:?}");
         assert_eq!(
             warnings,
-            ["SmtpProxyAService.cfg:1: AuthenticationServer: has no effect in this file"]
+            ["SmtpProxyAService.cfg:1: AuthenticationServer: has no effect in this file (it belongs \
+             in ImapProxyAService.cfg or PopProxyAService.cfg)"]
         );
     }
 }

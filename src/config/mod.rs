@@ -4,19 +4,25 @@
 //! Layers, each in its own file: [`lexer`] (lines → raw entries), [`options`] (the table
 //! of every known option name), `file` (one file → known settings, with the `-def`
 //! fallback), `values` (value syntaxes), `aservice` and `service` (typed building) and
-//! `checks` (rules that span several options). Loading is pure apart from reading the files (and copying a
-//! missing file's `-def` template, as the Sun MMP did): it opens no sockets and calls no
-//! logger; it returns its warnings and every error of every file, so that the operator
-//! sees all problems at once (reference §1.6).
+//! `checks` (rules that span several options), `advice` (warnings for a migration). Loading
+//! is pure apart from reading the files (a missing file's `-def` template is read in place,
+//! never copied): it opens no sockets and calls no logger; it returns its warnings and every
+//! error of every file, so that the operator sees all problems at once (reference §1.6).
+//! [`report`] turns one reading into the `mmp -t` migration report, [`effective`] into the
+//! `mmp -n` listing.
 
 pub mod access;
+mod advice;
 mod aservice;
 pub mod certmap;
 mod checks;
+pub mod effective;
 mod file;
 pub mod lexer;
 pub mod options;
+pub mod report;
 mod service;
+pub mod suggest;
 pub mod template;
 pub mod types;
 pub mod values;
@@ -211,6 +217,29 @@ fn load_once<T>(
 /// service its `ServiceList` names. Returns the configuration and the warnings to log, or
 /// every error found in every file.
 pub fn load(dir: &Path) -> Result<(Config, Vec<Warning>), Vec<Error>> {
+    let examined = examine(dir);
+    if examined.errors.is_empty() {
+        Ok((examined.config, examined.warnings))
+    } else {
+        Err(examined.errors)
+    }
+}
+
+/// What one reading of an instance directory found: the configuration as far as it could
+/// be built (an option with a bad value keeps its default), with every error and every
+/// warning in reading order. `mmp -t` shows them together; [`load`] keeps one or the other.
+#[derive(Debug)]
+pub struct Examined {
+    /// The configuration; to be used only when `errors` is empty.
+    pub config: Config,
+    /// Everything that stops mmp from starting.
+    pub errors: Vec<Error>,
+    /// Everything the operator should know.
+    pub warnings: Vec<Warning>,
+}
+
+/// Reads and validates `dir` like [`load`], keeping warnings and errors together.
+pub fn examine(dir: &Path) -> Examined {
     let mut report = Report::default();
     let global_settings = file::read_settings(dir, FileKind::AService, None, &mut report);
     let global = aservice::build(dir, global_settings.as_ref(), &mut report);
@@ -235,6 +264,7 @@ pub fn load(dir: &Path) -> Result<(Config, Vec<Warning>), Vec<Error>> {
         };
         threads.extend(aservice::threads(Some(&settings), kind, &mut report));
         let built = service::build(dir, kind, entry, &config.global, &settings, &mut report);
+        advice::service(kind, entry, &built, &settings, &mut report);
         match kind {
             FileKind::Imap => config.imap = Some(built),
             FileKind::Pop => config.pop = Some(built),
@@ -247,9 +277,9 @@ pub fn load(dir: &Path) -> Result<(Config, Vec<Warning>), Vec<Error>> {
     }
     load_side_files(&mut config, &mut report);
     report.sort();
-    if report.errors.is_empty() {
-        Ok((config, report.warnings))
-    } else {
-        Err(report.errors)
+    Examined {
+        config,
+        errors: report.errors,
+        warnings: report.warnings,
     }
 }

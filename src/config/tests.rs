@@ -173,6 +173,10 @@ fn three_services_with_their_options() {
     assert_eq!(
         warnings,
         [
+            "SmtpProxyAService.cfg:2: SmtpProxyPassword: has no effect in mmp: only the Sun \
+             client-information command carried it, and mmp sends XCLIENT or a PROXY header \
+             instead (MmpSmtpClientInfo), which the MTA trusts by mmp's address (e.g. Postfix \
+             smtpd_authorized_xclient_hosts)",
             "ImapProxyAService.cfg:17: MaxThreads: the worker pool is shared by all services; \
           16 from here replaces 8 from AService.cfg:5"
         ]
@@ -272,7 +276,8 @@ fn warnings_name_file_and_line() {
             "ImapProxyAService.cfg:3: Timeout: also set at line 2 (Timeout); the last line wins",
             "ImapProxyAService.cfg:4: unknown option \"StoreDownAlert\" ignored",
             "ImapProxyAService.cfg:5: SSLCacheDir: has no effect in mmp: rustls keeps its session cache in memory",
-            "ImapProxyAService.cfg:6: SmtpRelays: has no effect in this file",
+            "ImapProxyAService.cfg:6: SmtpRelays: has no effect in this file (it belongs in \
+             SmtpProxyAService.cfg)",
             "ImapProxyAService.cfg:8: SSLKeyPasswdFile: also set at line 7 (SSLKeyPasswdFile); the last line wins",
             "ImapProxyAService.cfg:8: SSLKeyPasswdFile: has no effect in mmp: it unlocks NSS tokens only; SSLKeyFile must be an unencrypted PEM key",
             "ImapProxyAService.cfg:9: Timeout: also set at line 3 (Timeout); the last line wins",
@@ -432,7 +437,7 @@ fn errors_of_all_files_are_collected() {
              in this directory (e.g. default:LdapUrl ldap://ldap.example.com/o=internet)",
             "PopProxyAService.cfg:1: scope \"other\" is not allowed here; lines in this file start with default:",
             "SmtpProxyAService.cfg: file not found (ServiceList in AService.cfg line 1 starts this \
-             service; there is no SmtpProxyAService-def.cfg to copy either)",
+             service; there is no SmtpProxyAService-def.cfg either)",
         ]
     );
 }
@@ -442,7 +447,7 @@ fn missing_or_empty_service_list() {
     let cases: &[(&[(&str, &str)], &str)] = &[
         (
             &[],
-            "AService.cfg: file not found (there is no AService-def.cfg to copy either)",
+            "AService.cfg: file not found (there is no AService-def.cfg either)",
         ),
         (
             &[("AService.cfg", "default:LogLevel 1\n")],
@@ -460,7 +465,7 @@ fn missing_or_empty_service_list() {
 }
 
 #[test]
-fn def_files_are_copied_into_place() {
+fn def_files_are_read_in_place_and_nothing_is_written() {
     let dir = Dir::new(&[
         ("AService-def.cfg", AS_IMAP),
         ("ImapProxyAService-def.cfg", IMAP_MIN),
@@ -470,23 +475,15 @@ fn def_files_are_copied_into_place() {
     assert_eq!(
         warnings,
         [
-            "AService.cfg: file was missing; copied AService-def.cfg to it",
-            "ImapProxyAService.cfg: file was missing; copied ImapProxyAService-def.cfg to it",
+            "AService.cfg: file is missing; using AService-def.cfg (copy it to AService.cfg \
+             to make it your own)",
+            "ImapProxyAService.cfg: file is missing; using ImapProxyAService-def.cfg (copy it \
+             to ImapProxyAService.cfg to make it your own)",
         ]
     );
     assert!(config.imap.is_some());
-    assert_eq!(
-        fs::read_to_string(dir.0.join("AService.cfg"))
-            .ok()
-            .as_deref(),
-        Some(AS_IMAP)
-    );
-    assert_eq!(
-        fs::read_to_string(dir.0.join("ImapProxyAService.cfg"))
-            .ok()
-            .as_deref(),
-        Some(IMAP_MIN)
-    );
+    assert!(!dir.0.join("AService.cfg").exists());
+    assert!(!dir.0.join("ImapProxyAService.cfg").exists());
 }
 
 #[test]

@@ -88,7 +88,7 @@ fn sextet(c: u8) -> Option<u8> {
 /// Decodes strict base64: the length a multiple of four, padding only at the end, no
 /// whitespace, and zero bits after the last byte. Empty text is empty bytes.
 pub fn decode_base64(text: &[u8]) -> Result<Vec<u8>, Base64Error> {
-    if text.len() % 4 != 0 {
+    if !text.len().is_multiple_of(4) {
         return Err(Base64Error::Length);
     }
     let quads = text.len() / 4;

@@ -24,6 +24,7 @@
 mod common;
 mod directory;
 mod imap;
+mod migration;
 mod pop;
 mod service;
 mod smtp;
@@ -104,6 +105,7 @@ fn main() {
     all.extend(directory::cases());
     all.extend(tls::cases());
     all.extend(service::cases());
+    all.extend(migration::cases());
     let selected: Vec<&Case> = all
         .iter()
         .filter(|c| {
