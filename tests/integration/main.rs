@@ -25,6 +25,7 @@ mod common;
 mod directory;
 mod imap;
 mod pop;
+mod regressions;
 mod smtp;
 mod tls;
 
@@ -102,6 +103,7 @@ fn main() {
     all.extend(smtp::cases());
     all.extend(directory::cases());
     all.extend(tls::cases());
+    all.extend(regressions::cases());
     let selected: Vec<&Case> = all
         .iter()
         .filter(|c| {
