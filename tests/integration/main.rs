@@ -23,6 +23,7 @@
 #[path = "../common/mod.rs"]
 mod common;
 mod directory;
+mod hostile;
 mod imap;
 mod pop;
 mod regressions;
@@ -104,6 +105,7 @@ fn main() {
     all.extend(directory::cases());
     all.extend(tls::cases());
     all.extend(regressions::cases());
+    all.extend(hostile::cases());
     let selected: Vec<&Case> = all
         .iter()
         .filter(|c| {
