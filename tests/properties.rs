@@ -32,13 +32,63 @@ impl Rng {
 
 /// Bytes that matter to the parsers, to splice in.
 const TOKENS: &[&[u8]] = &[
-    b"\r\n", b"\n", b"\r", b" ", b"{", b"}", b"{5}\r\n", b"{4+}\r\n", b"\"", b"\\", b"\0",
-    b"=", b"*", b"a1 ", b"LOGIN ", b"AUTHENTICATE ", b"PLAIN", b"LOGIN", b"EXTERNAL",
-    b"STARTTLS", b"STLS", b"USER ", b"PASS ", b"AUTH ", b"EHLO ", b"HELO ", b"MAIL FROM:<a@b>",
-    b"RCPT TO:<c@d>", b"DATA", b"\r\n.\r\n", b".\n", b"XCLIENT ", b"xforward ", b"BDAT 5",
-    b"NOOP", b"QUIT", b"250-", b"250 ", b"354 ", b"+ ", b"+OK", b"-ERR", b"* OK", b"M1 OK",
-    b"M2 NO", b"220 ", b"default:", b"vdmap ", b"certmap ", b"ALL", b"EXCEPT", b"/", b":",
-    b",", b"+", b"#", b"AGpvZQBzZWNyZXQ=",
+    b"\r\n",
+    b"\n",
+    b"\r",
+    b" ",
+    b"{",
+    b"}",
+    b"{5}\r\n",
+    b"{4+}\r\n",
+    b"\"",
+    b"\\",
+    b"\0",
+    b"=",
+    b"*",
+    b"a1 ",
+    b"LOGIN ",
+    b"AUTHENTICATE ",
+    b"PLAIN",
+    b"LOGIN",
+    b"EXTERNAL",
+    b"STARTTLS",
+    b"STLS",
+    b"USER ",
+    b"PASS ",
+    b"AUTH ",
+    b"EHLO ",
+    b"HELO ",
+    b"MAIL FROM:<a@b>",
+    b"RCPT TO:<c@d>",
+    b"DATA",
+    b"\r\n.\r\n",
+    b".\n",
+    b"XCLIENT ",
+    b"xforward ",
+    b"BDAT 5",
+    b"NOOP",
+    b"QUIT",
+    b"250-",
+    b"250 ",
+    b"354 ",
+    b"+ ",
+    b"+OK",
+    b"-ERR",
+    b"* OK",
+    b"M1 OK",
+    b"M2 NO",
+    b"220 ",
+    b"default:",
+    b"vdmap ",
+    b"certmap ",
+    b"ALL",
+    b"EXCEPT",
+    b"/",
+    b":",
+    b",",
+    b"+",
+    b"#",
+    b"AGpvZQBzZWNyZXQ=",
 ];
 
 fn mutate(rng: &mut Rng, seed: &[u8]) -> Vec<u8> {
@@ -67,7 +117,9 @@ fn mutate(rng: &mut Rng, seed: &[u8]) -> Vec<u8> {
 }
 
 fn seeds(target: &str) -> Vec<Vec<u8>> {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/corpus").join(target);
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("fuzz/corpus")
+        .join(target);
     let mut out: Vec<Vec<u8>> = std::fs::read_dir(&dir)
         .map(|d| {
             d.filter_map(|e| e.ok())
@@ -105,7 +157,10 @@ fn property(target: &str, seed: u64, check: fn(&[u8])) {
                 .cloned()
                 .or_else(|| e.downcast_ref::<&str>().map(|s| s.to_string()))
                 .unwrap_or_default();
-            panic!("{target}: invariant broken by {:?}: {msg}", String::from_utf8_lossy(&input));
+            panic!(
+                "{target}: invariant broken by {:?}: {msg}",
+                String::from_utf8_lossy(&input)
+            );
         }
         n += 1;
     }

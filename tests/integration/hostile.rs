@@ -25,7 +25,10 @@ const RSS_SLACK_KB: u64 = 20 * 1024;
 const PROBE_LIMIT: Duration = Duration::from_secs(2);
 
 pub fn cases() -> Vec<Case> {
-    cases![hostile_clients_leave_mmp_serving_and_at_baseline]
+    let mut v = cases![hostile_clients_leave_mmp_serving_and_at_baseline];
+    // The soak, listed only when MMP_SOAK_MINUTES is set (tests/soak.sh).
+    v.extend(crate::soak::cases());
+    v
 }
 
 struct Rng(u64);
@@ -155,7 +158,9 @@ fn random_bytes_everywhere(m: &TlsMmp, rng: &mut Rng) {
 }
 
 /// A TLS record header announcing a 512-byte ClientHello, and only its first bytes.
-const PARTIAL_HELLO: &[u8] = &[0x16, 0x03, 0x01, 0x02, 0x00, 0x01, 0x00, 0x01, 0xfc, 0x03, 0x03];
+const PARTIAL_HELLO: &[u8] = &[
+    0x16, 0x03, 0x01, 0x02, 0x00, 0x01, 0x00, 0x01, 0xfc, 0x03, 0x03,
+];
 
 fn stalled_handshakes(m: &TlsMmp, n: usize) -> Vec<TcpStream> {
     let mut v = Vec::with_capacity(n);
@@ -278,7 +283,10 @@ fn hostile_clients_leave_mmp_serving_and_at_baseline(env: &Env) {
                     let _ = c.read_line();
                 } else {
                     let _ = c.smtp("EHLO warm.test");
-                    let _ = c.smtp(&format!("AUTH PLAIN {}", base64(format!("\0{uid}\0{pw}").as_bytes())));
+                    let _ = c.smtp(&format!(
+                        "AUTH PLAIN {}",
+                        base64(format!("\0{uid}\0{pw}").as_bytes())
+                    ));
                 }
                 thread::sleep(Duration::from_millis(300));
             })
@@ -321,7 +329,10 @@ fn hostile_clients_leave_mmp_serving_and_at_baseline(env: &Env) {
          {n_stalled} stalled handshakes; slowest probe login {worst:?}"
     );
     assert!(failures.is_empty(), "probe logins failed: {failures:?}");
-    assert!(n_stalled >= 990, "only {n_stalled} stalled handshakes connected");
+    assert!(
+        n_stalled >= 990,
+        "only {n_stalled} stalled handshakes connected"
+    );
     let sockets = run(
         std::process::Command::new("ss").args(["-tanp"]),
         Duration::from_secs(5),

@@ -28,6 +28,7 @@ mod imap;
 mod pop;
 mod regressions;
 mod smtp;
+mod soak;
 mod tls;
 
 use common::*;

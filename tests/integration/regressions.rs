@@ -101,7 +101,10 @@ fn regress_pop_before_smtp_window_ends_after_auth_service_ttl(env: &Env) {
     );
     let _ = c.command("QUIT");
     // Past the TTL (4 s) with slack for a coarse expiry sweep.
-    std::thread::sleep(Duration::from_secs(4) + Duration::from_millis(2500) - logged.elapsed().min(Duration::from_secs(4)));
+    std::thread::sleep(
+        Duration::from_secs(4) + Duration::from_millis(2500)
+            - logged.elapsed().min(Duration::from_secs(4)),
+    );
     let mut c = m.smtp_from(src);
     assert_eq!(c.ehlo("pbs-ttl.client.test").code, 250);
     let r = c.command(&format!("MAIL FROM:<{}>", alice.uid));
