@@ -290,7 +290,8 @@ impl Mta {
                     self.data = true;
                     self.replies.extend_from_slice(b"354 go ahead\r\n");
                 } else {
-                    self.replies.extend_from_slice(b"554 5.5.1 no valid recipients\r\n");
+                    self.replies
+                        .extend_from_slice(b"554 5.5.1 no valid recipients\r\n");
                 }
             } else if verb == b"EHLO" {
                 self.replies.extend_from_slice(
@@ -352,7 +353,10 @@ pub fn guard_both_ways(data: &[u8]) {
 pub fn guard_from_store(data: &[u8]) {
     let mut g = Guard::new();
     let mut out = Vec::new();
-    let _ = g.from_client(b"EHLO x\r\nMAIL FROM:<a@b>\r\nRCPT TO:<c@d>\r\nDATA\r\n", &mut out);
+    let _ = g.from_client(
+        b"EHLO x\r\nMAIL FROM:<a@b>\r\nRCPT TO:<c@d>\r\nDATA\r\n",
+        &mut out,
+    );
     let mut to_client = Vec::new();
     for c in chunks(data) {
         if g.from_store(c, &mut to_client).is_err() {
@@ -365,7 +369,10 @@ pub fn guard_from_store(data: &[u8]) {
 /// Base64 and the SASL decoders: round trip, bounded output, no panic.
 pub fn sasl(data: &[u8]) {
     let e = sasl::encode_base64(data);
-    assert_eq!(sasl::decode_base64(e.as_bytes()).ok().as_deref(), Some(data));
+    assert_eq!(
+        sasl::decode_base64(e.as_bytes()).ok().as_deref(),
+        Some(data)
+    );
     if let Ok(d) = sasl::decode_base64(data) {
         assert!(d.len() <= data.len() * 3 / 4 + 3);
     }
@@ -386,7 +393,11 @@ pub fn config_text(data: &[u8]) {
     let text = String::from_utf8_lossy(data);
     let lines = text.lines().count() as u32 + 1;
     for l in lexer::lex(&text).into_iter().flatten() {
-        assert!(l.line() >= 1 && l.line() <= lines + 1, "line {} of {lines}", l.line());
+        assert!(
+            l.line() >= 1 && l.line() <= lines + 1,
+            "line {} of {lines}",
+            l.line()
+        );
     }
     let _ = vdmap::parse(Path::new("vdmap.cfg"), "vdmap.cfg", &text);
     let _ = certmap::parse(Path::new("certmap.conf"), "certmap.conf", &text);
@@ -408,10 +419,16 @@ pub fn dn(data: &[u8]) {
     let f = filter::escape(&text);
     let mut chars = f.chars().peekable();
     while let Some(c) = chars.next() {
-        assert!(!matches!(c, '*' | '(' | ')' | '\0'), "unescaped {c:?} in {f:?}");
+        assert!(
+            !matches!(c, '*' | '(' | ')' | '\0'),
+            "unescaped {c:?} in {f:?}"
+        );
         if c == '\\' {
             let h: String = chars.by_ref().take(2).collect();
-            assert!(h.len() == 2 && h.chars().all(|c| c.is_ascii_hexdigit()), "{f:?}");
+            assert!(
+                h.len() == 2 && h.chars().all(|c| c.is_ascii_hexdigit()),
+                "{f:?}"
+            );
         }
     }
     let d = certmap::escape_dn_value(&text);
@@ -428,7 +445,10 @@ pub fn dn(data: &[u8]) {
                 None => panic!("dangling backslash in {d:?}"),
             }
         } else {
-            assert!(!matches!(c, '"' | '+' | ',' | ';' | '<' | '>' | '\0'), "{d:?}");
+            assert!(
+                !matches!(c, '"' | '+' | ',' | ';' | '<' | '>' | '\0'),
+                "{d:?}"
+            );
             back.push(c);
         }
     }
