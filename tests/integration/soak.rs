@@ -130,7 +130,7 @@ fn churn_once(m: &MmpServices, k: u64, fig: &Figures, accepted: &Mutex<Vec<Strin
             },
         ),
         2 => PopClient::connect(m.pop_addr()).map_or(false, |mut p| {
-            let _ = p.command("NOOP");
+            let _ = p.read_line();
             let ok = p.user_pass(&u.uid, &u.password).starts_with("+OK");
             if ok && p.stat().0 > 0 {
                 let _ = p.retr_subject(1);
