@@ -23,11 +23,14 @@
 #[path = "../common/mod.rs"]
 mod common;
 mod directory;
+mod hostile;
 mod imap;
 mod migration;
 mod pop;
 mod service;
+mod regressions;
 mod smtp;
+mod soak;
 mod tls;
 
 use common::*;
@@ -106,6 +109,8 @@ fn main() {
     all.extend(tls::cases());
     all.extend(service::cases());
     all.extend(migration::cases());
+    all.extend(regressions::cases());
+    all.extend(hostile::cases());
     let selected: Vec<&Case> = all
         .iter()
         .filter(|c| {

@@ -1,0 +1,406 @@
+//! The soak (not in CI): listed only when `MMP_SOAK_MINUTES` is set, run by `tests/soak.sh`.
+//! For the given minutes it churns sessions (IMAP login/SELECT/FETCH/IDLE, POP3 RETR, SMTP
+//! messages) while holding up to `MMP_SOAK_SESSIONS` (2 000) logged-in IMAP sessions and
+//! 500 clients that trickle a byte a second, and meanwhile stops and starts its own slapd,
+//! kills and restarts a store, and freezes (SIGSTOP) and thaws a store. At the end it
+//! prints a table and fails when descriptors or RSS are not within 10 % of the start, a
+//! client waited longer than `Timeout`, or an accepted SMTP message was not delivered
+//! exactly once.
+
+use crate::cases;
+use crate::common::dovecot::Dovecot;
+use crate::common::imap_client::ImapClient;
+use crate::common::pop_client::PopClient;
+use crate::common::services::MmpServices;
+use crate::common::slapd::Slapd;
+use crate::common::smtp_client::{message, unique_token, SmtpClient};
+use crate::common::*;
+use crate::Case;
+use std::io::Write;
+use std::net::TcpStream;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread;
+use std::time::{Duration, Instant};
+
+/// mmp's `Timeout` in the soak: no client may wait longer for an answer.
+const TIMEOUT: Duration = Duration::from_secs(60);
+
+pub fn cases() -> Vec<Case> {
+    if std::env::var("MMP_SOAK_MINUTES").is_ok() {
+        cases![soak_churn_under_directory_and_store_faults]
+    } else {
+        Vec::new()
+    }
+}
+
+fn env_num(name: &str, default: u64) -> u64 {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+fn fd_count(pid: u32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .map(|d| d.count())
+        .unwrap_or(0)
+}
+
+fn rss_kb(pid: u32) -> u64 {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    s.lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or(0)
+}
+
+/// The PIDs of `root` and all its descendants (from /proc).
+fn tree(root: u32) -> Vec<u32> {
+    let mut all = vec![root];
+    let mut i = 0;
+    while i < all.len() && all.len() < 1000 {
+        let parent = all[i];
+        if let Ok(rd) = std::fs::read_dir("/proc") {
+            for e in rd.flatten() {
+                let Ok(pid) = e.file_name().to_string_lossy().parse::<u32>() else {
+                    continue;
+                };
+                let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+                let ppid = stat
+                    .rsplit(')')
+                    .next()
+                    .and_then(|r| r.split_whitespace().nth(1));
+                if ppid == Some(&parent.to_string()) && !all.contains(&pid) {
+                    all.push(pid);
+                }
+            }
+        }
+        i += 1;
+    }
+    all
+}
+
+#[derive(Default)]
+struct Figures {
+    ops: AtomicU64,
+    failed_ops: AtomicU64,
+    slowest_ms: AtomicU64,
+    held_peak: AtomicU64,
+    trickle_closed: AtomicU64,
+}
+
+impl Figures {
+    fn took(&self, t: Instant, ok: bool) {
+        self.ops.fetch_add(1, Ordering::Relaxed);
+        if !ok {
+            self.failed_ops.fetch_add(1, Ordering::Relaxed);
+        }
+        self.slowest_ms
+            .fetch_max(t.elapsed().as_millis() as u64, Ordering::Relaxed);
+    }
+}
+
+/// One churn step of kind `k`; SMTP tokens accepted by mmp go into `accepted`.
+fn churn_once(m: &MmpServices, k: u64, fig: &Figures, accepted: &Mutex<Vec<String>>) {
+    let users = ["alice@a.test", "bob@a.test"];
+    let u = user(users[(k % 2) as usize]);
+    let t = Instant::now();
+    let ok = match k % 4 {
+        0 | 1 => ImapClient::connect(addr("127.0.0.1", m.ports.imap.expect("imap"))).map_or(
+            false,
+            |mut c| {
+                c.set_read_timeout(TIMEOUT);
+                let _ = c.read_line();
+                let ok = c.login("l", &u.uid, &u.password).starts_with("l OK");
+                if ok && k % 4 == 0 {
+                    let n = c.select_inbox("s");
+                    if n > 0 {
+                        let _ = c.fetch_subject("f", 1);
+                    }
+                } else if ok {
+                    c.send_line("i IDLE");
+                    let _ = c.read_line();
+                    thread::sleep(Duration::from_secs(2));
+                    c.send_line("DONE");
+                    let _ = c.read_until_tagged("i");
+                }
+                c.send_line("z LOGOUT");
+                ok
+            },
+        ),
+        2 => PopClient::connect(m.pop_addr()).map_or(false, |mut p| {
+            let _ = p.read_line();
+            let ok = p.user_pass(&u.uid, &u.password).starts_with("+OK");
+            if ok && p.stat().0 > 0 {
+                let _ = p.retr_subject(1);
+            }
+            p.quit();
+            ok
+        }),
+        _ => SmtpClient::connect(m.smtp_addr()).map_or(false, |mut c| {
+            c.set_read_timeout(TIMEOUT);
+            let _ = c.read_reply();
+            let _ = c.ehlo("soak.client.test");
+            if c.auth_plain(&u.uid, &u.password).code != 235 {
+                return false;
+            }
+            let token = unique_token("soak");
+            let r = c.send_mail(
+                &u.uid,
+                &["bob@a.test"],
+                &message(&u.uid, "bob@a.test", &token),
+            );
+            if r.code == 250 {
+                accepted.lock().unwrap().push(token);
+            }
+            let _ = c.command("QUIT");
+            true
+        }),
+    };
+    fig.took(t, ok);
+}
+
+fn faults(
+    slapd: &mut Slapd,
+    stores: &mut (Dovecot, Dovecot),
+    port: u16,
+    minutes: u64,
+    stop: &AtomicBool,
+) -> Vec<String> {
+    let mut log = Vec::new();
+    let step = Duration::from_secs(minutes * 60 / 5);
+    let pause = |d: Duration| {
+        let t = Instant::now();
+        while t.elapsed() < d && !stop.load(Ordering::Relaxed) {
+            thread::sleep(Duration::from_millis(200));
+        }
+    };
+    pause(step);
+    slapd.stop();
+    log.push("slapd stopped 10 s".to_string());
+    pause(Duration::from_secs(10));
+    slapd.start();
+    pause(step);
+    let pop3 = stores.1.pop3_addr().port();
+    let old = std::mem::replace(
+        &mut stores.1,
+        Dovecot::start_full("store3", STORE3_IP, port, pop3, &users(), "")
+            .unwrap_or_else(|e| panic!("{e}")),
+    );
+    drop(old);
+    log.push("store3 killed and restarted".to_string());
+    pause(step);
+    if let Some(root) = stores.0.pid() {
+        let pids = tree(root);
+        for &p in &pids {
+            signal(p, 19);
+        }
+        pause(Duration::from_secs(10));
+        for &p in &pids {
+            signal(p, 18);
+        }
+        log.push(format!("store2 frozen 10 s ({} processes)", pids.len()));
+    }
+    log
+}
+
+fn soak_churn_under_directory_and_store_faults(env: &Env) {
+    let minutes = env_num("MMP_SOAK_MINUTES", 2).max(1);
+    let sessions = env_num("MMP_SOAK_SESSIONS", 2000) as usize;
+    let trickle = env_num("MMP_SOAK_TRICKLE", 500) as usize;
+    let mut slapd = Slapd::start_new();
+    let mut stores = Dovecot::start_pair();
+    let port = stores.0.addr().port();
+    let mut cfg = env.pop_smtp_config();
+    cfg.imap = true;
+    cfg.base = MmpConfig::new(&slapd.url(), port).set("Timeout", &TIMEOUT.as_secs().to_string());
+    let cfg = cfg
+        .pop("LdapUrl", &slapd.url())
+        .pop("BacksidePort", &stores.0.pop3_addr().port().to_string())
+        .smtp("LdapUrl", &slapd.url());
+    let m = Arc::new(MmpServices::start(&cfg));
+    let pid = m.pid().expect("mmp pid");
+    let fig = Arc::new(Figures::default());
+    let accepted = Arc::new(Mutex::new(Vec::new()));
+    // Warm-up: every kind of session on every worker, so that the start figures include
+    // the directory and store connections a running mmp keeps.
+    let warm: Vec<_> = (0..16u64)
+        .map(|k| {
+            let (m, fig, acc) = (m.clone(), fig.clone(), accepted.clone());
+            thread::spawn(move || churn_once(&m, k, &fig, &acc))
+        })
+        .collect();
+    for w in warm {
+        let _ = w.join();
+    }
+    thread::sleep(Duration::from_secs(3));
+    let (fd0, rss0) = (fd_count(pid), rss_kb(pid));
+    let stop = Arc::new(AtomicBool::new(false));
+    let end = Instant::now() + Duration::from_secs(minutes * 60);
+    let mut threads = Vec::new();
+    for w in 0..16u64 {
+        let (m, fig, acc, stop) = (m.clone(), fig.clone(), accepted.clone(), stop.clone());
+        threads.push(thread::spawn(move || {
+            let mut k = w;
+            while !stop.load(Ordering::Relaxed) && Instant::now() < end {
+                churn_once(&m, k, &fig, &acc);
+                k += 1;
+            }
+        }));
+    }
+    // Held sessions: opened gradually, one replaced per tick.
+    {
+        let (m, fig, stop) = (m.clone(), fig.clone(), stop.clone());
+        threads.push(thread::spawn(move || {
+            let mut held: Vec<ImapClient> = Vec::new();
+            let u = user("alice@a.test");
+            let mut i = 0u64;
+            while !stop.load(Ordering::Relaxed) && Instant::now() < end {
+                if held.len() >= sessions {
+                    held.remove((i as usize * 7919) % held.len());
+                }
+                let t = Instant::now();
+                let ok = ImapClient::connect(addr("127.0.0.1", m.ports.imap.expect("imap")))
+                    .map_or(false, |mut c| {
+                        c.set_read_timeout(TIMEOUT);
+                        let _ = c.read_line();
+                        let ok = c.login("h", &u.uid, &u.password).starts_with("h OK");
+                        if ok {
+                            held.push(c);
+                        }
+                        ok
+                    });
+                fig.took(t, ok);
+                fig.held_peak
+                    .fetch_max(held.len() as u64, Ordering::Relaxed);
+                i += 1;
+                thread::sleep(Duration::from_millis(20));
+            }
+        }));
+    }
+    // Trickling clients: a byte a second each.
+    {
+        let (m, fig, stop) = (m.clone(), fig.clone(), stop.clone());
+        threads.push(thread::spawn(move || {
+            let line = b"t1 LOGIN alice@a.test secret\r\n";
+            let mut cs: Vec<(TcpStream, usize)> = (0..trickle)
+                .filter_map(|_| {
+                    TcpStream::connect(addr("127.0.0.1", m.ports.imap.expect("imap")))
+                        .ok()
+                        .map(|s| (s, 0))
+                })
+                .collect();
+            while !stop.load(Ordering::Relaxed) && Instant::now() < end {
+                for (s, at) in cs.iter_mut() {
+                    if s.write_all(&line[*at % line.len()..][..1]).is_err() {
+                        fig.trickle_closed.fetch_add(1, Ordering::Relaxed);
+                        *s = match TcpStream::connect(addr(
+                            "127.0.0.1",
+                            m.ports.imap.expect("imap"),
+                        )) {
+                            Ok(n) => n,
+                            Err(_) => continue,
+                        };
+                    }
+                    *at += 1;
+                }
+                thread::sleep(Duration::from_secs(1));
+            }
+        }));
+    }
+    let fault_log = faults(&mut slapd, &mut stores, port, minutes, &stop);
+    while Instant::now() < end {
+        thread::sleep(Duration::from_millis(500));
+    }
+    stop.store(true, Ordering::Relaxed);
+    for t in threads {
+        let _ = t.join();
+    }
+    let settled = wait_until(TIMEOUT, || {
+        fd_count(pid) as f64 <= fd0 as f64 * 1.1 + 1.0 && rss_kb(pid) as f64 <= rss0 as f64 * 1.1
+    });
+    let (fd1, rss1) = (fd_count(pid), rss_kb(pid));
+    let tokens = accepted.lock().unwrap().clone();
+    thread::sleep(Duration::from_secs(5));
+    let _ = env
+        .postfix()
+        .wait_for_message(|_| true, Duration::from_secs(30));
+    let msgs = env.postfix().messages();
+    let mut wrong = Vec::new();
+    for t in &tokens {
+        let want = format!("Subject: mmp test {t}");
+        let n = msgs.iter().filter(|m| m.contains(&want)).count();
+        if n != 1 {
+            wrong.push(format!("{t}: {n}"));
+        }
+    }
+    let slowest = Duration::from_millis(fig.slowest_ms.load(Ordering::Relaxed));
+    let mut probe = ImapClient::connect(addr("127.0.0.1", m.ports.imap.expect("imap")))
+        .expect("connect after the soak");
+    let _ = probe.read_line();
+    let t = Instant::now();
+    let alice = user("alice@a.test");
+    let probe_ok = probe
+        .login("p", &alice.uid, &alice.password)
+        .starts_with("p OK");
+    let probe_t = t.elapsed();
+    drop(probe);
+    println!("soak {minutes} min; faults: {}", fault_log.join("; "));
+    println!("{:<40} {:>14} {:>14}", "figure", "value", "limit");
+    let row = |a: &str, b: String, c: String| println!("{a:<40} {b:>14} {c:>14}");
+    row(
+        "descriptors start -> end",
+        format!("{fd0} -> {fd1}"),
+        "+10 %".into(),
+    );
+    row(
+        "RSS kB start -> end",
+        format!("{rss0} -> {rss1}"),
+        "+10 %".into(),
+    );
+    row(
+        "operations (failed)",
+        format!(
+            "{} ({})",
+            fig.ops.load(Ordering::Relaxed),
+            fig.failed_ops.load(Ordering::Relaxed)
+        ),
+        "-".into(),
+    );
+    row(
+        "held IMAP sessions, peak",
+        fig.held_peak.load(Ordering::Relaxed).to_string(),
+        sessions.to_string(),
+    );
+    row(
+        "trickle clients (closed by mmp)",
+        format!("{trickle} ({})", fig.trickle_closed.load(Ordering::Relaxed)),
+        "-".into(),
+    );
+    row(
+        "slowest answer",
+        format!("{slowest:?}"),
+        format!("{TIMEOUT:?}"),
+    );
+    row(
+        "login after the soak (worker free)",
+        format!("{probe_ok} {probe_t:?}"),
+        "2s".into(),
+    );
+    row(
+        "SMTP accepted / not delivered once",
+        format!("{} / {}", tokens.len(), wrong.len()),
+        "0".into(),
+    );
+    assert!(
+        settled,
+        "descriptors {fd0} -> {fd1} or RSS {rss0} -> {rss1} kB not within 10 %"
+    );
+    assert!(slowest <= TIMEOUT, "a client waited {slowest:?}");
+    assert!(
+        probe_ok && probe_t <= Duration::from_secs(2),
+        "login after the soak: {probe_ok} {probe_t:?}"
+    );
+    assert!(wrong.is_empty(), "not delivered exactly once: {wrong:?}");
+}
