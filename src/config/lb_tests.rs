@@ -29,7 +29,7 @@ impl Drop for Dir {
     }
 }
 
-const AS: &str = "default:ServiceList imapproxy@143|993 popproxy@110\n";
+const AS: &str = "default:ServiceList imapproxy@143|1993 popproxy@110\n";
 const LDAP: &str = "default:LdapUrl ldap://ldap.example.com/o=internet\n";
 
 fn load_with(aservice: &str, imap: &str) -> Result<(Config, Vec<String>), Vec<String>> {
@@ -63,14 +63,14 @@ fn errors(aservice: &str, imap: &str) -> Vec<String> {
 fn proxy_protocol_ports_and_trusted_nets() {
     let (config, warnings) = ok(
         "",
-        "default:ProxyProtocolPorts 143|993\n\
+        "default:ProxyProtocolPorts 143|1993\n\
          default:ProxyProtocolTrusted 127.0.0.0/8 10.1.2.3 ::1 fd00::/8\n",
     );
     assert_eq!(warnings, Vec::<String>::new());
     let imap = config.imap.as_ref().expect("imap");
     let p = &imap.proxy_protocol;
-    assert_eq!(p.ports, [143, 993]);
-    assert!(p.expects_header(993) && !p.expects_header(110));
+    assert_eq!(p.ports, [143, 1993]);
+    assert!(p.expects_header(1993) && !p.expects_header(110));
     let trusted = p.trusted.as_ref().expect("trusted nets");
     for a in [
         "127.0.0.9",
@@ -93,7 +93,7 @@ fn proxy_protocol_errors_name_file_and_line() {
         (
             "default:ProxyProtocolPorts 143|110\ndefault:ProxyProtocolTrusted 10.0.0.1\n",
             &["ImapProxyAService.cfg:2: ProxyProtocolPorts: port 110 is not among the ports \
-               ServiceList gives this service (143, 993)"],
+               ServiceList gives this service (143, 1993)"],
         ),
         (
             "default:ProxyProtocolPorts 143\n",

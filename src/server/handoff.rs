@@ -65,7 +65,14 @@ impl Server {
                     match start_relay(registry, sid, done.client, store, output, input, guard) {
                         Ok(relay) => {
                             log::debug!("{} relaying to store {store_addr}", session.ctx());
+                            // The idle Timeout is usually shorter than the login
+                            // deadline the timer holds: re-arm it, or a silent session
+                            // would live until the login deadline.
                             session.deadline = now + service.timeout;
+                            if session.deadline < session.scheduled {
+                                session.scheduled = session.deadline;
+                                self.timers.arm(session.deadline, sid);
+                            }
                             Phase::Relay(relay)
                         }
                         Err(e) => {

@@ -245,8 +245,9 @@ fn big_inputs(m: &TlsMmp) {
 }
 
 fn hostile_clients_leave_mmp_serving_and_at_baseline(env: &Env) {
-    let mut cfg = with_ssl(env.pop_smtp_config());
+    let mut cfg = env.pop_smtp_config();
     cfg.imap = true;
+    let cfg = with_ssl(cfg);
     let mut m = TlsMmp::start(&cfg, true);
     let pid = m.pid().expect("mmp pid");
     // Warm up (first login, TLS, worker stacks) before the baseline.

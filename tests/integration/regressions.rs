@@ -50,9 +50,9 @@ fn regress_relay_idle_timeout_closes_a_silent_session_while_a_busy_one_stays(env
     });
     let closed = silent.closes_within(Duration::from_secs(8));
     let after = start.elapsed();
-    std::thread::sleep(Duration::from_secs(1));
-    stop.store(true, Ordering::Relaxed);
+    // The NOOP-ing session runs its nine rounds (9 s, three times the Timeout).
     let answered = control.join().expect("the NOOP-ing session was dropped");
+    stop.store(true, Ordering::Relaxed);
     assert!(
         closed,
         "a silent relayed session with Timeout 3 was still open after {after:?}; log:\n{}",

@@ -1,3 +1,4 @@
+#![allow(clippy::unnecessary_map_or, clippy::manual_is_multiple_of)]
 //! The soak (not in CI): listed only when `MMP_SOAK_MINUTES` is set, run by `tests/soak.sh`.
 //! For the given minutes it churns sessions (IMAP login/SELECT/FETCH/IDLE, POP3 RETR, SMTP
 //! messages) while holding up to `MMP_SOAK_SESSIONS` (2 000) logged-in IMAP sessions and
