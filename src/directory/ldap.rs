@@ -60,7 +60,11 @@ impl Directory {
         if password.is_empty() {
             return Ok(false);
         }
-        let pass = String::from_utf8_lossy(password.expose());
+        // A lossy conversion would let distinct byte strings bind as the same password
+        // (every invalid byte becomes U+FFFD): a password that is not UTF-8 is refused.
+        let Ok(pass) = std::str::from_utf8(password.expose()) else {
+            return Ok(false);
+        };
         let mut last = String::new();
         for _attempt in 0..2 {
             let fresh = self.user_conn.is_none();
@@ -70,7 +74,7 @@ impl Directory {
             let Some(open) = self.user_conn.as_mut() else {
                 return Err(Error::Unavailable("no directory connection".into()));
             };
-            match open.ldap.with_timeout(self.timeout).simple_bind(dn, &pass) {
+            match open.ldap.with_timeout(self.timeout).simple_bind(dn, pass) {
                 Ok(res) if res.rc == RC_SUCCESS => return Ok(true),
                 Ok(res) if res.rc == RC_INVALID_CREDENTIALS => return Ok(false),
                 Ok(res) => {
