@@ -32,6 +32,8 @@ pub mod vdmap;
 mod lb_tests;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tls_tests;
 
 pub use types::*;
 
