@@ -8,10 +8,10 @@
 use getopts::Options;
 use mmp::config;
 use mmp::process::signals::{self, Signal};
-use mmp::process::{daemon, limits, notify, privileges};
+use mmp::process::{daemon, limits, privileges};
+use mmp::server::Control;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::sync::Arc;
 
 const DEFAULT_DIR: &str = "/etc/mmp";
 
@@ -151,12 +151,12 @@ fn run(config: &config::Config, pidfile: Option<&Path>, daemon_child: bool) -> E
         Ok(id) => id,
         Err(e) => return fail(&format!("AService.cfg: {e}")),
     };
-    let mut server = match mmp::server::Server::bind(config) {
+    let server = match mmp::server::Server::bind(config) {
         Ok(s) => s,
         Err(e) => return fail(&e.to_string()),
     };
     let pidfile = match pidfile.map(daemon::PidFile::write).transpose() {
-        Ok(p) => p.map(Arc::new),
+        Ok(p) => p,
         Err(e) => return fail(&format!("cannot write the pid file: {e}")),
     };
     if let Some(id) = &identity {
@@ -175,8 +175,15 @@ fn run(config: &config::Config, pidfile: Option<&Path>, daemon_child: bool) -> E
             }
         }
     }
-    let for_signals = pidfile.clone();
-    if let Err(e) = signals::spawn(move |s| on_signal(s, for_signals.as_deref())) {
+    let (control, signalled) = std::sync::mpsc::channel();
+    let on_signal = move |s: Signal| {
+        let _ = control.send(match s {
+            Signal::Stop => Control::Stop,
+            Signal::Reload => Control::Reload,
+            Signal::ReopenLogs => Control::ReopenLogs,
+        });
+    };
+    if let Err(e) = signals::spawn(on_signal) {
         return fail(&format!("cannot start the signal thread: {e}"));
     }
     daemon::ready(Ok(()));
@@ -185,12 +192,15 @@ fn run(config: &config::Config, pidfile: Option<&Path>, daemon_child: bool) -> E
         env!("CARGO_PKG_VERSION"),
         config.dir.display()
     );
-    let result = server.run();
+    let result = server.run(&signalled);
     if let Some(p) = &pidfile {
         p.remove();
     }
     match result {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(()) => {
+            log::warn!("stopped");
+            ExitCode::SUCCESS
+        }
         Err(e) => {
             log::error!("stopped: {e}");
             ExitCode::from(3)
@@ -204,28 +214,6 @@ fn fail(why: &str) -> ExitCode {
     eprintln!("mmp: not started: {why}");
     daemon::ready(Err(why.to_string()));
     ExitCode::from(3)
-}
-
-/// What a signal does until the server handles them itself (reload and drain): Stop exits
-/// at once with the pidfile removed; Reload and ReopenLogs reopen the logs.
-fn on_signal(signal: Signal, pidfile: Option<&daemon::PidFile>) {
-    match signal {
-        Signal::Stop => {
-            log::warn!("stopping on signal");
-            notify::stopping();
-            if let Some(p) = pidfile {
-                p.remove();
-            }
-            std::process::exit(0);
-        }
-        Signal::ReopenLogs => mmp::log::reopen(),
-        Signal::Reload => {
-            notify::reloading();
-            mmp::log::reopen();
-            log::warn!("SIGHUP: logs reopened; reload not yet supported");
-            notify::ready();
-        }
-    }
 }
 
 /// Starts this program again (`current_exe`) as a daemon in its own session, its standard

@@ -326,6 +326,11 @@ impl Metrics {
         self.login_duration.sum_micros.fetch_add(micros, Relaxed);
     }
 
+    /// Jobs waiting in the pool's queue now.
+    pub fn queue_depth(&self) -> usize {
+        usize::try_from(self.queue_depth.load(Relaxed)).unwrap_or(0)
+    }
+
     /// A job entered the pool's queue.
     pub fn job_queued(&self) {
         self.queue_depth.fetch_add(1, Relaxed);

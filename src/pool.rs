@@ -2,11 +2,17 @@
 //! directory lookup, the connection to the store and the replayed login, each bounded by
 //! `BacksideTimeout`).
 //!
-//! The loop hands over a [`Job`] (with the client's socket, which a worker never reads or
-//! writes: it only carries it back) and rings nothing; a worker pushes a [`Done`] onto the
-//! done queue and rings the loop's `Waker`. Wakes may coalesce, so the loop drains the
-//! whole done queue on each one. The job queue is bounded: when it is full, `submit`
-//! gives the job back and the loop answers "temporary failure" instead of growing.
+//! Every event loop hands over [`Job`]s (with the client's socket, which a worker never
+//! reads or writes: it only carries it back) and rings nothing; a job names the
+//! [`Mailbox`] of the loop it came from, and the worker pushes the [`Done`] there and rings
+//! that loop's `Waker`. Wakes may coalesce, so a loop drains its whole mailbox on each one.
+//! The job queue is bounded: when it is full, `submit` gives the job back and the loop
+//! answers "temporary failure" instead of growing.
+//!
+//! A job carries its service's run-time state (`Arc<ServiceRuntime>`), so a login that
+//! began before a reload finishes with the configuration it began with. A worker keeps one
+//! directory connection per service and realm, and forgets those of configurations that
+//! nothing uses any more.
 
 use crate::directory::ldap::Directory;
 use crate::login;
@@ -25,8 +31,10 @@ use std::thread::JoinHandle;
 pub struct Job {
     /// Session id.
     pub sid: u64,
-    /// Which configured service (index into the list given to [`Pool::start`]).
-    pub service: usize,
+    /// The service, as configured when the session began.
+    pub rt: Arc<ServiceRuntime>,
+    /// The loop the session lives on: where the [`Done`] goes.
+    pub home: Arc<Mailbox>,
     /// Which realm of that service (global options or a virtual domain).
     pub realm: usize,
     /// The client's connection, carried, never used by the worker.
@@ -73,8 +81,42 @@ pub enum Outcome {
 struct Shared {
     queue: Mutex<Queue>,
     ready: Condvar,
+}
+
+/// Where finished logins (and commands from the control thread) wait for one event loop,
+/// and its doorbell.
+#[derive(Debug)]
+pub struct Mailbox {
     done: Mutex<Vec<Done>>,
-    waker: Arc<Waker>,
+    waker: Waker,
+}
+
+impl Mailbox {
+    /// A mailbox that rings `waker`.
+    pub fn new(waker: Waker) -> Mailbox {
+        Mailbox {
+            done: Mutex::new(Vec::new()),
+            waker,
+        }
+    }
+
+    /// Delivers a finished login and rings the loop.
+    pub fn deliver(&self, done: Done) {
+        self.done.lock().push(done);
+        self.ring();
+    }
+
+    /// Rings the loop (also used for control commands).
+    pub fn ring(&self) {
+        if let Err(e) = self.waker.wake() {
+            log::error!("cannot wake an event loop: {e}");
+        }
+    }
+
+    /// Moves every finished login into `out`.
+    pub fn take_done(&self, out: &mut Vec<Done>) {
+        out.append(&mut self.done.lock());
+    }
 }
 
 struct Queue {
@@ -90,13 +132,8 @@ pub struct Pool {
 }
 
 impl Pool {
-    /// Starts `threads` workers for `services`; at most `max_queue` jobs wait.
-    pub fn start(
-        threads: usize,
-        max_queue: usize,
-        waker: Arc<Waker>,
-        services: Vec<Arc<ServiceRuntime>>,
-    ) -> std::io::Result<Pool> {
+    /// Starts `threads` workers; at most `max_queue` jobs wait.
+    pub fn start(threads: usize, max_queue: usize) -> std::io::Result<Pool> {
         let shared = Arc::new(Shared {
             queue: Mutex::new(Queue {
                 jobs: VecDeque::new(),
@@ -104,16 +141,13 @@ impl Pool {
                 stopping: false,
             }),
             ready: Condvar::new(),
-            done: Mutex::new(Vec::new()),
-            waker,
         });
         let mut workers = Vec::with_capacity(threads);
         for n in 0..threads.max(1) {
             let shared = Arc::clone(&shared);
-            let services = services.clone();
             let handle = std::thread::Builder::new()
                 .name(format!("mmp-worker-{n}"))
-                .spawn(move || work(&shared, services))?;
+                .spawn(move || work(&shared))?;
             workers.push(handle);
         }
         Ok(Pool { shared, workers })
@@ -128,12 +162,13 @@ impl Pool {
         q.jobs.push_back(job);
         drop(q);
         self.shared.ready.notify_one();
+        crate::metrics::get().job_queued();
         Ok(())
     }
 
-    /// Moves every finished login into `out`.
-    pub fn take_done(&self, out: &mut Vec<Done>) {
-        out.append(&mut self.shared.done.lock());
+    /// Jobs waiting for a worker now.
+    pub fn queued(&self) -> usize {
+        self.shared.queue.lock().jobs.len()
     }
 }
 
@@ -147,13 +182,8 @@ impl Drop for Pool {
     }
 }
 
-fn work(shared: &Shared, services: Vec<Arc<ServiceRuntime>>) {
-    // One directory client per service and realm (each realm may bind as its own BindDN),
-    // opened when first needed.
-    let mut directories: Vec<Vec<Option<Directory>>> = services
-        .iter()
-        .map(|s| (0..s.realm_count()).map(|_| None).collect())
-        .collect();
+fn work(shared: &Shared) {
+    let mut directories = Directories::default();
     loop {
         let job = {
             let mut q = shared.queue.lock();
@@ -167,20 +197,48 @@ fn work(shared: &Shared, services: Vec<Arc<ServiceRuntime>>) {
                 shared.ready.wait(&mut q);
             }
         };
-        let rt = &services[job.service];
+        crate::metrics::get().job_started();
+        let rt = Arc::clone(&job.rt);
         let realm = job.realm.min(rt.realm_count() - 1);
-        let directory = directories[job.service][realm].get_or_insert_with(|| {
-            let cfg = &rt.realm(realm).config;
-            Directory::new(cfg.directory.clone(), cfg.backside_timeout)
-        });
-        let outcome = login::run(rt, realm, directory, &job);
-        shared.done.lock().push(Done {
-            sid: job.sid,
-            client: job.client,
+        let directory = directories.for_realm(&rt, realm);
+        let outcome = login::run(&rt, realm, directory, &job);
+        crate::metrics::get().job_finished();
+        if let Some(health) = crate::status::global() {
+            health.pool_progressed();
+        }
+        let Job {
+            sid, client, home, ..
+        } = job;
+        home.deliver(Done {
+            sid,
+            client,
             outcome,
         });
-        if let Err(e) = shared.waker.wake() {
-            log::error!("cannot wake the event loop: {e}");
-        }
+    }
+}
+
+/// A worker's directory connections: one per service configuration and realm (each realm
+/// may bind as its own BindDN), opened when first needed. Those of a configuration that a
+/// reload replaced are closed once no session uses it.
+#[derive(Default)]
+struct Directories {
+    open: Vec<(Arc<ServiceRuntime>, usize, Directory)>,
+}
+
+impl Directories {
+    fn for_realm(&mut self, rt: &Arc<ServiceRuntime>, realm: usize) -> &mut Directory {
+        // This worker's own reference is the last one: the configuration is gone.
+        self.open.retain(|(r, _, _)| Arc::strong_count(r) > 1);
+        let at = self
+            .open
+            .iter()
+            .position(|(r, n, _)| Arc::ptr_eq(r, rt) && *n == realm);
+        let at = at.unwrap_or_else(|| {
+            let cfg = &rt.realm(realm).config;
+            let directory = Directory::new(cfg.directory.clone(), cfg.backside_timeout);
+            self.open.push((Arc::clone(rt), realm, directory));
+            self.open.len() - 1
+        });
+        &mut self.open[at].2
     }
 }

@@ -169,6 +169,19 @@ impl Health {
     }
 }
 
+/// The process's health record, once the server has started (workers and the directory
+/// feed it through this; nothing is recorded before).
+pub fn global() -> Option<&'static Health> {
+    GLOBAL.get().map(|h| &**h)
+}
+
+/// Makes `health` the process's record (the first call wins).
+pub fn set_global(health: Arc<Health>) {
+    let _ = GLOBAL.set(health);
+}
+
+static GLOBAL: std::sync::OnceLock<Arc<Health>> = std::sync::OnceLock::new();
+
 /// Binds the status listener (blocking socket).
 pub fn bind(addr: SocketAddr) -> io::Result<TcpListener> {
     TcpListener::bind(addr)

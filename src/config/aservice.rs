@@ -27,6 +27,9 @@ pub fn build(dir: &Path, settings: Option<&Settings>, report: &mut Report) -> Gl
         user: None,
         group: None,
         drain_timeout: DEFAULT_DRAIN,
+        loop_threads: None,
+        listen_backlog: DEFAULT_BACKLOG,
+        max_sessions: None,
     };
     let Some(settings) = settings else {
         return global;
@@ -79,7 +82,40 @@ pub fn build(dir: &Path, settings: Option<&Settings>, report: &mut Report) -> Gl
         }
     }
     status_listen(settings, report, &mut global);
+    scaling(settings, report, &mut global);
     global
+}
+
+/// `ListenBacklog` when the file does not set it.
+const DEFAULT_BACKLOG: u32 = 1024;
+
+/// `LoopThreads`, `ListenBacklog` and `MaxSessions` (mmp extensions).
+fn scaling(settings: &Settings, report: &mut Report, global: &mut Global) {
+    let shown = Path::new(FileKind::AService.file_name());
+    if let Some(s) = settings.get(Opt::LoopThreads) {
+        match parse_u32(&s.value, 1) {
+            Ok(n) if u64::from(n) <= MAX_THREADS => global.loop_threads = Some(n as usize),
+            Ok(n) => report.value_error(
+                shown,
+                s.line,
+                "LoopThreads",
+                format!("{n} is more than {MAX_THREADS}"),
+            ),
+            Err(e) => report.value_error(shown, s.line, "LoopThreads", e),
+        }
+    }
+    if let Some(s) = settings.get(Opt::ListenBacklog) {
+        match parse_u32(&s.value, 1) {
+            Ok(n) => global.listen_backlog = n.min(65_535),
+            Err(e) => report.value_error(shown, s.line, "ListenBacklog", e),
+        }
+    }
+    if let Some(s) = settings.get(Opt::MaxSessions) {
+        match parse_u32(&s.value, 1) {
+            Ok(n) => global.max_sessions = Some(n as usize),
+            Err(e) => report.value_error(shown, s.line, "MaxSessions", e),
+        }
+    }
 }
 
 /// `StatusListen ADDRESS:PORT` (`[IPv6]:PORT`), with a warning when the address is

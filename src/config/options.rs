@@ -19,6 +19,9 @@ pub enum Opt {
     User,
     Group,
     DrainTimeout,
+    LoopThreads,
+    ListenBacklog,
+    MaxSessions,
     BacksidePort,
     SslBacksidePort,
     Timeout,
@@ -236,6 +239,10 @@ pub const OPTIONS: &[OptionDef] = &[
     row(Opt::User, "User", &[A]),
     row(Opt::Group, "Group", &[A]),
     row(Opt::DrainTimeout, "DrainTimeout", &[A]),
+    // mmp extensions for scaling (issue 10).
+    row(Opt::LoopThreads, "LoopThreads", &[A]),
+    row(Opt::ListenBacklog, "ListenBacklog", &[A]),
+    row(Opt::MaxSessions, "MaxSessions", &[A]),
     // §2.2 the proxies.
     row(Opt::BacksidePort, "BacksidePort", IP),
     row(Opt::SslBacksidePort, "SSLBacksidePort", IPS),

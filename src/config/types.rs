@@ -58,6 +58,14 @@ pub struct Global {
     /// `DrainTimeout` (seconds, mmp extension, default 30): how long a stop lets relayed
     /// sessions run before closing them.
     pub drain_timeout: Duration,
+    /// `LoopThreads` (mmp extension): how many event loops; `None` = one per available
+    /// core, at most the worker count.
+    pub loop_threads: Option<usize>,
+    /// `ListenBacklog` (mmp extension, default 1024): the listen(2) backlog of every port.
+    pub listen_backlog: u32,
+    /// `MaxSessions` (mmp extension): most concurrent sessions of the whole process;
+    /// `None` = what the descriptor limit allows (two descriptors per session).
+    pub max_sessions: Option<usize>,
 }
 
 /// A user or group as written in `AService.cfg`: a name (resolved at start) or a numeric id.

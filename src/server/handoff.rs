@@ -3,143 +3,175 @@
 //! which never left the poll) or goes back to its pre-login dialogue with the front end's
 //! answer to the failure.
 
-use super::session::{Closing, Phase, PreLogin, Session, Waiting};
-use super::{token, Server};
-use crate::pool::{Job, Outcome, Pool};
+use super::advance::closing;
+use super::event_loop::{EventLoop, Tools};
+use super::session::{Phase, PreLogin, Session, Waiting};
+use super::token;
+use crate::pool::{Done, Job, Outcome};
 use crate::protocol::Login;
 use crate::protocol::{Failure, Protocol};
 use crate::relay::{Relay, Side};
 use crate::transport::Transport;
 use mio::{Interest, Registry};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
-impl Server {
-    /// Takes every finished login from the pool and moves its session on.
-    pub(super) fn finish_logins(&mut self, now: Instant) {
-        self.pool.take_done(&mut self.done);
-        for done in std::mem::take(&mut self.done) {
-            let sid = done.sid;
-            let Some(session) = self.sessions.get_mut(&sid) else {
-                continue;
-            };
-            let Phase::InWorker(waiting) = std::mem::replace(&mut session.phase, Phase::Closed)
-            else {
-                log::error!(
-                    "{} login finished for a session not waiting for one",
-                    session.ctx()
-                );
-                self.forget(sid);
-                continue;
-            };
-            session.phase = match done.outcome {
-                Outcome::LoggedIn {
-                    store,
-                    store_addr,
-                    answer,
-                    leftover,
-                    user,
-                } => {
-                    self.bad_guys[session.service].succeeded(session.client_addr.ip());
-                    let rt = &self.services[session.service];
-                    let service = &rt.config;
-                    let realm = &rt.realm(session.realm).config;
-                    if service.protocol == Protocol::Pop
-                        && realm.auth_service
-                        && !realm.auth_service_ttl.is_zero()
-                    {
-                        let until = now + realm.auth_service_ttl;
-                        self.pop_logins
-                            .record(session.client_addr.ip(), &user, until);
+impl EventLoop {
+    /// Moves on the session of a login a worker finished. A session that is gone (it
+    /// outlived its hard deadline in the worker) is dropped with its sockets.
+    pub(super) fn finish_login(&mut self, done: Done, now: Instant) {
+        let sid = done.sid;
+        let Some(session) = self.sessions.get_mut(&sid) else {
+            log::info!("(sid 0x{sid:x}) login finished after its session was closed");
+            return;
+        };
+        let Phase::InWorker(waiting) = std::mem::replace(&mut session.phase, Phase::Closed) else {
+            log::error!(
+                "{} login finished for a session not waiting for one",
+                session.ctx()
+            );
+            self.settle(sid);
+            return;
+        };
+        let tools = &mut self.tools;
+        session.phase = match done.outcome {
+            Outcome::LoggedIn {
+                store,
+                store_addr,
+                answer,
+                leftover,
+                user,
+            } => {
+                let protocol = session.rt.config.protocol;
+                let ip = session.client_addr.ip();
+                tools.tables.bad_guys(protocol, |t| t.succeeded(ip));
+                let realm = &session.rt.realm(session.realm).config;
+                if protocol == Protocol::Pop && realm.auth_service && !realm.auth_service_ttl.is_zero() {
+                    let until = now + realm.auth_service_ttl;
+                    tools.tables.pop_logins.lock().record(ip, &user, until);
+                }
+                session.user = Some(user);
+                let Waiting {
+                    mut front,
+                    input,
+                    mut output,
+                } = *waiting;
+                output.extend_from_slice(&front.login_succeeded(&answer));
+                output.extend_from_slice(&leftover);
+                drop(front);
+                let guard = protocol == Protocol::Smtp;
+                match start_relay(&tools.registry, sid, done.client, store, output, input, guard) {
+                    Ok(relay) => {
+                        log::debug!("{} relaying to store {store_addr}", session.ctx());
+                        // The idle Timeout is usually shorter than the deadline the timer
+                        // holds: arm it, or a silent session would live until then.
+                        let idle = now + session.rt.config.timeout;
+                        tools.set_deadline(session, idle);
+                        Phase::Relay(relay)
                     }
-                    session.user = Some(user);
-                    let Waiting {
-                        mut front,
-                        input,
-                        mut output,
-                    } = *waiting;
-                    output.extend_from_slice(&front.login_succeeded(&answer));
-                    output.extend_from_slice(&leftover);
-                    drop(front);
-                    let registry = self.poll.registry();
-                    let guard = service.protocol == Protocol::Smtp;
-                    match start_relay(registry, sid, done.client, store, output, input, guard) {
-                        Ok(relay) => {
-                            log::debug!("{} relaying to store {store_addr}", session.ctx());
-                            // The idle Timeout is usually shorter than the login
-                            // deadline the timer holds: re-arm it, or a silent session
-                            // would live until the login deadline.
-                            session.deadline = now + service.timeout;
-                            if session.deadline < session.scheduled {
-                                session.scheduled = session.deadline;
-                                self.timers.arm(session.deadline, sid);
-                            }
-                            Phase::Relay(relay)
-                        }
-                        Err(e) => {
-                            log::error!("{} cannot start relay: {e}", session.ctx());
-                            Phase::Closed
-                        }
+                    Err(e) => {
+                        log::error!("{} cannot start relay: {e}", session.ctx());
+                        Phase::Closed
                     }
                 }
-                Outcome::Failed(failure) => {
-                    if failure == Failure::AuthFailed {
-                        self.bad_guys[session.service].failed(session.client_addr.ip(), now);
-                    }
-                    resume_after_failure(session, done.client, *waiting, &failure)
+            }
+            Outcome::Failed(failure) => {
+                if failure == Failure::AuthFailed {
+                    let (protocol, ip) = (session.rt.config.protocol, session.client_addr.ip());
+                    tools.tables.bad_guys(protocol, |t| t.failed(ip, now));
                 }
-            };
-            self.advance(sid, now);
-        }
+                match tools.draining {
+                    // Stopping: no second try; say goodbye.
+                    Some(_) => goodbye(tools, session, done.client, *waiting, now),
+                    None => resume_after_failure(tools, session, done.client, *waiting, &failure, now),
+                }
+            }
+        };
+        self.advance(sid, now);
     }
+}
+
+/// The longest a login may stay in a worker: every timeout it can meet in turn (connect
+/// and search per `LdapUrl`, the pre-authentication bind, the store's connect, greeting
+/// and login), plus a second. Past it the session is closed without waiting.
+pub(super) fn worker_deadline(session: &Session) -> Duration {
+    let cfg = &session.rt.realm(session.realm).config;
+    let urls = cfg.directory.ldap_urls.len().max(1) as u32;
+    cfg.backside_timeout * (2 * urls + 4) + Duration::from_secs(1)
 }
 
 /// Hands a complete login to the pool; when the queue is full the client hears "try later"
 /// and the dialogue goes on.
 pub(super) fn submit(
-    server_pool: &Pool,
+    tools: &mut Tools,
     session: &mut Session,
     client: Transport,
     login: Login,
     waiting: Waiting,
-    alert: &str,
+    now: Instant,
 ) -> Phase {
     // The client socket stays registered while a worker carries it: its events find the
     // session `InWorker` and are ignored, and no epoll_ctl is spent taking it out and
     // putting it back.
     let job = Job {
         sid: session.sid,
-        service: session.service,
+        rt: session.rt.clone(),
+        home: tools.inbox.mailbox.clone(),
         realm: session.realm,
         client,
         login,
         client_cert: session.client_cert.clone(),
         info: session.info(),
     };
-    match server_pool.submit(job) {
-        Ok(()) => Phase::InWorker(Box::new(waiting)),
+    match tools.pool.submit(job) {
+        Ok(()) => {
+            let bound = now + worker_deadline(session);
+            tools.set_deadline(session, bound);
+            Phase::InWorker(Box::new(waiting))
+        }
         Err(job) => {
             log::error!("{} login refused: worker queue full", session.ctx());
+            crate::metrics::get().refused(session.rt.config.protocol, crate::metrics::Refusal::Capacity);
             let failure = Failure::Unavailable {
-                alert: alert.to_string(),
+                alert: session.rt.config.server_down_alert.clone(),
             };
-            resume_after_failure(session, job.client, waiting, &failure)
+            resume_after_failure(tools, session, job.client, waiting, &failure, now)
         }
     }
 }
 
-/// Puts a session whose login failed back into its pre-login dialogue (or closes it). The
-/// client socket never left the poll, so nothing is registered again.
+/// Says the protocol's goodbye to a session before login (mmp is stopping) and closes.
+pub(super) fn goodbye(
+    tools: &mut Tools,
+    session: &mut Session,
+    client: Transport,
+    waiting: Waiting,
+    now: Instant,
+) -> Phase {
+    let Waiting { front, output, .. } = waiting;
+    let bye = front.refuse(&Failure::Unavailable {
+        alert: "Server shutting down".into(),
+    });
+    closing(tools, session, client, [output, bye].concat(), now)
+}
+
+/// Puts a session whose login failed back into its pre-login dialogue, under its login
+/// deadline again (or closes it, when the front end says so). The client socket never
+/// left the poll, so nothing is registered again.
 pub(super) fn resume_after_failure(
+    tools: &mut Tools,
     session: &mut Session,
     client: Transport,
     waiting: Waiting,
     failure: &Failure,
+    now: Instant,
 ) -> Phase {
     let Waiting {
         mut front,
         input,
         mut output,
     } = waiting;
+    let login_deadline = session.login_deadline.max(now + Duration::from_secs(1));
+    tools.set_deadline(session, login_deadline);
     match front.login_failed(failure) {
         crate::protocol::Action::Send(bytes) => {
             output.extend_from_slice(&bytes);
@@ -147,7 +179,7 @@ pub(super) fn resume_after_failure(
         }
         crate::protocol::Action::Close(bytes) | crate::protocol::Action::StartTls(bytes) => {
             output.extend_from_slice(&bytes);
-            Phase::Closing(Box::new(Closing { client, output }))
+            closing(tools, session, client, output, now)
         }
         crate::protocol::Action::Login(_) => {
             log::error!(

@@ -10,6 +10,7 @@ use crate::runtime::ServiceRuntime;
 use crate::tls::{ClientCert, Flush};
 use crate::transport::{Outcome, Transport};
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Instant;
 
 /// Most bytes of replies mmp queues for a client that does not read them before it
@@ -24,8 +25,9 @@ pub const CLOSE_GRACE: std::time::Duration = std::time::Duration::from_secs(5);
 pub struct Session {
     /// Never reused.
     pub sid: u64,
-    /// Index of the service (listener's protocol and options).
-    pub service: usize,
+    /// The service (listener's protocol and options), as configured when the session was
+    /// accepted: a reload does not change it.
+    pub rt: Arc<ServiceRuntime>,
     /// The service's realm for this connection (global, or the virtual domain of the
     /// local address).
     pub realm: usize,
@@ -39,15 +41,26 @@ pub struct Session {
     pub deadline: Instant,
     /// The deadline the timer heap holds for this session.
     pub scheduled: Instant,
+    /// When the login must be done (`LoginTimeout` from accept, or from the PROXY
+    /// header); restored when a failed login returns to the dialogue.
+    pub login_deadline: Instant,
     /// The qualified user, once logged in (for log lines).
     pub user: Option<String>,
     /// The verified client certificate, when the client presented one over TLS.
     pub client_cert: Option<Box<ClientCert>>,
+    /// The phase the session is counted in (`mmp_sessions`); `None` once gone.
+    pub counted: Option<crate::metrics::Phase>,
+    /// Counted in `ConnLimits` (from the moment its client address is known and passed
+    /// the checks: at accept, or after its PROXY header).
+    pub admitted: bool,
 }
 
 /// Where a session is in its life.
 #[derive(Debug)]
 pub enum Phase {
+    /// On a `ProxyProtocolPorts` port: waiting for the load balancer's PROXY header;
+    /// nothing is sent first.
+    ProxyHeader(Box<AwaitHeader>),
     /// Talking to the client before login; the loop owns the socket.
     PreLogin(Box<PreLogin>),
     /// A worker has the client's socket and is logging in; the dialogue waits here.
@@ -63,6 +76,17 @@ pub enum Phase {
     Closing(Box<Closing>),
     /// Gone; removed at the end of the loop turn.
     Closed,
+}
+
+/// A connection whose PROXY protocol header has not fully arrived.
+#[derive(Debug)]
+pub struct AwaitHeader {
+    /// The connection from the load balancer. The header is peeked at until it is
+    /// complete, then exactly its bytes are read: what follows stays in the socket for the
+    /// dialogue or the TLS handshake.
+    pub stream: mio::net::TcpStream,
+    /// The port is one of `SSLPorts`: TLS starts after the header.
+    pub implicit_tls: bool,
 }
 
 /// The pre-login dialogue.
@@ -149,8 +173,6 @@ pub struct Held {
     pub login: protocol::Login,
     /// The dialogue, for the answer.
     pub waiting: Waiting,
-    /// The session's login deadline, restored when the login leaves.
-    pub login_deadline: Instant,
 }
 
 /// The dialogue while a worker holds the socket.
