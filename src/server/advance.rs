@@ -156,7 +156,16 @@ fn handshake(tools: &mut Tools, session: &mut Session, mut h: Box<Handshake>, no
 
 /// The relay's turn.
 fn relay(tools: &mut Tools, session: &Session, mut relay: Box<Relay>) -> Phase {
-    match relay.run(&mut tools.buffers) {
+    let (up, down) = (relay.up_bytes, relay.down_bytes);
+    let turn = relay.run(&mut tools.buffers);
+    let m = metrics::get();
+    if relay.up_bytes > up {
+        m.relayed(metrics::Direction::Up, (relay.up_bytes - up) as usize);
+    }
+    if relay.down_bytes > down {
+        m.relayed(metrics::Direction::Down, (relay.down_bytes - down) as usize);
+    }
+    match turn {
         Turn::Idle => Phase::Relay(relay),
         Turn::MoreWork => {
             tools.busy.push(session.sid);
