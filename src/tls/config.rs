@@ -27,6 +27,9 @@ use rustls::pki_types::pem::{self, PemObject};
 use rustls::pki_types::{CertificateDer, CertificateRevocationListDer, PrivateKeyDer};
 use rustls::server::{ClientHello, ResolvesServerCert, ResolvesServerCertUsingSni};
 use rustls::server::{ServerConfig, WebPkiClientVerifier};
+
+/// TLS 1.2 sessions remembered for resumption by session id (TLS 1.3 uses tickets).
+const SESSION_CACHE: usize = 20_000;
 use rustls::sign::CertifiedKey;
 use rustls::{RootCertStore, SupportedCipherSuite, SupportedProtocolVersion};
 use std::path::{Path, PathBuf};
@@ -150,7 +153,15 @@ pub fn server_config_with_sni(
             source,
         })?;
     }
-    let config = builder.with_cert_resolver(Arc::new(SniOrDefault { by_name, default }));
+    let mut config = builder.with_cert_resolver(Arc::new(SniOrDefault { by_name, default }));
+    // Resumption for returning clients: stateless tickets (keys rotated by the ticketer,
+    // new with each configuration) and a session cache for TLS 1.2 session ids. A resumed
+    // handshake skips the certificate and its signature: most of a full handshake's CPU.
+    config.ticketer = rustls::crypto::ring::Ticketer::new().map_err(|source| Error::Rustls {
+        context: "the TLS session ticket key".to_string(),
+        source,
+    })?;
+    config.session_storage = rustls::server::ServerSessionMemoryCache::new(SESSION_CACHE);
     Ok((Arc::new(config), unsupported))
 }
 

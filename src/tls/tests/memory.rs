@@ -241,3 +241,43 @@ fn store_config_trusts_only_its_ca_file() {
     let (side, err) = handshake(&mut client, &mut server).unwrap_err();
     assert_eq!(side, "client", "{err}");
 }
+
+/// Runs one handshake with `client` and `server` and says how it went.
+fn handshake_kind(client: &Arc<ClientConfig>, server: &Arc<rustls::ServerConfig>) -> rustls::HandshakeKind {
+    let (mut c, mut s) = pair(client.clone(), "localhost", server.clone());
+    handshake(&mut c, &mut s).expect("handshake");
+    // The tickets come after the handshake: let the client take them.
+    transfer(&mut s, &mut c).expect("tickets");
+    c.handshake_kind().expect("a finished handshake has a kind")
+}
+
+#[test]
+fn a_returning_client_resumes_its_session_after_many_others_over_tls13_and_tls12() {
+    let s = setup("resume");
+    let (server, _) = server_config(&s.tls, None).expect("server config");
+    let mut roots = rustls::RootCertStore::empty();
+    for c in CertificateDer::pem_file_iter(&s.ca.pem).expect("CA PEM") {
+        roots.add(c.expect("CA cert")).expect("CA accepted");
+    }
+    let tls12 = || {
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        Arc::new(
+            ClientConfig::builder_with_provider(provider)
+                .with_protocol_versions(&[&rustls::version::TLS12])
+                .expect("TLS 1.2")
+                .with_root_certificates(roots.clone())
+                .with_no_client_auth(),
+        )
+    };
+    let (first13, first12) = (client_config(&s.ca, None), tls12());
+    assert_eq!(handshake_kind(&first13, &server), rustls::HandshakeKind::Full);
+    assert_eq!(handshake_kind(&first12, &server), rustls::HandshakeKind::Full);
+    // More clients than rustls's default server cache (256) holds: a stateful cache of
+    // that size would have forgotten the first ones.
+    for _ in 0..150 {
+        handshake_kind(&client_config(&s.ca, None), &server);
+        handshake_kind(&tls12(), &server);
+    }
+    assert_eq!(handshake_kind(&first13, &server), rustls::HandshakeKind::Resumed);
+    assert_eq!(handshake_kind(&first12, &server), rustls::HandshakeKind::Resumed);
+}
