@@ -26,5 +26,6 @@ pub mod secret;
 pub mod server;
 pub mod status;
 pub mod store;
+pub mod store_gate;
 pub mod tls;
 pub mod transport;
