@@ -36,6 +36,15 @@ pub const POP_TARGET: &str = "pop";
 /// Target of the SMTP proxy's lines.
 pub const SMTP_TARGET: &str = "smtp";
 
+/// The target of `protocol`'s session lines (its service file's `LogDir` and `LogLevel`).
+pub fn target_of(protocol: crate::protocol::Protocol) -> &'static str {
+    match protocol {
+        crate::protocol::Protocol::Imap => IMAP_TARGET,
+        crate::protocol::Protocol::Pop => POP_TARGET,
+        crate::protocol::Protocol::Smtp => SMTP_TARGET,
+    }
+}
+
 /// Where the lines of one route go.
 #[derive(Debug, Clone)]
 pub struct Route {

@@ -76,7 +76,7 @@ impl EventLoop {
             };
             if let Some(phase) = self.first_phase(&mut session, stream, port, implicit_tls, now) {
                 session.phase = phase;
-                log::debug!("{} connected to {server_addr}", session.ctx());
+                log::debug!(target: session.target(),"{} connected to {server_addr}", session.ctx());
                 self.tools.timers.arm(session.scheduled, sid);
                 self.sessions.insert(sid, session);
                 self.advance(sid, now);
@@ -117,7 +117,7 @@ impl EventLoop {
         let token = token::session(session.sid, Side::Client);
         let both = Interest::READABLE | Interest::WRITABLE;
         if let Err(e) = self.tools.registry.register(&mut stream, token, both) {
-            log::error!("{} cannot register the client: {e}", session.ctx());
+            log::error!(target: session.target(),"{} cannot register the client: {e}", session.ctx());
             return None;
         }
         if proxied {
@@ -126,13 +126,24 @@ impl EventLoop {
                 implicit_tls,
             })));
         }
-        Some(start(&mut self.tools, session, stream, implicit_tls, false, now))
+        Some(start(
+            &mut self.tools,
+            session,
+            stream,
+            implicit_tls,
+            false,
+            now,
+        ))
     }
 }
 
 /// Checks `ConnLimits` and `TCPAccess` for the session's client address (the real one,
 /// after a PROXY header) and counts it. Picks the realm from the local address.
-pub(super) fn admit(tools: &Tools, session: &mut Session, implicit_tls: bool) -> Result<(), Refusal> {
+pub(super) fn admit(
+    tools: &Tools,
+    session: &mut Session,
+    implicit_tls: bool,
+) -> Result<(), Refusal> {
     let rt = &session.rt;
     let protocol = rt.config.protocol;
     let client = session.client_addr;
@@ -187,7 +198,7 @@ pub(super) fn start(
                 }))
             }
             Err(e) => {
-                log::error!("{} TLS: {e}", session.ctx());
+                log::error!(target: session.target(),"{} TLS: {e}", session.ctx());
                 Phase::Closed
             }
         },
@@ -218,18 +229,19 @@ pub(super) fn proxy_header(
     let mut buf = vec![0u8; proxy_protocol::MAX_HEADER_BYTES];
     let seen = match h.stream.peek(&mut buf) {
         Ok(0) => {
-            log::info!("{} closed before its PROXY header", session.ctx());
+            log::info!(target: session.target(),"{} closed before its PROXY header", session.ctx());
             return Phase::Closed;
         }
         Ok(n) => n,
         Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Phase::ProxyHeader(h),
         Err(e) => {
-            log::info!("{} read failed before its PROXY header: {e}", session.ctx());
+            log::info!(target: session.target(),"{} read failed before its PROXY header: {e}", session.ctx());
             return Phase::Closed;
         }
     };
     let bad = |why: String| {
         log::warn!(
+            target: session.target(),
             "{} connection from balancer {} closed: {why}",
             session.ctx(),
             session.client_addr
@@ -248,7 +260,7 @@ pub(super) fn proxy_header(
     }
     match header {
         Header::Local => {
-            log::debug!("{} PROXY LOCAL (balancer health check)", session.ctx());
+            log::debug!(target: session.target(),"{} PROXY LOCAL (balancer health check)", session.ctx());
             return Phase::Closed;
         }
         Header::Unspecified => {}
@@ -257,6 +269,7 @@ pub(super) fn proxy_header(
             destination,
         } => {
             log::debug!(
+                target: session.target(),
                 "{} PROXY header: client {source} to {destination} via balancer {}",
                 session.ctx(),
                 session.client_addr
@@ -280,7 +293,12 @@ pub(super) fn proxy_header(
 /// The front end for `session` now. `plain_tls` is the state of a plain connection:
 /// `Available` means "STARTTLS if the service has TLS"; an encrypted connection is `Active`
 /// and may offer EXTERNAL when it carries a client certificate and certmap.conf is set.
-pub(super) fn front_for(tools: &Tools, session: &Session, plain_tls: TlsState, now: Instant) -> Front {
+pub(super) fn front_for(
+    tools: &Tools,
+    session: &Session,
+    plain_tls: TlsState,
+    now: Instant,
+) -> Front {
     let rt = &session.rt;
     let tls = match plain_tls {
         TlsState::Available if rt.tls_server.is_none() => TlsState::Unavailable,

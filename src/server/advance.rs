@@ -40,7 +40,12 @@ impl EventLoop {
 }
 
 /// The pre-login dialogue's turn.
-fn pre_login(tools: &mut Tools, session: &mut Session, mut p: Box<PreLogin>, now: Instant) -> Phase {
+fn pre_login(
+    tools: &mut Tools,
+    session: &mut Session,
+    mut p: Box<PreLogin>,
+    now: Instant,
+) -> Phase {
     let limits = &session.rt.config.limits;
     let max_input = limits.max_line_bytes + limits.max_literal_bytes + 1024;
     match p.turn(max_input) {
@@ -48,7 +53,7 @@ fn pre_login(tools: &mut Tools, session: &mut Session, mut p: Box<PreLogin>, now
         Next::StartTls => start_tls(tools, session, p),
         Next::Close => closing(tools, session, p.client, p.output, now),
         Next::Drop(why) => {
-            log::info!("{} closed before login: {why}", session.ctx());
+            log::info!(target: session.target(),"{} closed before login: {why}", session.ctx());
             Phase::Closed
         }
         Next::Login(login) => login_ready(tools, session, p, login, now),
@@ -70,12 +75,12 @@ fn start_tls(tools: &mut Tools, session: &Session, p: Box<PreLogin>) -> Phase {
                 }))
             }
             Err(e) => {
-                log::error!("{} STARTTLS: {e}", session.ctx());
+                log::error!(target: session.target(),"{} STARTTLS: {e}", session.ctx());
                 Phase::Closed
             }
         },
         _ => {
-            log::error!("{} STARTTLS without TLS configured", session.ctx());
+            log::error!(target: session.target(),"{} STARTTLS without TLS configured", session.ctx());
             Phase::Closed
         }
     }
@@ -108,6 +113,7 @@ fn login_ready(
         return handoff::submit(tools, session, client, login, waiting, now);
     }
     log::info!(
+        target: session.target(),
         "{} login held for {} ms: earlier failed logins from this address",
         session.ctx(),
         delay.as_millis()
@@ -122,12 +128,17 @@ fn login_ready(
 
 /// The TLS handshake's turn; when it ends, the dialogue starts with a front end that
 /// knows the client certificate.
-fn handshake(tools: &mut Tools, session: &mut Session, mut h: Box<Handshake>, now: Instant) -> Phase {
+fn handshake(
+    tools: &mut Tools,
+    session: &mut Session,
+    mut h: Box<Handshake>,
+    now: Instant,
+) -> Phase {
     let protocol = session.rt.config.protocol;
     match h.turn() {
         HandshakeNext::Wait => Phase::Handshake(h),
         HandshakeNext::Drop(why) => {
-            log::info!("{} closed during the TLS handshake: {why}", session.ctx());
+            log::info!(target: session.target(),"{} closed during the TLS handshake: {why}", session.ctx());
             metrics::get().tls_handshake(protocol, metrics::Outcome::Failed);
             Phase::Closed
         }
@@ -136,6 +147,7 @@ fn handshake(tools: &mut Tools, session: &mut Session, mut h: Box<Handshake>, no
             session.client_cert = h.client.peer_certificate().map(Box::new);
             if let Some(cert) = &session.client_cert {
                 log::info!(
+                    target: session.target(),
                     "{} TLS client certificate {} (issuer {})",
                     session.ctx(),
                     crate::protocol::sanitize(cert.subject_rfc4514.as_bytes()),
@@ -173,6 +185,7 @@ fn relay(tools: &mut Tools, session: &Session, mut relay: Box<Relay>) -> Phase {
         }
         Turn::Finished => {
             log::info!(
+                target: session.target(),
                 "{} session ended ({} bytes up, {} down)",
                 session.ctx(),
                 relay.up_bytes,
@@ -187,6 +200,7 @@ fn relay(tools: &mut Tools, session: &Session, mut relay: Box<Relay>) -> Phase {
                 Side::Store => "store",
             };
             log::info!(
+                target: session.target(),
                 "{} session ended: {who} {why} ({} bytes up, {} down)",
                 session.ctx(),
                 relay.up_bytes,

@@ -178,7 +178,12 @@ impl EventLoop {
         Ok((this, inbox))
     }
 
-    fn listen(&mut self, addr: SocketAddr, protocol: Protocol, mut socket: TcpListener) -> io::Result<()> {
+    fn listen(
+        &mut self,
+        addr: SocketAddr,
+        protocol: Protocol,
+        mut socket: TcpListener,
+    ) -> io::Result<()> {
         let token = token::listener(self.listeners.len());
         self.poll
             .registry()
@@ -217,7 +222,10 @@ impl EventLoop {
             }
             let timeout = if self.tools.busy.is_empty() {
                 let sleep = self.tools.timers.sleep(now).unwrap_or(MAX_SLEEP);
-                let drain = self.tools.draining.map(|u| u.saturating_duration_since(now));
+                let drain = self
+                    .tools
+                    .draining
+                    .map(|u| u.saturating_duration_since(now));
                 Some(sleep.min(MAX_SLEEP).min(drain.unwrap_or(MAX_SLEEP)))
             } else {
                 Some(Duration::ZERO)
@@ -354,7 +362,11 @@ impl EventLoop {
             if let Some(s) = self.sessions.remove(&sid) {
                 if s.admitted {
                     let slot = super::shared::slot(protocol);
-                    self.tools.tables.conn_counts.lock().closed(slot, s.client_addr.ip());
+                    self.tools
+                        .tables
+                        .conn_counts
+                        .lock()
+                        .closed(slot, s.client_addr.ip());
                 }
                 self.tools.tables.leave();
             }
@@ -366,7 +378,7 @@ impl EventLoop {
         let sids: Vec<u64> = self.sessions.keys().copied().collect();
         for sid in sids {
             if let Some(session) = self.sessions.get_mut(&sid) {
-                log::info!("{} closed: {why}", session.ctx());
+                log::info!(target: session.target(),"{} closed: {why}", session.ctx());
                 let phase = std::mem::replace(&mut session.phase, Phase::Closed);
                 if let Phase::Relay(relay) = phase {
                     relay.into_parts(&mut self.tools.buffers);

@@ -86,6 +86,7 @@ fn timed_out(tools: &mut Tools, session: &mut Session, phase: Phase, now: Instan
     match phase {
         Phase::ProxyHeader(_) => {
             log::warn!(
+                target: session.target(),
                 "{} closed: no PROXY header from balancer {} in time",
                 session.ctx(),
                 session.client_addr
@@ -95,6 +96,7 @@ fn timed_out(tools: &mut Tools, session: &mut Session, phase: Phase, now: Instan
         }
         Phase::PreLogin(p) => {
             log::info!(
+                target: session.target(),
                 "{} closed: no login within the login timeout",
                 session.ctx()
             );
@@ -104,16 +106,17 @@ fn timed_out(tools: &mut Tools, session: &mut Session, phase: Phase, now: Instan
             closing(tools, session, p.client, [p.output, bye].concat(), now)
         }
         Phase::Relay(relay) => {
-            log::info!("{} closed: idle for longer than Timeout", session.ctx());
+            log::info!(target: session.target(),"{} closed: idle for longer than Timeout", session.ctx());
             relay.into_parts(&mut tools.buffers);
             Phase::Closed
         }
         Phase::Closing(_) => {
-            log::debug!("{} closed: last reply not taken in time", session.ctx());
+            log::debug!(target: session.target(),"{} closed: last reply not taken in time", session.ctx());
             Phase::Closed
         }
         Phase::Handshake(_) => {
             log::info!(
+                target: session.target(),
                 "{} closed: no TLS handshake within the login timeout",
                 session.ctx()
             );
@@ -123,6 +126,7 @@ fn timed_out(tools: &mut Tools, session: &mut Session, phase: Phase, now: Instan
             // The worker keeps the client socket until it returns; the session (and its
             // ConnLimits slot) goes now.
             log::error!(
+                target: session.target(),
                 "{} closed: the login took longer than its bound ({} s) in a worker",
                 session.ctx(),
                 handoff::worker_deadline(session).as_secs()

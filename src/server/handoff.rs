@@ -26,6 +26,7 @@ impl EventLoop {
         };
         let Phase::InWorker(waiting) = std::mem::replace(&mut session.phase, Phase::Closed) else {
             log::error!(
+                target: session.target(),
                 "{} login finished for a session not waiting for one",
                 session.ctx()
             );
@@ -45,7 +46,10 @@ impl EventLoop {
                 let ip = session.client_addr.ip();
                 tools.tables.bad_guys(protocol, |t| t.succeeded(ip));
                 let realm = &session.rt.realm(session.realm).config;
-                if protocol == Protocol::Pop && realm.auth_service && !realm.auth_service_ttl.is_zero() {
+                if protocol == Protocol::Pop
+                    && realm.auth_service
+                    && !realm.auth_service_ttl.is_zero()
+                {
                     let until = now + realm.auth_service_ttl;
                     tools.tables.pop_logins.lock().record(ip, &user, until);
                 }
@@ -59,9 +63,17 @@ impl EventLoop {
                 output.extend_from_slice(&leftover);
                 drop(front);
                 let guard = protocol == Protocol::Smtp;
-                match start_relay(&tools.registry, sid, done.client, store, output, input, guard) {
+                match start_relay(
+                    &tools.registry,
+                    sid,
+                    done.client,
+                    store,
+                    output,
+                    input,
+                    guard,
+                ) {
                     Ok(relay) => {
-                        log::debug!("{} relaying to store {store_addr}", session.ctx());
+                        log::debug!(target: session.target(),"{} relaying to store {store_addr}", session.ctx());
                         // The idle Timeout is usually shorter than the deadline the timer
                         // holds: arm it, or a silent session would live until then.
                         let idle = now + session.rt.config.timeout;
@@ -69,7 +81,7 @@ impl EventLoop {
                         Phase::Relay(relay)
                     }
                     Err(e) => {
-                        log::error!("{} cannot start relay: {e}", session.ctx());
+                        log::error!(target: session.target(),"{} cannot start relay: {e}", session.ctx());
                         Phase::Closed
                     }
                 }
@@ -82,7 +94,9 @@ impl EventLoop {
                 match tools.draining {
                     // Stopping: no second try; say goodbye.
                     Some(_) => goodbye(tools, session, done.client, *waiting, now),
-                    None => resume_after_failure(tools, session, done.client, *waiting, &failure, now),
+                    None => {
+                        resume_after_failure(tools, session, done.client, *waiting, &failure, now)
+                    }
                 }
             }
         };
@@ -129,8 +143,11 @@ pub(super) fn submit(
             Phase::InWorker(Box::new(waiting))
         }
         Err(job) => {
-            log::error!("{} login refused: worker queue full", session.ctx());
-            crate::metrics::get().refused(session.rt.config.protocol, crate::metrics::Refusal::Capacity);
+            log::error!(target: session.target(),"{} login refused: worker queue full", session.ctx());
+            crate::metrics::get().refused(
+                session.rt.config.protocol,
+                crate::metrics::Refusal::Capacity,
+            );
             let failure = Failure::Unavailable {
                 alert: session.rt.config.server_down_alert.clone(),
             };
@@ -183,6 +200,7 @@ pub(super) fn resume_after_failure(
         }
         crate::protocol::Action::Login(_) => {
             log::error!(
+                target: session.target(),
                 "{} front asked for a login while answering one",
                 session.ctx()
             );

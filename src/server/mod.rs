@@ -101,7 +101,11 @@ pub fn prepare(config: &Config) -> Result<(Vec<Arc<ServiceRuntime>>, Vec<String>
 pub fn loop_count(config: &Config) -> usize {
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     let workers = config.global.worker_threads.max(1);
-    config.global.loop_threads.unwrap_or(cores.min(workers)).max(1)
+    config
+        .global
+        .loop_threads
+        .unwrap_or(cores.min(workers))
+        .max(1)
 }
 
 /// `MaxSessions`, or what the descriptor limit allows (two per session).
@@ -264,11 +268,15 @@ impl Server {
                     );
                     crate::process::notify::stopping();
                     let until = Instant::now() + drain;
-                    inboxes.iter().for_each(|i| i.send(Command::Drain { until }));
+                    inboxes
+                        .iter()
+                        .for_each(|i| i.send(Command::Drain { until }));
                 }
                 Err(RecvTimeoutError::Timeout) => {}
                 // No more signals will come (only in tests): keep serving.
-                Err(RecvTimeoutError::Disconnected) => std::thread::sleep(Duration::from_millis(200)),
+                Err(RecvTimeoutError::Disconnected) => {
+                    std::thread::sleep(Duration::from_millis(200))
+                }
             }
             health.set_pool_queued(crate::metrics::get().queue_depth());
         }

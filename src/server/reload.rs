@@ -112,7 +112,11 @@ impl Server {
             .collect::<Vec<_>>();
         let mut add = Vec::new();
         for (addr, protocol) in wanted {
-            if self.bound.iter().any(|b| b.addr == addr && b.protocol == protocol) {
+            if self
+                .bound
+                .iter()
+                .any(|b| b.addr == addr && b.protocol == protocol)
+            {
                 continue;
             }
             let backlog = config.global.listen_backlog;

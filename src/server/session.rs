@@ -394,6 +394,12 @@ impl Session {
         }
     }
 
+    /// The log target of this session's lines: its service's log (`LogDir`, `LogLevel`
+    /// of its service file).
+    pub fn target(&self) -> &'static str {
+        crate::log::target_of(self.rt.config.protocol)
+    }
+
     /// The log context of this session.
     pub fn ctx(&self) -> crate::log::Ctx<'_> {
         crate::log::Ctx {

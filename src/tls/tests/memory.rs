@@ -243,7 +243,10 @@ fn store_config_trusts_only_its_ca_file() {
 }
 
 /// Runs one handshake with `client` and `server` and says how it went.
-fn handshake_kind(client: &Arc<ClientConfig>, server: &Arc<rustls::ServerConfig>) -> rustls::HandshakeKind {
+fn handshake_kind(
+    client: &Arc<ClientConfig>,
+    server: &Arc<rustls::ServerConfig>,
+) -> rustls::HandshakeKind {
     let (mut c, mut s) = pair(client.clone(), "localhost", server.clone());
     handshake(&mut c, &mut s).expect("handshake");
     // The tickets come after the handshake: let the client take them.
@@ -270,14 +273,26 @@ fn a_returning_client_resumes_its_session_after_many_others_over_tls13_and_tls12
         )
     };
     let (first13, first12) = (client_config(&s.ca, None), tls12());
-    assert_eq!(handshake_kind(&first13, &server), rustls::HandshakeKind::Full);
-    assert_eq!(handshake_kind(&first12, &server), rustls::HandshakeKind::Full);
+    assert_eq!(
+        handshake_kind(&first13, &server),
+        rustls::HandshakeKind::Full
+    );
+    assert_eq!(
+        handshake_kind(&first12, &server),
+        rustls::HandshakeKind::Full
+    );
     // More clients than rustls's default server cache (256) holds: a stateful cache of
     // that size would have forgotten the first ones.
     for _ in 0..150 {
         handshake_kind(&client_config(&s.ca, None), &server);
         handshake_kind(&tls12(), &server);
     }
-    assert_eq!(handshake_kind(&first13, &server), rustls::HandshakeKind::Resumed);
-    assert_eq!(handshake_kind(&first12, &server), rustls::HandshakeKind::Resumed);
+    assert_eq!(
+        handshake_kind(&first13, &server),
+        rustls::HandshakeKind::Resumed
+    );
+    assert_eq!(
+        handshake_kind(&first12, &server),
+        rustls::HandshakeKind::Resumed
+    );
 }
