@@ -297,3 +297,6 @@ fn spawn_loop(event_loop: EventLoop) -> io::Result<JoinHandle<io::Result<()>>> {
         .name(format!("mmp-loop-{}", event_loop.id))
         .spawn(move || event_loop.run())
 }
+
+#[cfg(test)]
+mod tests;
