@@ -42,49 +42,15 @@ impl EventLoop {
                 leftover,
                 user,
             } => {
-                let protocol = session.rt.config.protocol;
-                let ip = session.client_addr.ip();
-                tools.tables.bad_guys(protocol, |t| t.succeeded(ip));
-                let realm = &session.rt.realm(session.realm).config;
-                if protocol == Protocol::Pop
-                    && realm.auth_service
-                    && !realm.auth_service_ttl.is_zero()
-                {
-                    let until = now + realm.auth_service_ttl;
-                    tools.tables.pop_logins.lock().record(ip, &user, until);
-                }
-                session.user = Some(user);
-                let Waiting {
-                    mut front,
-                    input,
-                    mut output,
-                } = *waiting;
-                output.extend_from_slice(&front.login_succeeded(&answer));
-                output.extend_from_slice(&leftover);
-                drop(front);
-                let guard = protocol == Protocol::Smtp;
-                match start_relay(
-                    &tools.registry,
-                    sid,
-                    done.client,
+                let logged_in = LoggedIn {
+                    client: done.client,
                     store,
-                    output,
-                    input,
-                    guard,
-                ) {
-                    Ok(relay) => {
-                        log::debug!(target: session.target(),"{} relaying to store {store_addr}", session.ctx());
-                        // The idle Timeout is usually shorter than the deadline the timer
-                        // holds: arm it, or a silent session would live until then.
-                        let idle = now + session.rt.config.timeout;
-                        tools.set_deadline(session, idle);
-                        Phase::Relay(relay)
-                    }
-                    Err(e) => {
-                        log::error!(target: session.target(),"{} cannot start relay: {e}", session.ctx());
-                        Phase::Closed
-                    }
-                }
+                    store_addr,
+                    answer,
+                    leftover,
+                    user,
+                };
+                start_relaying(tools, session, *waiting, logged_in, now)
             }
             Outcome::Failed(failure) => {
                 if failure == Failure::AuthFailed {
@@ -101,6 +67,65 @@ impl EventLoop {
             }
         };
         self.advance(sid, now);
+    }
+}
+
+/// What a worker hands back for a login the store accepted.
+struct LoggedIn {
+    client: Transport,
+    store: Transport,
+    store_addr: std::net::SocketAddr,
+    answer: crate::protocol::StoreAnswer,
+    leftover: Vec<u8>,
+    user: String,
+}
+
+/// The store accepted the login: forgive the address, open the POP-before-SMTP window,
+/// answer the client and start relaying under the idle `Timeout`.
+fn start_relaying(
+    tools: &mut Tools,
+    session: &mut Session,
+    waiting: Waiting,
+    done: LoggedIn,
+    now: Instant,
+) -> Phase {
+    let protocol = session.rt.config.protocol;
+    let ip = session.client_addr.ip();
+    tools.tables.bad_guys(protocol, |t| t.succeeded(ip));
+    let realm = &session.rt.realm(session.realm).config;
+    if protocol == Protocol::Pop && realm.auth_service && !realm.auth_service_ttl.is_zero() {
+        let until = now + realm.auth_service_ttl;
+        tools.tables.pop_logins.lock().record(ip, &done.user, until);
+    }
+    session.user = Some(done.user);
+    let Waiting {
+        mut front,
+        input,
+        mut output,
+    } = waiting;
+    output.extend_from_slice(&front.login_succeeded(&done.answer));
+    output.extend_from_slice(&done.leftover);
+    drop(front);
+    let guard = protocol == Protocol::Smtp;
+    let (sid, registry) = (session.sid, &tools.registry);
+    match start_relay(registry, sid, done.client, done.store, output, input, guard) {
+        Ok(relay) => {
+            log::debug!(
+                target: session.target(),
+                "{} relaying to store {}",
+                session.ctx(),
+                done.store_addr
+            );
+            // The idle Timeout is usually shorter than the deadline the timer holds: arm
+            // it, or a silent session would live until then.
+            let idle = now + session.rt.config.timeout;
+            tools.set_deadline(session, idle);
+            Phase::Relay(relay)
+        }
+        Err(e) => {
+            log::error!(target: session.target(), "{} cannot start relay: {e}", session.ctx());
+            Phase::Closed
+        }
     }
 }
 
