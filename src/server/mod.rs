@@ -371,6 +371,10 @@ impl Server {
                     service.limits.max_line_bytes + service.limits.max_literal_bytes + 1024;
                 match p.turn(max_input) {
                     Next::Wait => Phase::PreLogin(p),
+                    Next::MoreWork => {
+                        self.busy.push(sid);
+                        Phase::PreLogin(p)
+                    }
                     Next::StartTls => {
                         let rt = &self.services[session.service];
                         let cfg = rt.tls_server.clone();
