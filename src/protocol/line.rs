@@ -189,14 +189,14 @@ mod tests {
     }
 
     #[test]
-    fn a_line_cut_anywhere_is_taken_whole_and_clear_wipes() {
+    fn a_cut_line_waits_and_stage_all_takes_what_is_left() {
         let (lines, _) = run(b"one\r\ntw", 3);
         assert_eq!(lines, vec![b"one".to_vec()]);
         let mut ahead = InBuf::from_vec(b"x\ny".to_vec());
         let mut window = Vec::new();
         assert_eq!(ahead.stage_line(&mut window), 2);
         ahead.extend(b"z\n");
-        assert_eq!(ahead.len(), 2);
+        assert_eq!(ahead.len(), 3);
         ahead.stage_all(&mut window);
         assert_eq!(window, b"x\nyz\n");
         assert!(ahead.is_empty());
