@@ -383,3 +383,22 @@ fn read_some(src: &mut Endpoint, space: &mut [u8]) -> Read {
         }
     }
 }
+
+/// Sockets for the tests of the relay and the session code.
+#[cfg(test)]
+pub(crate) mod testing {
+    use crate::transport::Transport;
+    use std::net::{TcpListener, TcpStream};
+    use std::time::Duration;
+
+    /// A connected pair over loopback: (our non-blocking end, the peer's blocking end,
+    /// reads time out after 5 s).
+    pub fn pair() -> (Transport, TcpStream) {
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        let peer = TcpStream::connect(l.local_addr().unwrap()).unwrap();
+        let (ours, _) = l.accept().unwrap();
+        ours.set_nonblocking(true).unwrap();
+        peer.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        (Transport::Plain(mio::net::TcpStream::from_std(ours)), peer)
+    }
+}

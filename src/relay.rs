@@ -189,19 +189,9 @@ fn checked(result: Result<Moved, PumpError>, way: Way) -> Result<Moved, Turn> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::pump::testing::pair;
     use std::io::{Read, Write};
-    use std::net::{TcpListener, TcpStream};
     use std::time::{Duration, Instant};
-
-    /// A connected pair over loopback: (our non-blocking end, the peer's blocking end).
-    fn pair() -> (Transport, TcpStream) {
-        let l = TcpListener::bind("127.0.0.1:0").unwrap();
-        let peer = TcpStream::connect(l.local_addr().unwrap()).unwrap();
-        let (ours, _) = l.accept().unwrap();
-        ours.set_nonblocking(true).unwrap();
-        peer.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-        (Transport::Plain(mio::net::TcpStream::from_std(ours)), peer)
-    }
 
     /// Runs the relay as a level-triggered loop would, until `done` or 5 s.
     fn drive(

@@ -2,19 +2,9 @@
 
 use super::*;
 use crate::protocol::imap;
+use crate::pump::testing::pair;
 use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
 use std::time::{Duration, Instant};
-
-/// A connected pair over loopback: (our non-blocking end, the client's blocking end).
-fn pair() -> (Transport, TcpStream) {
-    let l = TcpListener::bind("127.0.0.1:0").unwrap();
-    let peer = TcpStream::connect(l.local_addr().unwrap()).unwrap();
-    let (ours, _) = l.accept().unwrap();
-    ours.set_nonblocking(true).unwrap();
-    peer.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-    (Transport::Plain(mio::net::TcpStream::from_std(ours)), peer)
-}
 
 fn imap_front() -> Front {
     Front::Imap(imap::Front::new(imap::FrontConfig {
