@@ -191,6 +191,7 @@ mod tests {
     use super::*;
     use crate::pump::testing::pair;
     use std::io::{Read, Write};
+    use std::net::TcpStream;
     use std::time::{Duration, Instant};
 
     /// Runs the relay as a level-triggered loop would, until `done` or 5 s.
@@ -315,19 +316,26 @@ mod tests {
         drop((client_peer, store_peer));
     }
 
+    /// An SMTP relay over two loopback pairs: (relay, client's end, store's end).
+    fn guarded(for_client: &[u8], for_store: &[u8]) -> (Relay, TcpStream, TcpStream) {
+        let (client, client_peer) = pair();
+        let (store, store_peer) = pair();
+        let relay = Relay::guarded(client, store, for_client.to_vec(), for_store, Guard::new());
+        (relay.unwrap(), client_peer, store_peer)
+    }
+
+    /// The next bytes `peer` reads are `want`.
+    #[track_caller]
+    fn expect(peer: &mut TcpStream, want: &[u8]) {
+        let mut got = vec![0u8; want.len()];
+        peer.read_exact(&mut got).unwrap();
+        assert_eq!(String::from_utf8_lossy(&got), String::from_utf8_lossy(want));
+    }
+
     #[test]
     fn guarded_client_half_close_after_data_still_delivers_the_message() {
-        let (client, mut client_peer) = pair();
-        let (store, mut store_peer) = pair();
+        let (mut relay, mut client_peer, mut store_peer) = guarded(b"235 2.7.0 ok\r\n", b"");
         let mut pool = BufferPool::new(4);
-        let mut relay = Relay::guarded(
-            client,
-            store,
-            b"235 2.7.0 ok\r\n".to_vec(),
-            b"",
-            Guard::new(),
-        )
-        .unwrap();
         let head = b"MAIL FROM:<a@example.org>\r\nRCPT TO:<b@example.org>\r\nDATA\r\n";
         let body = b"Subject: t\r\n\r\nbody\r\n.\r\nQUIT\r\n";
         client_peer.write_all(&[&head[..], body].concat()).unwrap();
@@ -341,9 +349,7 @@ mod tests {
             !matches!(turn, Turn::Finished | Turn::Failed(..)),
             "the session ended with the message held: {turn:?}"
         );
-        let mut got = vec![0u8; head.len()];
-        store_peer.read_exact(&mut got).unwrap();
-        assert_eq!(&got[..], &head[..]);
+        expect(&mut store_peer, head);
         store_peer
             .write_all(b"250 2.1.0 Ok\r\n250 2.1.5 Ok\r\n354 go ahead\r\n")
             .unwrap();
@@ -365,19 +371,14 @@ mod tests {
 
     #[test]
     fn guarded_relay_refuses_xclient_through_the_same_pump() {
-        let (client, mut client_peer) = pair();
-        let (store, mut store_peer) = pair();
+        let (mut relay, mut client_peer, mut store_peer) = guarded(b"", b"NOOP\r\n");
         let mut pool = BufferPool::new(4);
-        let mut relay =
-            Relay::guarded(client, store, Vec::new(), b"NOOP\r\n", Guard::new()).unwrap();
         client_peer
             .write_all(b"XCLIENT ADDR=10.0.0.1\r\nEHLO x\r\n")
             .unwrap();
         let want = b"NOOP\r\nXMMP-REFUSED\r\nEHLO x\r\n";
         drive(&mut relay, &mut pool, |r| r.up_bytes as usize >= want.len());
-        let mut got = vec![0u8; want.len()];
-        store_peer.read_exact(&mut got).unwrap();
-        assert_eq!(&got[..], &want[..]);
+        expect(&mut store_peer, want);
         store_peer
             .write_all(b"250 ok\r\n502 no\r\n250-mta\r\n250-XCLIENT ADDR\r\n250 PIPELINING\r\n")
             .unwrap();
@@ -385,9 +386,7 @@ mod tests {
         drive(&mut relay, &mut pool, |r| {
             r.down_bytes as usize >= down.len()
         });
-        let mut got = vec![0u8; down.len()];
-        client_peer.read_exact(&mut got).unwrap();
-        assert_eq!(&got[..], &down[..]);
+        expect(&mut client_peer, down);
         drive(&mut relay, &mut pool, |_| true);
         assert!(
             relay.holds_no_buffers(),
