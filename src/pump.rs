@@ -4,7 +4,8 @@
 //! direction of a relay (as nginx's `ngx_mail_proxy_handler` does): write what is owed,
 //! read while there is room, pass the end of stream on; a [`Filter`] stands between its
 //! reads and its writes (nothing, or the SMTP guard), so a guarded session runs the same
-//! pump as any other.
+//! pump as any other. [`receive`] is the one read, with the rule for when a socket has
+//! nothing more to give until its next event.
 //!
 //! Readiness is edge-triggered: each [`Endpoint`] remembers whether it may still be read or
 //! written (sozu's `Readiness`); only a read or write that would block clears the flag,
@@ -355,22 +356,14 @@ fn deliver(
 
 /// One read from `src` into `space`. End of stream or an error closes the reading half.
 fn read_some(src: &mut Endpoint, space: &mut [u8]) -> Read {
-    let wanted = space.len();
-    match src.transport.read(space) {
-        Outcome::Moved(n) => {
-            // A plain socket that gave less than asked is drained; its next bytes
-            // bring a new edge, so skip the read that would only say "would block"
-            // (nginx does the same). TLS may still hold decrypted bytes, and a peer
-            // that closed has its end of stream queued without a new edge: read on.
-            if n < wanted && src.transport.is_plain() && !src.peer_closed {
-                src.readable = false;
-            }
-            Read::Got(n)
-        }
-        Outcome::WouldBlock => {
-            src.readable = false;
-            Read::Blocked
-        }
+    match receive(
+        &mut src.transport,
+        &mut src.readable,
+        src.peer_closed,
+        space,
+    ) {
+        Outcome::Moved(n) => Read::Got(n),
+        Outcome::WouldBlock => Read::Blocked,
         Outcome::Closed => {
             src.reading = Half::Closed;
             Read::Ended
@@ -382,6 +375,28 @@ fn read_some(src: &mut Endpoint, space: &mut [u8]) -> Read {
             Read::Ended
         }
     }
+}
+
+/// Reads from `src` into `space`, the one way the loop reads: clears `*readable` once
+/// the socket has nothing more for now.
+pub fn receive(
+    src: &mut Transport,
+    readable: &mut bool,
+    peer_closed: bool,
+    space: &mut [u8],
+) -> Outcome {
+    let wanted = space.len();
+    let outcome = src.read(space);
+    match outcome {
+        // A plain socket that gave less than asked is drained; its next bytes bring a new
+        // edge, so skip the read that would only say "would block" (nginx does the same).
+        // TLS may still hold decrypted bytes, and a peer that closed (`peer_closed`) has
+        // its end of stream queued without a new edge: read on.
+        Outcome::Moved(n) if n < wanted && src.is_plain() && !peer_closed => *readable = false,
+        Outcome::WouldBlock => *readable = false,
+        _ => {}
+    }
+    outcome
 }
 
 /// Sockets for the tests of the relay and the session code.

@@ -6,7 +6,7 @@
 
 use crate::protocol::line::InBuf;
 use crate::protocol::{self, Action, ClientInfo, Front, Protocol, TlsState};
-use crate::pump::{send, SendError};
+use crate::pump::{receive, send, SendError};
 use crate::relay::Relay;
 use crate::runtime::ServiceRuntime;
 use crate::tls::ClientCert;
@@ -356,19 +356,13 @@ impl PreLogin {
     /// One read from the client into `ahead`; `Some` when the turn ends here.
     fn read(&mut self) -> Option<Next> {
         let mut chunk = [0u8; 4096];
-        match self.client.read(&mut chunk) {
+        let (client, readable) = (&mut self.client, &mut self.readable);
+        match receive(client, readable, self.peer_closed, &mut chunk) {
             Outcome::Moved(n) => {
                 self.ahead.extend(&chunk[..n]);
-                // A short read drained a plain socket; its next bytes bring an edge.
-                if n < chunk.len() && self.client.is_plain() && !self.peer_closed {
-                    self.readable = false;
-                }
                 None
             }
-            Outcome::WouldBlock => {
-                self.readable = false;
-                Some(Next::Wait)
-            }
+            Outcome::WouldBlock => Some(Next::Wait),
             Outcome::Closed => Some(Next::Drop("client closed the connection".into())),
             Outcome::Failed(e) => Some(Next::Drop(format!("read failed: {e}"))),
         }
