@@ -14,8 +14,8 @@ use crate::transport::{Outcome, Transport};
 use std::net::SocketAddr;
 use std::time::Instant;
 
-/// Most bytes of replies mmp queues for a client that does not read them before it
-/// stops reading that client's commands.
+/// Most bytes of replies mmp queues for a client that does not read them: past it, no
+/// more of that client's commands are answered (or read) until it takes some.
 pub const MAX_PENDING_OUTPUT: usize = 64 * 1024;
 
 /// Most replies the pre-login dialogue makes in one loop turn, so that a client
@@ -133,7 +133,7 @@ impl Handshake {
                 Err(SendError::Closed) => {
                     return HandshakeNext::Drop("client closed the connection".into())
                 }
-                Err(e) => return HandshakeNext::Drop(format!("TLS: {e}")),
+                Err(e) => return HandshakeNext::Drop(format!("TLS {e}")),
             }
             match self.client.read(&mut chunk) {
                 Outcome::Moved(n) => self.input.extend_from_slice(&chunk[..n]),
@@ -284,8 +284,10 @@ impl PreLogin {
     pub fn turn(&mut self, max_input: usize) -> Next {
         let mut actions = 0;
         loop {
-            if let Err(e) = send(&mut self.client, &mut self.writable, &mut self.output) {
-                return Next::Drop(format!("client: {e}"));
+            match send(&mut self.client, &mut self.writable, &mut self.output) {
+                Ok(_) => {}
+                Err(SendError::Closed) => return Next::Drop("client closed the connection".into()),
+                Err(e) => return Next::Drop(e.to_string()),
             }
             if self.upgrading {
                 let sent = self.output.is_empty() && !self.client.wants_write();
