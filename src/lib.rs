@@ -20,6 +20,7 @@ pub mod pool;
 pub mod process;
 pub mod protocol;
 pub mod proxy_protocol;
+pub mod pump;
 pub mod relay;
 pub mod runtime;
 pub mod secret;

@@ -1,56 +1,17 @@
-//! The byte pump between a client and its store once the login is done: one function,
-//! `pump`, used for both directions (as nginx's `ngx_mail_proxy_handler` is), with
-//! backpressure (a side is read only while the buffer towards its peer has room), an orderly
-//! end (end of stream on one side is passed on as a write shutdown once its bytes are out,
-//! and the session ends there) and buffers taken from the loop's pool only while bytes are
-//! in flight.
-//!
-//! Readiness is edge-triggered: each [`Endpoint`] remembers whether it may still be read or
-//! written (sozu's `Readiness`); only a read or write that would block clears the flag,
-//! and only an event from the poll sets it again. The relay sees bytes only: it never
-//! parses them.
+//! A relayed session once the login is done: the two endpoints, the bytes in flight each
+//! way and the turn that runs [`crate::pump::pump`] for client → store and store → client,
+//! with backpressure (a side is read only while the buffer towards its peer has room), an
+//! orderly end (end of stream on one side is passed on as a write shutdown once its bytes
+//! are out, and the session ends there) and buffers taken from the loop's pool only while
+//! bytes are in flight. An SMTP session runs the same pump with the guard as its filter.
+//! The relay sees bytes only: it never parses them (the guard does, for SMTP).
 
 use crate::buffer::{Buffer, BufferPool};
 use crate::protocol::smtp::Guard;
-use crate::tls::Flush;
-use crate::transport::{Outcome, Transport};
+use crate::pump::{pump, Filter, Moved, PumpError, Way};
+use crate::transport::Transport;
 
-/// One side of a relayed session.
-#[derive(Debug)]
-pub struct Endpoint {
-    /// The connection.
-    pub transport: Transport,
-    /// The poll said readable (or closed) and no read has blocked since.
-    pub readable: bool,
-    /// The poll said writable and no write has blocked since.
-    pub writable: bool,
-    /// The poll said the peer closed its side (EPOLLRDHUP): the end of stream may already
-    /// be queued behind the data, with no edge left to announce it.
-    pub peer_closed: bool,
-    reading: Half,
-    writing: Half,
-}
-
-/// One direction of a socket.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Half {
-    Open,
-    Closed,
-}
-
-impl Endpoint {
-    /// A freshly registered endpoint: assume it can be read and written until it says no.
-    pub fn new(transport: Transport) -> Endpoint {
-        Endpoint {
-            transport,
-            readable: true,
-            writable: true,
-            peer_closed: false,
-            reading: Half::Open,
-            writing: Half::Open,
-        }
-    }
-}
+pub use crate::pump::Endpoint;
 
 /// Which side a relay event or failure concerns.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -83,8 +44,8 @@ pub struct Relay {
     pub store: Endpoint,
     to_store: Option<Buffer>,
     to_client: Option<Buffer>,
-    /// SMTP sessions only: the command filter and its queues (see [`Guarded`]).
-    guarded: Option<Box<Guarded>>,
+    /// What stands between reads and writes: nothing, or the SMTP guard.
+    filter: Filter,
     /// Bytes relayed client → store, for the closing log line.
     pub up_bytes: u64,
     /// Bytes relayed store → client.
@@ -108,7 +69,7 @@ impl Relay {
         Relay {
             to_client: prefill(for_client),
             to_store: prefill(for_store),
-            guarded: None,
+            filter: Filter::Pass,
             client: Endpoint::new(client),
             store: {
                 // A plain store socket was just registered, and registration reports bytes
@@ -133,38 +94,41 @@ impl Relay {
         for_store: &[u8],
         guard: Guard,
     ) -> Result<Relay, String> {
-        let mut g = Guarded {
-            guard,
-            to_store: Vec::new(),
-            to_client: for_client,
-        };
-        g.guard
-            .from_client(for_store, &mut g.to_store)
+        let mut filter = Filter::smtp(guard);
+        filter
+            .feed(Way::Up, for_store)
             .map_err(|e| format!("client bytes refused: {e}"))?;
-        let mut relay = Relay::new(client, store, Vec::new(), Vec::new());
-        relay.guarded = Some(Box::new(g));
+        let mut relay = Relay::new(client, store, for_client, Vec::new());
+        relay.filter = filter;
         Ok(relay)
     }
 
     /// Moves bytes both ways until nothing more can move or the budget is spent.
     pub fn run(&mut self, pool: &mut BufferPool) -> Turn {
-        if let Some(g) = self.guarded.as_mut() {
-            return run_guarded(
+        for _ in 0..TURN_BUDGET {
+            let up = pump(
                 &mut self.client,
                 &mut self.store,
-                g,
-                &mut self.up_bytes,
-                &mut self.down_bytes,
+                &mut self.to_store,
+                &mut self.filter,
+                Way::Up,
+                pool,
             );
-        }
-        for _ in 0..TURN_BUDGET {
-            let up = match pump(&mut self.client, &mut self.store, &mut self.to_store, pool) {
-                Ok(n) => n,
-                Err(e) => return Turn::Failed(Side::Store, e),
+            let up = match checked(up, Way::Up) {
+                Ok(m) => m,
+                Err(failed) => return failed,
             };
-            let down = match pump(&mut self.store, &mut self.client, &mut self.to_client, pool) {
-                Ok(n) => n,
-                Err(e) => return Turn::Failed(Side::Client, e),
+            let down = pump(
+                &mut self.store,
+                &mut self.client,
+                &mut self.to_client,
+                &mut self.filter,
+                Way::Down,
+                pool,
+            );
+            let down = match checked(down, Way::Down) {
+                Ok(m) => m,
+                Err(failed) => return failed,
             };
             self.up_bytes += up.bytes as u64;
             self.down_bytes += down.bytes as u64;
@@ -179,27 +143,22 @@ impl Relay {
     }
 
     /// True when one side has ended its stream and every byte it sent has been passed
-    /// on. As in nginx's mail proxy, the session ends there: a store that closed has
-    /// nothing more to say, and a client that closed will not read the answers.
+    /// on (for SMTP: including what the guard holds after DATA until the MTA answers it).
+    /// As in nginx's mail proxy, the session ends there: a store that closed has nothing
+    /// more to say, and a client that closed will not read the answers.
     pub fn is_finished(&self) -> bool {
-        let (up_empty, down_empty) = match &self.guarded {
-            Some(g) => (g.to_store.is_empty(), g.to_client.is_empty()),
-            None => (self.to_store.is_none(), self.to_client.is_none()),
-        };
-        let up_empty = up_empty && !self.store.transport.wants_write();
-        let down_empty = down_empty && !self.client.transport.wants_write();
-        (self.client.reading == Half::Closed && up_empty)
-            || (self.store.reading == Half::Closed && down_empty)
+        let up_done = self.to_store.is_none()
+            && !self.filter.owes(Way::Up)
+            && !self.store.transport.wants_write();
+        let down_done = self.to_client.is_none()
+            && !self.filter.owes(Way::Down)
+            && !self.client.transport.wants_write();
+        (self.client.read_closed() && up_done) || (self.store.read_closed() && down_done)
     }
 
     /// True when the relay holds no buffer (what an idle session should look like).
     pub fn holds_no_buffers(&self) -> bool {
-        self.to_client.is_none()
-            && self.to_store.is_none()
-            && self
-                .guarded
-                .as_ref()
-                .is_none_or(|g| g.to_store.capacity() == 0 && g.to_client.capacity() == 0)
+        self.to_client.is_none() && self.to_store.is_none() && self.filter.holds_nothing()
     }
 
     /// Gives any buffers back to the pool and returns the two transports.
@@ -214,240 +173,26 @@ impl Relay {
     }
 }
 
-/// The queues of a guarded (SMTP) relay. SMTP sessions are short and small, so they use
-/// plain vectors instead of pool buffers, released whenever they empty.
-#[derive(Debug)]
-pub struct Guarded {
-    guard: Guard,
-    to_store: Vec<u8>,
-    to_client: Vec<u8>,
-}
-
-/// Most bytes a guarded relay queues (or the guard holds) per direction before it stops
-/// reading that direction's source.
-const GUARDED_QUEUE_BYTES: usize = 64 * 1024;
-
-fn run_guarded(
-    client: &mut Endpoint,
-    store: &mut Endpoint,
-    g: &mut Guarded,
-    up_bytes: &mut u64,
-    down_bytes: &mut u64,
-) -> Turn {
-    for _ in 0..TURN_BUDGET {
-        let mut progress = false;
-        match write_queue(store, &mut g.to_store) {
-            Ok(n) => {
-                progress |= n > 0;
-                *up_bytes += n as u64;
-            }
-            Err(e) => return Turn::Failed(Side::Store, e),
-        }
-        match write_queue(client, &mut g.to_client) {
-            Ok(n) => {
-                progress |= n > 0;
-                *down_bytes += n as u64;
-            }
-            Err(e) => return Turn::Failed(Side::Client, e),
-        }
-        let mut chunk = [0u8; 8192];
-        if g.to_store.len() < GUARDED_QUEUE_BYTES && g.guard.held_bytes() < GUARDED_QUEUE_BYTES {
-            if let Some(n) = read_some(client, &mut chunk) {
-                progress = true;
-                if let Err(e) = g.guard.from_client(&chunk[..n], &mut g.to_store) {
-                    return Turn::Failed(Side::Client, format!("client bytes refused: {e}"));
-                }
-            }
-        }
-        if g.to_client.len() < GUARDED_QUEUE_BYTES {
-            if let Some(n) = read_some(store, &mut chunk) {
-                progress = true;
-                if let Err(e) = g.guard.from_store(&chunk[..n], &mut g.to_client) {
-                    return Turn::Failed(Side::Store, format!("MTA bytes refused: {e}"));
-                }
-                g.guard.released(&mut g.to_store);
-            }
-        }
-        pass_on_end(client.reading, store, &g.to_store);
-        pass_on_end(store.reading, client, &g.to_client);
-        let finished = (client.reading == Half::Closed
-            && g.to_store.is_empty()
-            && !store.transport.wants_write())
-            || (store.reading == Half::Closed
-                && g.to_client.is_empty()
-                && !client.transport.wants_write());
-        if finished {
-            return Turn::Finished;
-        }
-        if !progress {
-            return Turn::Idle;
-        }
-    }
-    Turn::MoreWork
-}
-
-/// Once `src_reading` has closed and everything it sent is out, half-closes `dst`.
-fn pass_on_end(src_reading: Half, dst: &mut Endpoint, queue: &[u8]) {
-    if src_reading == Half::Closed && queue.is_empty() && dst.writing == Half::Open {
-        dst.transport.shutdown_write();
-        dst.writing = Half::Closed;
-    }
-}
-
-/// Writes as much of `queue` as `dst` takes; releases the queue's memory once empty.
-fn write_queue(dst: &mut Endpoint, queue: &mut Vec<u8>) -> Result<usize, String> {
-    let mut moved = 0;
-    while dst.writable && !queue.is_empty() {
-        match dst.transport.write(queue) {
-            Outcome::Moved(n) => {
-                queue.drain(..n);
-                moved += n;
-            }
-            Outcome::WouldBlock => dst.writable = false,
-            Outcome::Closed => return Err("connection closed while bytes were owed".into()),
-            Outcome::Failed(e) => return Err(format!("write failed: {e}")),
-        }
-    }
-    if queue.is_empty() && queue.capacity() > 0 {
-        *queue = Vec::new();
-    }
-    flush_records(dst)?;
-    Ok(moved)
-}
-
-/// One read from `src` if it may be read; `Some(n)` when bytes arrived. End of stream or
-/// an error closes the reading half.
-fn read_some(src: &mut Endpoint, chunk: &mut [u8]) -> Option<usize> {
-    if !src.readable || src.reading == Half::Closed {
-        return None;
-    }
-    match src.transport.read(chunk) {
-        Outcome::Moved(n) => Some(n),
-        Outcome::WouldBlock => {
-            src.readable = false;
-            None
-        }
-        Outcome::Closed | Outcome::Failed(_) => {
-            src.reading = Half::Closed;
-            None
-        }
-    }
-}
-
-/// What one pump call did.
-#[derive(Debug, Default)]
-struct Moved {
-    progress: bool,
-    bytes: usize,
-}
-
-/// Moves bytes from `src` to `dst` through `slot`: first writes what is owed, then reads
-/// while there is room. An error means `dst` cannot take bytes it is owed (or `src` failed).
-fn pump(
-    src: &mut Endpoint,
-    dst: &mut Endpoint,
-    slot: &mut Option<Buffer>,
-    pool: &mut BufferPool,
-) -> Result<Moved, String> {
-    let mut moved = Moved::default();
-    write_owed(dst, slot, &mut moved)?;
-    let room = slot.as_ref().is_none_or(|b| !b.is_full());
-    if src.readable && src.reading == Half::Open && room {
-        let buf = slot.get_or_insert_with(|| pool.take());
-        let space = buf.space();
-        let wanted = space.len();
-        match src.transport.read(space) {
-            Outcome::Moved(n) => {
-                buf.filled(n);
-                moved.progress = true;
-                // A plain socket that gave less than asked is drained; its next bytes
-                // bring a new edge, so skip the read that would only say "would block"
-                // (nginx does the same). TLS may still hold decrypted bytes, and a peer
-                // that closed has its end of stream queued without a new edge: read on.
-                if n < wanted && src.transport.is_plain() && !src.peer_closed {
-                    src.readable = false;
-                }
-                // Pass the bytes on at once rather than on the next turn.
-                write_owed(dst, slot, &mut moved)?;
-            }
-            Outcome::WouldBlock => src.readable = false,
-            Outcome::Closed => {
-                src.reading = Half::Closed;
-                moved.progress = true;
-            }
-            Outcome::Failed(e) => {
-                // A reset on the read side ends that direction like an end of stream.
-                log::debug!("read failed, treating as end of stream: {e}");
-                src.reading = Half::Closed;
-                moved.progress = true;
-            }
-        }
-    }
-    if slot.as_ref().is_some_and(Buffer::is_empty) {
-        if let Some(b) = slot.take() {
-            pool.give(b);
-        }
-    }
-    if src.reading == Half::Closed && slot.is_none() && dst.writing == Half::Open {
-        dst.transport.shutdown_write();
-        dst.writing = Half::Closed;
-    }
-    Ok(moved)
-}
-
-/// Writes the bytes `slot` owes to `dst` while `dst` takes them, then pushes out what a
-/// TLS `dst` still holds in its record layer.
-fn write_owed(
-    dst: &mut Endpoint,
-    slot: &mut Option<Buffer>,
-    moved: &mut Moved,
-) -> Result<(), String> {
-    if let Some(buf) = slot.as_mut() {
-        while dst.writable && !buf.is_empty() {
-            match dst.transport.write(buf.pending()) {
-                Outcome::Moved(n) => {
-                    buf.consumed(n);
-                    moved.progress = true;
-                    moved.bytes += n;
-                }
-                Outcome::WouldBlock => dst.writable = false,
-                Outcome::Closed => return Err("connection closed while bytes were owed".into()),
-                Outcome::Failed(e) => return Err(format!("write failed: {e}")),
-            }
-        }
-    }
-    flush_records(dst)
-}
-
-/// Writes the records a TLS endpoint holds; a socket that takes no more clears `writable`.
-fn flush_records(end: &mut Endpoint) -> Result<(), String> {
-    if end.writable && end.transport.wants_write() {
-        match end.transport.flush() {
-            Flush::Done => {}
-            Flush::Pending => end.writable = false,
-            Flush::Closed => return Err("connection closed while bytes were owed".into()),
-            Flush::Failed(e) => return Err(format!("write failed: {e}")),
-        }
-    }
-    Ok(())
+/// A pump's result, or the turn that ends the relay: a write failure concerns the
+/// destination, refused bytes their source.
+fn checked(result: Result<Moved, PumpError>, way: Way) -> Result<Moved, Turn> {
+    let (src, dst, what) = match way {
+        Way::Up => (Side::Client, Side::Store, "client"),
+        Way::Down => (Side::Store, Side::Client, "MTA"),
+    };
+    result.map_err(|e| match e {
+        PumpError::Write(e) => Turn::Failed(dst, e.to_string()),
+        PumpError::Refused(e) => Turn::Failed(src, format!("{what} bytes refused: {e}")),
+    })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::pump::testing::pair;
     use std::io::{Read, Write};
-    use std::net::{TcpListener, TcpStream};
+    use std::net::TcpStream;
     use std::time::{Duration, Instant};
-
-    /// A connected pair over loopback: (our non-blocking end, the peer's blocking end).
-    fn pair() -> (Transport, TcpStream) {
-        let l = TcpListener::bind("127.0.0.1:0").unwrap();
-        let peer = TcpStream::connect(l.local_addr().unwrap()).unwrap();
-        let (ours, _) = l.accept().unwrap();
-        ours.set_nonblocking(true).unwrap();
-        peer.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-        (Transport::Plain(mio::net::TcpStream::from_std(ours)), peer)
-    }
 
     /// Runs the relay as a level-triggered loop would, until `done` or 5 s.
     fn drive(
@@ -569,5 +314,83 @@ mod tests {
             "no buffer held for the quiet direction"
         );
         drop((client_peer, store_peer));
+    }
+
+    /// An SMTP relay over two loopback pairs: (relay, client's end, store's end).
+    fn guarded(for_client: &[u8], for_store: &[u8]) -> (Relay, TcpStream, TcpStream) {
+        let (client, client_peer) = pair();
+        let (store, store_peer) = pair();
+        let relay = Relay::guarded(client, store, for_client.to_vec(), for_store, Guard::new());
+        (relay.unwrap(), client_peer, store_peer)
+    }
+
+    /// The next bytes `peer` reads are `want`.
+    #[track_caller]
+    fn expect(peer: &mut TcpStream, want: &[u8]) {
+        let mut got = vec![0u8; want.len()];
+        peer.read_exact(&mut got).unwrap();
+        assert_eq!(String::from_utf8_lossy(&got), String::from_utf8_lossy(want));
+    }
+
+    #[test]
+    fn guarded_client_half_close_after_data_still_delivers_the_message() {
+        let (mut relay, mut client_peer, mut store_peer) = guarded(b"235 2.7.0 ok\r\n", b"");
+        let mut pool = BufferPool::new(4);
+        let head = b"MAIL FROM:<a@example.org>\r\nRCPT TO:<b@example.org>\r\nDATA\r\n";
+        let body = b"Subject: t\r\n\r\nbody\r\n.\r\nQUIT\r\n";
+        client_peer.write_all(&[&head[..], body].concat()).unwrap();
+        client_peer.shutdown(std::net::Shutdown::Write).unwrap();
+        // The commands up to DATA go on; the body waits for the reply to DATA, and the
+        // client's end of stream must not end the session meanwhile.
+        let turn = drive(&mut relay, &mut pool, |r| {
+            r.up_bytes as usize >= head.len() && r.client.read_closed()
+        });
+        assert!(
+            !matches!(turn, Turn::Finished | Turn::Failed(..)),
+            "the session ended with the message held: {turn:?}"
+        );
+        expect(&mut store_peer, head);
+        store_peer
+            .write_all(b"250 2.1.0 Ok\r\n250 2.1.5 Ok\r\n354 go ahead\r\n")
+            .unwrap();
+        assert_eq!(drive(&mut relay, &mut pool, |_| false), Turn::Finished);
+        let mut rest = Vec::new();
+        store_peer.read_to_end(&mut rest).unwrap();
+        assert_eq!(
+            rest, body,
+            "the body reaches the MTA, then the end of stream"
+        );
+        relay.into_parts(&mut pool);
+        let mut answers = Vec::new();
+        client_peer.read_to_end(&mut answers).unwrap();
+        assert_eq!(
+            answers,
+            b"235 2.7.0 ok\r\n250 2.1.0 Ok\r\n250 2.1.5 Ok\r\n354 go ahead\r\n"
+        );
+    }
+
+    #[test]
+    fn guarded_relay_refuses_xclient_through_the_same_pump() {
+        let (mut relay, mut client_peer, mut store_peer) = guarded(b"", b"NOOP\r\n");
+        let mut pool = BufferPool::new(4);
+        client_peer
+            .write_all(b"XCLIENT ADDR=10.0.0.1\r\nEHLO x\r\n")
+            .unwrap();
+        let want = b"NOOP\r\nXMMP-REFUSED\r\nEHLO x\r\n";
+        drive(&mut relay, &mut pool, |r| r.up_bytes as usize >= want.len());
+        expect(&mut store_peer, want);
+        store_peer
+            .write_all(b"250 ok\r\n502 no\r\n250-mta\r\n250-XCLIENT ADDR\r\n250 PIPELINING\r\n")
+            .unwrap();
+        let down = b"250 ok\r\n502 no\r\n250-mta\r\n250 PIPELINING\r\n";
+        drive(&mut relay, &mut pool, |r| {
+            r.down_bytes as usize >= down.len()
+        });
+        expect(&mut client_peer, down);
+        drive(&mut relay, &mut pool, |_| true);
+        assert!(
+            relay.holds_no_buffers(),
+            "an idle guarded relay holds nothing"
+        );
     }
 }

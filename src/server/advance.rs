@@ -50,6 +50,10 @@ fn pre_login(
     let max_input = limits.max_line_bytes + limits.max_literal_bytes + 1024;
     match p.turn(max_input) {
         Next::Wait => Phase::PreLogin(p),
+        Next::MoreWork => {
+            tools.busy.push(session.sid);
+            Phase::PreLogin(p)
+        }
         Next::StartTls => start_tls(tools, session, p),
         Next::Close => closing(tools, session, p.client, p.output, now),
         Next::Drop(why) => {

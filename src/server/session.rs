@@ -4,18 +4,24 @@
 //! non-blocking: bytes from the client are fed to the protocol's [`Front`], its replies are
 //! written back, and a complete login leaves as a `Job` with the client's socket.
 
+use crate::protocol::line::InBuf;
 use crate::protocol::{self, Action, ClientInfo, Front, Protocol, TlsState};
+use crate::pump::{receive, send, SendError};
 use crate::relay::Relay;
 use crate::runtime::ServiceRuntime;
-use crate::tls::{ClientCert, Flush};
+use crate::tls::ClientCert;
 use crate::transport::{Outcome, Transport};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
-/// Most bytes of replies mmp queues for a client that does not read them before it
-/// stops reading that client's commands.
+/// Most bytes of replies mmp queues for a client that does not read them: past it, no
+/// more of that client's commands are answered (or read) until it takes some.
 pub const MAX_PENDING_OUTPUT: usize = 64 * 1024;
+
+/// Most replies the pre-login dialogue makes in one loop turn, so that a client
+/// pipelining thousands of commands cannot hold the loop (it runs again next turn).
+pub const MAX_ACTIONS_PER_TURN: usize = 64;
 
 /// Longest a closing session may take to flush its last reply.
 pub const CLOSE_GRACE: std::time::Duration = std::time::Duration::from_secs(5);
@@ -96,7 +102,8 @@ pub struct PreLogin {
     pub client: Transport,
     /// The protocol's state machine.
     pub front: Front,
-    /// Bytes read but not yet consumed by the front.
+    /// Bytes read but not yet consumed by the front (more may wait in `ahead`; all of
+    /// them are here when [`PreLogin::turn`] returns [`Next::Login`]).
     pub input: Vec<u8>,
     /// Replies not yet written.
     pub output: Vec<u8>,
@@ -109,6 +116,11 @@ pub struct PreLogin {
     pub upgrading: bool,
     /// The poll said the client closed its side: keep reading to find the end of stream.
     pub peer_closed: bool,
+    /// Bytes read ahead of the front, moved into `input` a line at a time (so the front's
+    /// per-line shift never moves everything a client pipelined).
+    ahead: InBuf,
+    /// Bytes shifted while the input was consumed: bounded by the bytes read.
+    shifted: usize,
 }
 
 /// A TLS handshake with the client under way (implicit TLS, or after STARTTLS). No front
@@ -139,10 +151,13 @@ impl Handshake {
     pub fn turn(&mut self) -> HandshakeNext {
         let mut chunk = [0u8; 4096];
         for _ in 0..64 {
-            match self.client.flush() {
-                Flush::Done | Flush::Pending => {}
-                Flush::Closed => return HandshakeNext::Drop("client closed the connection".into()),
-                Flush::Failed(e) => return HandshakeNext::Drop(format!("TLS write failed: {e}")),
+            // Handshake records only: no application bytes are owed yet.
+            match send(&mut self.client, &mut true, &mut Vec::new()) {
+                Ok(_) => {}
+                Err(SendError::Closed) => {
+                    return HandshakeNext::Drop("client closed the connection".into())
+                }
+                Err(e) => return HandshakeNext::Drop(format!("TLS {e}")),
             }
             match self.client.read(&mut chunk) {
                 Outcome::Moved(n) => self.input.extend_from_slice(&chunk[..n]),
@@ -245,6 +260,9 @@ pub fn new_front(
 pub enum Next {
     /// Keep going; wait for the poll.
     Wait,
+    /// The turn's budget ran out with commands still to answer: run again next turn
+    /// without waiting for the poll.
+    MoreWork,
     /// The credentials are complete: send this login to a worker.
     Login(protocol::Login),
     /// STARTTLS's reply is out: switch the connection to TLS.
@@ -270,29 +288,44 @@ impl PreLogin {
         PreLogin {
             client,
             front,
-            input,
+            input: Vec::new(),
             output,
             readable,
             writable: true,
             upgrading: false,
             peer_closed: false,
+            ahead: InBuf::from_vec(input),
+            shifted: 0,
         }
     }
 
     /// Writes pending replies, reads what the client sent and feeds it to the front until
-    /// it needs more bytes or asks for something the loop must do.
+    /// it needs more bytes, asks for something the loop must do, has
+    /// [`MAX_PENDING_OUTPUT`] bytes of replies the client has not taken, or has made
+    /// [`MAX_ACTIONS_PER_TURN`] replies ([`Next::MoreWork`]).
     pub fn turn(&mut self, max_input: usize) -> Next {
+        let mut actions = 0;
         loop {
-            if let Some(next) = self.flush() {
-                return next;
+            match send(&mut self.client, &mut self.writable, &mut self.output) {
+                Ok(_) => {}
+                Err(SendError::Closed) => return Next::Drop("client closed the connection".into()),
+                Err(e) => return Next::Drop(e.to_string()),
             }
             if self.upgrading {
                 let sent = self.output.is_empty() && !self.client.wants_write();
                 return if sent { Next::StartTls } else { Next::Wait };
             }
+            // The cap is checked before each command: the replies wait for WRITABLE.
+            if self.output.len() >= MAX_PENDING_OUTPUT {
+                return Next::Wait;
+            }
+            if actions == MAX_ACTIONS_PER_TURN {
+                return Next::MoreWork;
+            }
             // Commands already read come first (pipelining).
-            match self.front.feed(&mut self.input) {
+            match self.feed() {
                 Some(Action::Send(bytes)) => {
+                    actions += 1;
                     self.output.extend_from_slice(&bytes);
                     continue;
                 }
@@ -305,13 +338,21 @@ impl PreLogin {
                     // must never be read as a command (CVE-2011-0411): drop it.
                     self.output.extend_from_slice(&bytes);
                     self.input.clear();
+                    self.ahead.clear();
                     self.upgrading = true;
                     continue;
                 }
-                Some(Action::Login(login)) => return Next::Login(login),
+                Some(Action::Login(login)) => {
+                    // What was pipelined after the login goes with it.
+                    self.ahead.stage_all(&mut self.input);
+                    return Next::Login(login);
+                }
                 None => {}
             }
-            if self.output.len() >= MAX_PENDING_OUTPUT || !self.readable {
+            if self.ahead.stage_line(&mut self.input) > 0 {
+                continue;
+            }
+            if !self.readable {
                 return Next::Wait;
             }
             if self.input.len() > max_input {
@@ -320,67 +361,55 @@ impl PreLogin {
                     self.input.len()
                 ));
             }
-            let mut chunk = [0u8; 4096];
-            match self.client.read(&mut chunk) {
-                Outcome::Moved(n) => {
-                    self.input.extend_from_slice(&chunk[..n]);
-                    // A short read drained a plain socket; its next bytes bring an edge.
-                    if n < chunk.len() && self.client.is_plain() && !self.peer_closed {
-                        self.readable = false;
-                    }
-                }
-                Outcome::WouldBlock => {
-                    self.readable = false;
-                    return Next::Wait;
-                }
-                Outcome::Closed => return Next::Drop("client closed the connection".into()),
-                Outcome::Failed(e) => return Next::Drop(format!("read failed: {e}")),
+            if let Some(next) = self.read() {
+                return next;
             }
         }
     }
 
-    /// Writes as much pending output as the socket takes (through TLS when on).
-    fn flush(&mut self) -> Option<Next> {
-        while self.writable && !self.output.is_empty() {
-            match self.client.write(&self.output) {
-                Outcome::Moved(n) => {
-                    self.output.drain(..n);
-                }
-                Outcome::WouldBlock => self.writable = false,
-                Outcome::Closed => return Some(Next::Drop("client closed the connection".into())),
-                Outcome::Failed(e) => return Some(Next::Drop(format!("write failed: {e}"))),
-            }
+    /// The front's next action from `input`; counts what its per-line shift moved.
+    fn feed(&mut self) -> Option<Action> {
+        let before = self.input.len();
+        let action = self.front.feed(&mut self.input);
+        if self.input.len() < before {
+            self.shifted += self.input.len();
         }
-        if self.writable && self.client.wants_write() {
-            match self.client.flush() {
-                Flush::Done => {}
-                Flush::Pending => self.writable = false,
-                Flush::Closed => return Some(Next::Drop("client closed the connection".into())),
-                Flush::Failed(e) => return Some(Next::Drop(format!("write failed: {e}"))),
+        action
+    }
+
+    /// One read from the client into `ahead`; `Some` when the turn ends here.
+    fn read(&mut self) -> Option<Next> {
+        let mut chunk = [0u8; 4096];
+        let (client, readable) = (&mut self.client, &mut self.readable);
+        match receive(client, readable, self.peer_closed, &mut chunk) {
+            Outcome::Moved(n) => {
+                self.ahead.extend(&chunk[..n]);
+                None
             }
+            Outcome::WouldBlock => Some(Next::Wait),
+            Outcome::Closed => Some(Next::Drop("client closed the connection".into())),
+            Outcome::Failed(e) => Some(Next::Drop(format!("read failed: {e}"))),
         }
-        None
+    }
+
+    /// Bytes shifted so far while consuming input (the front's per-line shifts and the
+    /// read-ahead's compactions): linear in the bytes read, never quadratic.
+    pub fn shifted(&self) -> usize {
+        self.shifted + self.ahead.shifted()
     }
 }
 
 impl Closing {
     /// Writes what is left; true when the session can be dropped.
     pub fn flush(&mut self) -> bool {
-        while !self.output.is_empty() {
-            match self.client.write(&self.output) {
-                Outcome::Moved(n) => {
-                    self.output.drain(..n);
-                }
-                Outcome::WouldBlock => return false,
-                Outcome::Closed | Outcome::Failed(_) => return true,
+        match send(&mut self.client, &mut true, &mut self.output) {
+            Err(_) => true,
+            Ok(_) if !self.output.is_empty() || self.client.wants_write() => false,
+            Ok(_) => {
+                self.client.shutdown_write();
+                true
             }
         }
-        match self.client.flush() {
-            Flush::Pending => return false,
-            Flush::Done | Flush::Closed | Flush::Failed(_) => {}
-        }
-        self.client.shutdown_write();
-        true
     }
 }
 
@@ -409,3 +438,7 @@ impl Session {
         }
     }
 }
+
+#[cfg(test)]
+#[path = "session_tests.rs"]
+mod tests;

@@ -44,6 +44,7 @@ pub fn cases() -> Vec<Case> {
         smtp_wrong_password_unknown_and_inactive_users_get_535_then_mail_530_nothing_queued,
         smtp_client_xclient_after_auth_is_refused_and_real_ip_kept,
         smtp_pop_before_smtp_lets_only_the_pop_client_ip_send_without_auth,
+        smtp_client_half_close_after_pipelined_data_still_delivers,
         // --- relays and outages
         smtp_relay_failover_skips_dead_first_relay,
         smtp_relay_without_xclient_gets_4xx_and_nothing_relayed,
@@ -820,4 +821,31 @@ fn smtp_python_smtplib_login_and_sendmail_arrives(env: &Env) {
     }
     let msg = delivered(env, &token);
     assert_names_client(env, &msg, src, "py.client.test", &carol.uid);
+}
+
+/// Issue 9 item 11: a client that pipelines MAIL, RCPT, DATA, the body and QUIT and then
+/// half-closes: the guard holds the body until Postfix answers DATA, and the client's end
+/// of stream must not end the session before the body has gone on.
+fn smtp_client_half_close_after_pipelined_data_still_delivers(env: &Env) {
+    let m = smtp_mmp(env);
+    let (src, helo) = ("127.0.0.39", "halfclose.client.test");
+    let alice = user("alice@a.test");
+    let token = unique_token("halfclose");
+    let mut c = m.smtp_from(src);
+    ehlo_ok(&mut c, helo);
+    assert_auth_ok(&c.auth_plain(&alice.uid, &alice.password), "AUTH PLAIN", &m);
+    // Dot-stuffed: message() ends every line with CRLF, and its first line has no dot.
+    let body = message(&alice.uid, "bob@a.test", &token).replace("\r\n.", "\r\n..");
+    let all = format!(
+        "MAIL FROM:<{}>\r\nRCPT TO:<bob@a.test>\r\nDATA\r\n{body}.\r\nQUIT\r\n",
+        alice.uid
+    );
+    c.send_raw(all.as_bytes())
+        .expect("send the pipelined message");
+    c.stream()
+        .shutdown(std::net::Shutdown::Write)
+        .expect("half-close");
+    let msg = delivered(env, &token);
+    assert_names_client(env, &msg, src, helo, &alice.uid);
+    assert!(c.closes_within(FAST), "mmp ends the session afterwards");
 }

@@ -72,6 +72,7 @@ pub fn cases() -> Vec<Case> {
         tls_config_check_ssl_port_not_in_service_list,
         // --- issue 9
         tls_imap_revoked_client_certificate_cannot_log_in_with_external,
+        tls_imaps_thousands_of_pipelined_commands_are_all_answered_in_order,
     ]
 }
 
@@ -1899,5 +1900,49 @@ fn tls_imap_revoked_client_certificate_cannot_log_in_with_external(env: &Env) {
         &m,
     );
     c.assert_imap_own_mailbox(&user("alice@a.test"));
+    m.assert_alive_without_panic();
+}
+
+/// Issue 9 item 5: thousands of commands pipelined over IMAPS (more than the 64 KiB output
+/// cap's worth of replies) are answered in bounded turns, which the loop runs again
+/// (`Next::MoreWork`); every answer arrives, in order, and then a login still works.
+fn tls_imaps_thousands_of_pipelined_commands_are_all_answered_in_order(env: &Env) {
+    const COUNT: usize = 5000;
+    let mut m = imap_tls_mmp(env);
+    let mut c = imaps(&m, None);
+    let mut all = String::new();
+    for i in 0..COUNT {
+        let verb = if i % 2 == 0 { "CAPABILITY" } else { "NOOP" };
+        all.push_str(&format!("a{i} {verb}\r\n"));
+    }
+    c.send_raw(all.as_bytes())
+        .expect("send the pipelined commands");
+    c.set_read_timeout(Duration::from_secs(20));
+    let mut tags = Vec::new();
+    for _ in 0..COUNT * 3 {
+        let line = c.read_line().expect("read").unwrap_or_else(|| {
+            panic!(
+                "closed after {} answers; mmp log:\n{}",
+                tags.len(),
+                m.log_tail()
+            )
+        });
+        if let Some(tag) = line.strip_prefix('a') {
+            let (n, rest) = tag.split_once(' ').unwrap_or((tag, ""));
+            assert!(rest.starts_with("OK"), "{line:?}");
+            tags.push(n.parse::<usize>().expect("a tag mmp was sent"));
+            if tags.len() == COUNT {
+                break;
+            }
+        }
+    }
+    assert_eq!(tags.len(), COUNT, "every command answered");
+    assert!(
+        tags.iter().enumerate().all(|(i, &t)| i == t),
+        "answers out of order"
+    );
+    let u = user("alice@a.test");
+    let r = c.imap_login("l1", &u.uid, &u.password);
+    assert!(r.starts_with("l1 OK"), "{r:?}; mmp log:\n{}", m.log_tail());
     m.assert_alive_without_panic();
 }

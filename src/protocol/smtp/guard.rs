@@ -236,6 +236,14 @@ impl Guard {
         self.held.len() + self.line.len() + self.release.len()
     }
 
+    /// True while the guard holds client bytes the MTA is still owed: bytes sent after
+    /// DATA, waiting for its reply, or let go by that reply and not yet taken by
+    /// [`Guard::released`]. A partial command line is not owed (no MTA would act on it).
+    /// A relay whose client has ended must not end the session while this holds.
+    pub fn owes_store(&self) -> bool {
+        !self.held.is_empty() || !self.release.is_empty()
+    }
+
     /// Command mode: one line at most; returns the bytes used.
     fn command(&mut self, input: &[u8], out: &mut Vec<u8>) -> Result<usize, GuardError> {
         let Some(at) = input.iter().position(|&b| b == b'\n') else {

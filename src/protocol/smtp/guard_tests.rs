@@ -339,3 +339,26 @@ fn caps_and_desync() {
     let noops = b"NOOP\r\n".repeat(3 * MAX_PENDING);
     assert_eq!(guard.from_client(&noops, &mut out), Ok(()));
 }
+
+#[test]
+fn owes_store_while_bytes_after_data_wait_for_its_reply() {
+    let mut g = Guard::new();
+    let mut up = Vec::new();
+    g.from_client(
+        b"MAIL FROM:<a@b>\r\nRCPT TO:<c@d>\r\nDATA\r\nSubject: x\r\n\r\nhi\r\n.\r\nQUIT\r\n",
+        &mut up,
+    )
+    .unwrap();
+    assert_eq!(up, b"MAIL FROM:<a@b>\r\nRCPT TO:<c@d>\r\nDATA\r\n");
+    assert!(g.owes_store(), "the body waits for the reply to DATA");
+    let mut down = Vec::new();
+    g.from_store(b"250 2.1.0 Ok\r\n250 2.1.5 Ok\r\n354 go\r\n", &mut down)
+        .unwrap();
+    assert!(g.owes_store(), "released bytes not yet taken");
+    let mut released = Vec::new();
+    g.released(&mut released);
+    assert_eq!(released, b"Subject: x\r\n\r\nhi\r\n.\r\nQUIT\r\n");
+    assert!(!g.owes_store());
+    g.from_client(b"NOOP", &mut up).unwrap();
+    assert!(!g.owes_store(), "a partial command line is not owed");
+}
