@@ -8,7 +8,7 @@ use crate::cases;
 use crate::common::mmp::mmp_bin;
 use crate::common::*;
 use crate::Case;
-use ::mmp::config::options::OPTIONS;
+use ::mmp::config::options::{name_of, OPTIONS};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -442,11 +442,17 @@ fn migration_effective_config_lists_every_option_with_source(_env: &Env) {
     let (code, out) = mmp(&["-n"], &dir);
     assert_eq!(code, Some(0), "mmp -n:\n{out}");
     for def in OPTIONS {
-        assert!(
-            out.contains(&format!("default:{} ", def.name)) || out.contains(def.name),
-            "{} missing from mmp -n:\n{out}",
-            def.name
-        );
+        let canonical = name_of(def.opt);
+        let listed = if canonical == def.name {
+            out.contains(&format!("\ndefault:{} ", def.name))
+        } else {
+            out.lines().any(|l| {
+                l.starts_with(&format!("default:{canonical} "))
+                    && l.contains("also spelt ")
+                    && l.contains(def.name)
+            })
+        };
+        assert!(listed, "{} missing from mmp -n:\n{out}", def.name);
     }
     let lines: Vec<&str> = out.lines().filter(|l| l.starts_with("default:")).collect();
     assert!(lines.len() >= OPTIONS.len() / 2, "{out}");
@@ -464,13 +470,40 @@ fn migration_effective_config_lists_every_option_with_source(_env: &Env) {
         "default:BindPass ********  # ImapProxyAService.cfg:",
         "default:Timeout 1800  # ImapProxyAService.cfg:",
         "default:BGMax 10000  # built-in default",
+        "default:DrainTimeout 30  # built-in default",
+        "default:LogDir /var/log/mmp  # AService.cfg:",
     ] {
         assert!(out.contains(want), "{want:?} not in:\n{out}");
     }
     let vdmap = std::fs::read_to_string(dir.join("vdmap.cfg")).unwrap_or_default();
-    if vdmap.lines().any(|l| l.starts_with("vdmap ")) {
-        assert!(out.contains("vdmap.cfg realm "), "no vdmap realm:\n{out}");
+    let realms: Vec<&str> = vdmap
+        .lines()
+        .filter_map(|l| l.strip_prefix("vdmap "))
+        .filter_map(|l| l.split_whitespace().next())
+        .collect();
+    assert!(!realms.is_empty(), "the sample vdmap has no realm");
+    for realm in realms {
+        assert!(
+            out.contains(&format!("# vdmap.cfg realm {realm} (")),
+            "no section for realm {realm}:\n{out}"
+        );
+        let lines: Vec<&str> = out
+            .lines()
+            .filter(|l| l.starts_with(&format!("{realm}:")))
+            .collect();
+        assert!(lines.len() >= 10, "realm {realm}: {lines:?}");
+        for line in lines {
+            let source = line.split("  # ").nth(1).unwrap_or("");
+            assert!(
+                source == "as the service" || source.starts_with("vdmap.cfg:"),
+                "no source on {line:?}"
+            );
+        }
     }
+    assert!(
+        out.contains("varrius:BindPass ********  # vdmap.cfg:"),
+        "realm password not masked or not sourced:\n{out}"
+    );
     let secret = "change-me";
     let sample_has_it = std::fs::read_to_string(dir.join("ImapProxyAService.cfg"))
         .unwrap_or_default()
