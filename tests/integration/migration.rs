@@ -8,7 +8,7 @@ use crate::cases;
 use crate::common::mmp::mmp_bin;
 use crate::common::*;
 use crate::Case;
-use ::mmp::config::options::{name_of, OPTIONS};
+use ::mmp::config::options::{name_of, Decision, OPTIONS};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -20,6 +20,7 @@ pub fn cases() -> Vec<Case> {
         migration_report_classifies_each_kind_of_legacy_line,
         migration_check_leaves_directory_byte_identical,
         migration_effective_config_lists_every_option_with_source,
+        migration_readme_lists_every_option_without_effect_or_refused,
     ]
 }
 
@@ -511,5 +512,42 @@ fn migration_effective_config_lists_every_option_with_source(_env: &Env) {
     assert!(
         sample_has_it && !out.contains(secret),
         "BindPass not masked:\n{out}"
+    );
+}
+
+/// README's "What differs" section must name every option mmp refuses or accepts without
+/// effect, as `mmp -t -v` classifies them, and must not claim that every option is honoured.
+fn migration_readme_lists_every_option_without_effect_or_refused(_env: &Env) {
+    let readme = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md"))
+        .expect("read README.md");
+    let section = readme
+        .split("\n## What differs from Sun's MMP, and why\n")
+        .nth(1)
+        .expect("README has its What differs section");
+    let section = section.split("\n## ").next().unwrap_or(section);
+    let by_table = OPTIONS
+        .iter()
+        .filter(|d| !matches!(d.decision, Decision::Honour))
+        .map(|d| d.name);
+    // Refused or without effect for some values only (checked at load).
+    let by_value = [
+        "SSLKeyPasswdFile",
+        "SmtpProxyPassword",
+        "PopBeforeSmtpKludgeChannel",
+        "CRAMs",
+        "AdminPolicy",
+        "ClientLookup",
+        "MmpSmtpClientInfo",
+    ];
+    for name in by_table.chain(by_value) {
+        assert!(
+            section.contains(&format!("`{name}")),
+            "README's What differs section does not name {name}"
+        );
+    }
+    let flat = readme.split_whitespace().collect::<Vec<_>>().join(" ");
+    assert!(
+        !flat.contains("Every legacy option is honoured"),
+        "README claims every option is honoured"
     );
 }
