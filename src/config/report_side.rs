@@ -238,10 +238,24 @@ pub fn classify_vdmap(
         out.push(LineVerdict {
             line: line.line(),
             name: line_name(line),
-            verdict,
+            verdict: with_suggestion(verdict, line),
         });
     }
     out
+}
+
+/// An unknown option in a vdmap entry is an error; it gets the nearest known name, as in
+/// the option files.
+fn with_suggestion(verdict: Verdict, line: &Line) -> Verdict {
+    match (verdict, line) {
+        (Verdict::Error(m), Line::Option(e)) if lookup(&e.name).is_none() => {
+            match super::super::suggest::nearest(&e.name) {
+                Some(name) => Verdict::Error(format!("{m} (did you mean {name}?)")),
+                None => Verdict::Error(m),
+            }
+        }
+        (v, _) => v,
+    }
 }
 
 /// The verdict of every line of a certmap.conf at `path`.

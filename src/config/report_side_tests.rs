@@ -138,6 +138,26 @@ fn every_vdmap_line_gets_a_verdict() {
 }
 
 #[test]
+fn an_unknown_vdmap_option_gets_the_nearest_name() {
+    let imap = "default:LdapUrl ldap://l/o=i\ndefault:VirtualDomainFile vdmap.cfg\n";
+    let vdmap = "vdmap a 192.0.2.1\na:DefaultDomian a.test\na:Frobnicate 1\n";
+    let d = Dir::new(&[
+        ("AService.cfg", "default:ServiceList imapproxy@143\n"),
+        ("ImapProxyAService.cfg", imap),
+        ("vdmap.cfg", vdmap),
+    ]);
+    let (_, got) = side(&d, "vdmap.cfg");
+    assert_eq!(
+        got[1].2,
+        "error: unknown option \"DefaultDomian\" in a vdmap entry (did you mean DefaultDomain?)"
+    );
+    assert_eq!(
+        got[2].2,
+        "error: unknown option \"Frobnicate\" in a vdmap entry"
+    );
+}
+
+#[test]
 fn a_vdmap_shared_by_two_services_is_listed_once() {
     let imap = "default:LdapUrl ldap://l/o=i\ndefault:VirtualDomainFile vdmap.cfg\n";
     let smtp = "default:SmtpRelays mta\ndefault:VirtualDomainFile vdmap.cfg\n";
