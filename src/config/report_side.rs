@@ -64,7 +64,7 @@ pub fn files(dir: &Path, examined: &Examined) -> Vec<FileVerdicts> {
     .filter_map(|(k, s)| s.as_ref().map(|s| (k, s)))
     .collect();
     let mut out = Vec::new();
-    let mut named: Vec<PathBuf> = Vec::new();
+    let mut named: Vec<(SideKind, PathBuf)> = Vec::new();
     for side in [SideKind::Vdmap, SideKind::Certmap] {
         let mut users: Vec<(PathBuf, Vec<FileKind>)> = Vec::new();
         for (kind, s) in &services {
@@ -77,7 +77,7 @@ pub fn files(dir: &Path, examined: &Examined) -> Vec<FileVerdicts> {
             }
         }
         for (path, kinds) in users {
-            named.push(same_file(&path));
+            named.push((side, path.clone()));
             let Ok((text, _)) = super::super::vdmap::read_text(&path, "") else {
                 continue; // unreadable: already an error at the VirtualDomainFile line
             };
@@ -97,11 +97,14 @@ pub fn files(dir: &Path, examined: &Examined) -> Vec<FileVerdicts> {
     }
     for side in [SideKind::Vdmap, SideKind::Certmap] {
         let path = dir.join(side.conventional());
-        if named.contains(&same_file(&path)) {
+        let mut others = named.iter().filter(|(s, _)| *s == side).map(|(_, p)| p);
+        if others.clone().any(|p| same_file(p) == same_file(&path)) {
             continue;
         }
+        // A copied legacy directory often still names the old host's path.
+        let elsewhere = others.find(|p| p.file_name() == path.file_name());
         if let Ok((text, _)) = super::super::vdmap::read_text(&path, "") {
-            out.push(unnamed(side, &path, &text));
+            out.push(unnamed(side, &path, &text, elsewhere.map(PathBuf::as_path)));
         }
     }
     out
@@ -113,8 +116,12 @@ fn same_file(path: &Path) -> PathBuf {
 }
 
 /// A conventional side file that no started service names: every line without effect.
-fn unnamed(side: SideKind, path: &Path, text: &str) -> FileVerdicts {
-    let why = format!("no started service names it in {}", side.option());
+/// `elsewhere` is a file of the same name that a service names instead.
+fn unnamed(side: SideKind, path: &Path, text: &str, elsewhere: Option<&Path>) -> FileVerdicts {
+    let mut why = format!("no started service names it in {}", side.option());
+    if let Some(other) = elsewhere {
+        why.push_str(&format!(" (they name {})", other.display()));
+    }
     let lines = lex(text)
         .into_iter()
         .filter_map(Result::ok)

@@ -273,6 +273,32 @@ fn an_unnamed_conventional_file_has_no_effect_and_no_warning() {
 }
 
 #[test]
+fn a_copied_file_named_by_its_old_path_says_which_path_is_named() {
+    let imap = "default:LdapUrl ldap://l/o=i\n\
+                default:VirtualDomainFile /opt/SUNWmsgsr/config/vdmap.cfg\n";
+    let d = Dir::new(&[
+        ("AService.cfg", "default:ServiceList imapproxy@143\n"),
+        ("ImapProxyAService.cfg", imap),
+        ("vdmap.cfg", "vdmap a 192.0.2.1\n"),
+    ]);
+    let examined = examine(&d.0);
+    assert!(
+        examined.errors.iter().any(|e| e.line == 2
+            && e.to_string()
+                .contains("cannot read /opt/SUNWmsgsr/config/vdmap.cfg")),
+        "{:?}",
+        examined.errors
+    );
+    let (about, got) = side(&d, "vdmap.cfg");
+    assert_eq!(about, None);
+    assert_eq!(
+        got[0].2,
+        "no effect because no started service names it in VirtualDomainFile (they name \
+         /opt/SUNWmsgsr/config/vdmap.cfg)"
+    );
+}
+
+#[test]
 fn side_file_lines_are_rendered_and_counted() {
     let imap = "default:LdapUrl ldap://l/o=i\ndefault:VirtualDomainFile vdmap.cfg\n";
     let d = Dir::new(&[
