@@ -237,6 +237,14 @@ fn global_value(opt: Opt, g: &Global, own: Option<&Source>) -> String {
         Opt::LogDir => path(&g.log_dir),
         Opt::LogLevel => g.log_level.0.to_string(),
         Opt::Threads => g.worker_threads.to_string(),
+        Opt::User => g.user.as_ref().map(ToString::to_string).unwrap_or_default(),
+        Opt::Group => g
+            .group
+            .as_ref()
+            .map(ToString::to_string)
+            .unwrap_or_default(),
+        Opt::DrainTimeout => secs(g.drain_timeout),
+        Opt::StatusListen => g.status_listen.map(|a| a.to_string()).unwrap_or_default(),
         _ => raw(opt, own),
     }
 }
@@ -245,6 +253,11 @@ fn path(p: &Option<std::path::PathBuf>) -> String {
     p.as_ref()
         .map(|p| p.display().to_string())
         .unwrap_or_default()
+}
+
+/// `993|995`, as `SSLPorts` writes ports.
+fn ports(p: &[u16]) -> String {
+    p.iter().map(u16::to_string).collect::<Vec<_>>().join("|")
 }
 
 fn text(t: &Option<String>) -> String {
@@ -320,7 +333,9 @@ fn service_value(opt: Opt, s: &Service, own: Option<&Source>) -> String {
         Opt::BgExcluded => text(&s.bad_guy.excluded),
         Opt::AuthService => yes(s.auth_service),
         Opt::AuthServiceTtl => secs(s.auth_service_ttl),
-        // No typed value: these have no effect, or are refused.
+        Opt::ProxyProtocolPorts => ports(&s.proxy_protocol.ports),
+        // As written: ProxyProtocolTrusted (the parsed list keeps no text form), and the
+        // options without a typed value because they have no effect or are refused.
         _ => raw(opt, own),
     }
 }
@@ -360,12 +375,8 @@ fn tls_value(opt: Opt, s: &Service) -> Option<String> {
     let t = &s.tls;
     Some(match opt {
         Opt::SslEnable => yes(t.enable),
-        Opt::SslPorts => t
-            .ports
-            .iter()
-            .map(u16::to_string)
-            .collect::<Vec<_>>()
-            .join("|"),
+        Opt::SslPorts => ports(&t.ports),
+        Opt::SslCrlFile => path(&t.crl_file),
         Opt::SslCertFile => path(&t.cert_file),
         Opt::SslKeyFile => path(&t.key_file),
         Opt::SslKeyPasswdFile => path(&t.key_passwd_file),
@@ -459,6 +470,8 @@ mod tests {
             "default:BindPass ********  # ImapProxyAService-def.cfg:2 (-def template)",
             "default:Timeout 1800  # built-in default",
             "default:User mmp  # AService.cfg:3",
+            "default:DrainTimeout 30  # built-in default",
+            "default:StatusListen \"\"  # built-in default",
             "default:LogDir /var/log/mmp  # AService.cfg:2 (inherited)",
             "default:NumThreads ",
             "also spelt MaxThreads",

@@ -1,6 +1,7 @@
 //! The `mmp -t` migration report: every error and warning of one reading of an instance
-//! directory, each with file:line, and (verbose) one line per option line found saying
-//! what mmp does with it, with a count per file.
+//! directory, each with file:line, and (verbose) one line per line read saying what mmp
+//! does with it, with a count per file: the option files here, the vdmap and certmap.conf
+//! in [`side`].
 //!
 //! The verdict of a line comes from the option table ([`Decision`], the files an option
 //! belongs in, [`Repeat`]) and from what the loader itself reported at that line (a value
@@ -15,6 +16,9 @@ use super::suggest::nearest;
 use super::{Config, ErrorKind, Examined, Report};
 use std::fmt::Write as _;
 use std::path::Path;
+
+#[path = "report_side.rs"]
+pub mod side;
 
 /// What mmp does with one option line.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -82,13 +86,15 @@ pub struct LineVerdict {
     pub verdict: Verdict,
 }
 
-/// One option file of the directory.
+/// One file of the directory.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FileVerdicts {
-    /// The file that was read (`ImapProxyAService.cfg`, or its `-def` template).
-    pub read: &'static str,
-    /// The missing file it stands in for, when `read` is a `-def` template.
-    pub instead_of: Option<&'static str>,
+    /// The file that was read (`ImapProxyAService.cfg`, its `-def` template, or a side
+    /// file's path as messages show it).
+    pub read: String,
+    /// Why it was read, when the name does not say (`read because AService.cfg is
+    /// missing`, `VirtualDomainFile of ImapProxyAService.cfg`).
+    pub about: Option<String>,
     /// Why the whole file has no effect, when it does not (a service ServiceList does not start).
     pub unused: Option<String>,
     /// Its option lines.
@@ -102,7 +108,7 @@ pub struct Migration {
     pub errors: Vec<String>,
     /// Every warning, rendered with its place.
     pub warnings: Vec<String>,
-    /// The option files, AService.cfg first.
+    /// The option files, AService.cfg first, then the side files.
     pub files: Vec<FileVerdicts>,
 }
 
@@ -128,8 +134,9 @@ impl Migration {
             };
             let text = decode(bytes, Path::new(kind.file_name()), &mut Report::default());
             let mut file = FileVerdicts {
-                read: origin.file_name(kind),
-                instead_of: (origin == Origin::Template).then(|| kind.file_name()),
+                read: origin.file_name(kind).to_string(),
+                about: (origin == Origin::Template)
+                    .then(|| format!("read because {} is missing", kind.file_name())),
                 unused: None,
                 lines: classify(&text, kind, examined),
             };
@@ -148,6 +155,7 @@ impl Migration {
             }
             report.files.push(file);
         }
+        report.files.extend(side::files(dir, examined));
         report
     }
 
@@ -200,8 +208,8 @@ impl Migration {
 }
 
 fn render_file(out: &mut String, file: &FileVerdicts) {
-    match file.instead_of {
-        Some(missing) => writeln!(out, "\n{} (read because {missing} is missing):", file.read),
+    match &file.about {
+        Some(about) => writeln!(out, "\n{} ({about}):", file.read),
         None => writeln!(out, "\n{}:", file.read),
     }
     .unwrap_or(());
@@ -248,14 +256,14 @@ fn is_effective(v: &Verdict) -> bool {
 /// loader reported in `examined` (messages are matched by the file's name and line).
 pub fn classify(text: &str, kind: FileKind, examined: &Examined) -> Vec<LineVerdict> {
     let shown = Path::new(kind.file_name());
-    let entries: Vec<_> = lex(text)
-        .into_iter()
-        .filter_map(|item| match item {
-            Ok(Line::Option(entry)) if entry.scope == "default" => Some(entry),
-            _ => None, // syntax errors are in the error list already
-        })
-        .collect();
+    let mut entries = Vec::new();
     let mut out = Vec::new();
+    for item in lex(text) {
+        match item {
+            Ok(Line::Option(entry)) if entry.scope == "default" => entries.push(entry),
+            other => out.push(unreadable(other, shown, examined)),
+        }
+    }
     for (i, entry) in entries.iter().enumerate() {
         let line = entry.line;
         let errors: Vec<&ErrorKind> = examined
@@ -288,7 +296,7 @@ pub fn classify(text: &str, kind: FileKind, examined: &Examined) -> Vec<LineVerd
                     match later.filter(|_| def.repeat == Repeat::LastWins) {
                         Some(at) => Verdict::NoEffect(format!("line {at} sets it again")),
                         None => from_messages(def.name, &errors, &warnings).unwrap_or_else(|| {
-                            mapping(def.opt, def.name, &entry.value, &examined.config)
+                            mapping(def.opt, def.name, kind, &entry.value, &examined.config)
                         }),
                     }
                 }
@@ -300,7 +308,31 @@ pub fn classify(text: &str, kind: FileKind, examined: &Examined) -> Vec<LineVerd
             verdict,
         });
     }
+    out.sort_by_key(|l| l.line);
     out
+}
+
+/// A line that is not `default:Option value`: the loader's error at it.
+fn unreadable(
+    item: Result<Line, super::lexer::LexError>,
+    shown: &Path,
+    examined: &Examined,
+) -> LineVerdict {
+    let (line, name, fallback) = match item {
+        Ok(Line::Option(e)) => (e.line, format!("{}:{}", e.scope, e.name), String::new()),
+        Ok(Line::Keyword { keyword, line, .. }) => (line, keyword, String::new()),
+        Err(e) => (e.line, "(line)".to_string(), e.message),
+    };
+    let message = examined
+        .errors
+        .iter()
+        .find(|e| e.file == shown && e.line == line)
+        .map_or(fallback, |e| e.kind.to_string());
+    LineVerdict {
+        line,
+        name,
+        verdict: Verdict::Error(message),
+    }
 }
 
 /// The verdict the loader's own messages at a line give, if any: an error, or a warning
@@ -320,15 +352,21 @@ fn from_messages(name: &str, errors: &[&ErrorKind], warnings: &[&str]) -> Option
         let rest = w.strip_prefix(name)?.strip_prefix(": has no effect")?;
         let rest = rest.trim_start_matches([':', ' ']);
         let rest = rest.strip_prefix("in mmp: ").unwrap_or(rest);
+        let rest = rest.strip_prefix("while ").unwrap_or(rest);
         Some(Verdict::NoEffect(rest.to_string()))
     })
 }
 
 /// Honoured, or mapped when mmp translates the option: another spelling of a table name,
 /// or a value mmp turns into something of its own.
-fn mapping(opt: Opt, name: &'static str, value: &str, config: &Config) -> Verdict {
+fn mapping(opt: Opt, name: &'static str, kind: FileKind, value: &str, config: &Config) -> Verdict {
     let canonical = name_of(opt);
     match opt {
+        Opt::LogDir => Verdict::Mapped(format!(
+            "the directory of {} when mmp runs in the background; in the foreground (-f, \
+             the systemd unit) the lines go to standard error",
+            log_file(kind)
+        )),
         Opt::LogLevel => match value.trim().parse::<u32>() {
             Ok(n) => Verdict::Mapped(format!(
                 "log level {}",
@@ -348,6 +386,16 @@ fn mapping(opt: Opt, name: &'static str, value: &str, config: &Config) -> Verdic
         Opt::ServiceList => Verdict::Mapped(services(config)),
         _ if canonical != name => Verdict::Mapped(canonical.to_string()),
         _ => Verdict::Honoured,
+    }
+}
+
+/// The log file a `LogDir` in `kind`'s file holds.
+fn log_file(kind: FileKind) -> &'static str {
+    match kind {
+        FileKind::AService => "mmp.log",
+        FileKind::Imap => "imap.log",
+        FileKind::Pop => "pop.log",
+        FileKind::Smtp => "smtp.log",
     }
 }
 
@@ -376,141 +424,5 @@ fn services(config: &Config) -> String {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use std::fs;
-    use std::path::PathBuf;
-
-    /// A fresh directory with `files`, removed on drop.
-    struct Dir(PathBuf);
-
-    impl Dir {
-        fn new(files: &[(&str, &str)]) -> Dir {
-            use std::sync::atomic::{AtomicUsize, Ordering};
-            static NEXT: AtomicUsize = AtomicUsize::new(0);
-            let n = NEXT.fetch_add(1, Ordering::SeqCst);
-            let name = format!("mmp-report-{}-{n}", std::process::id());
-            let path = std::env::temp_dir().join(name);
-            let _ = fs::remove_dir_all(&path);
-            fs::create_dir_all(&path).expect("create test dir");
-            for (name, text) in files {
-                fs::write(path.join(name), text).expect("write test file");
-            }
-            Dir(path)
-        }
-    }
-
-    impl Drop for Dir {
-        fn drop(&mut self) {
-            let _ = fs::remove_dir_all(&self.0);
-        }
-    }
-
-    fn verdicts(files: &[(&str, &str)]) -> (Migration, Dir) {
-        let dir = Dir::new(files);
-        let examined = super::super::examine(&dir.0);
-        (Migration::new(&dir.0, &examined), dir)
-    }
-
-    const AS: &str = "default:ServiceList imapproxy@143|993 submitproxy@25\n\
-                      default:LogLevel 5\n\
-                      default:MaxThreads 8\n";
-    const IMAP: &str = "default:LdapUrl ldap://ldap.example.com/o=internet\n\
-                        default:Timeout 1700\n\
-                        default:Timeout 1800\n\
-                        default:AuchCacheTTL 60\n\
-                        default:SmtpRelays mta\n\
-                        default:SSLCacheDir /tmp\n\
-                        default:AuthenticationServer 127.0.0.1:56\n\
-                        default:CRAMs yes\n\
-                        default:ldapurl ldap://b/o=internet\n\
-                        default:DomainDelim +\n";
-    const SMTP: &str = "default:SmtpRelays mta\ndefault:SmtpProxyPassword s3cret\n";
-
-    #[test]
-    fn one_verdict_per_option_line() {
-        let (m, _dir) = verdicts(&[
-            ("AService.cfg", AS),
-            ("ImapProxyAService.cfg", IMAP),
-            ("SmtpProxyAService.cfg", SMTP),
-            ("PopProxyAService.cfg", "default:Timeout 600\n"),
-        ]);
-        let got: Vec<(&str, u32, String)> = m
-            .files
-            .iter()
-            .flat_map(|f| {
-                f.lines
-                    .iter()
-                    .map(move |l| (f.read, l.line, l.verdict.to_string()))
-            })
-            .collect();
-        let want = [
-            ("AService.cfg", 1, "mapped to IMAP on 143, 993; SMTP on 25"),
-            ("AService.cfg", 2, "mapped to log level debug"),
-            ("AService.cfg", 3, "mapped to a pool of 8 worker threads shared by all services (NumThreads)"),
-            ("ImapProxyAService.cfg", 1, "honoured"),
-            ("ImapProxyAService.cfg", 2, "no effect because line 3 sets it again"),
-            ("ImapProxyAService.cfg", 3, "honoured"),
-            ("ImapProxyAService.cfg", 4, "unknown, ignored (did you mean AuthCacheTTL?)"),
-            ("ImapProxyAService.cfg", 5, "no effect because it is not read in this file (it belongs in SmtpProxyAService.cfg)"),
-            ("ImapProxyAService.cfg", 6, "no effect because rustls keeps its session cache in memory"),
-            ("ImapProxyAService.cfg", 7, "refused because the third-party authentication protocol (tpauth) has no public specification; use LDAP pre-authentication (PreAuth yes) instead"),
-            ("ImapProxyAService.cfg", 8, "refused because CRAM-MD5 and APOP need every user's clear-text password in the directory and an MD5 implementation mmp does not carry; set CRAMs no and let clients use PLAIN over TLS (RestrictPlainPasswords yes)"),
-            ("ImapProxyAService.cfg", 9, "honoured"),
-            ("ImapProxyAService.cfg", 10, "honoured"),
-            ("PopProxyAService.cfg", 1, "no effect because ServiceList in AService.cfg does not start this proxy"),
-            ("SmtpProxyAService.cfg", 1, "honoured"),
-            ("SmtpProxyAService.cfg", 2, "no effect because only the Sun client-information command carried it, and mmp sends XCLIENT or a PROXY header instead (MmpSmtpClientInfo), which the MTA trusts by mmp's address (e.g. Postfix smtpd_authorized_xclient_hosts)"),
-        ];
-        let want: Vec<(&str, u32, String)> = want
-            .iter()
-            .map(|(f, l, v)| (*f, *l, v.to_string()))
-            .collect();
-        assert_eq!(got, want);
-        assert!(!m.is_valid());
-    }
-
-    #[test]
-    fn errors_and_warnings_are_shown_together() {
-        let (m, dir) = verdicts(&[
-            ("AService.cfg", AS),
-            ("ImapProxyAService.cfg", IMAP),
-            ("SmtpProxyAService.cfg", SMTP),
-        ]);
-        let text = m.render(&dir.0, false);
-        for want in [
-            "error: ImapProxyAService.cfg:7: AuthenticationServer: not supported by mmp",
-            "error: ImapProxyAService.cfg:8: CRAMs:",
-            "warning: ImapProxyAService.cfg:4: unknown option \"AuchCacheTTL\" ignored (did you mean AuthCacheTTL?)",
-            "warning: AService.cfg:1: ServiceList: the SMTP proxy listens on port 25",
-            "warning: SmtpProxyAService.cfg:2: SmtpProxyPassword: has no effect",
-            "2 error(s) and ",
-        ] {
-            assert!(text.contains(want), "{want:?} not in:\n{text}");
-        }
-        assert!(!text.contains("s3cret"), "{text}");
-        assert!(!text.contains("honoured"), "{text}");
-        let verbose = m.render(&dir.0, true);
-        assert!(
-            verbose.contains(
-                "ImapProxyAService.cfg: 10 line(s): 4 honoured, 3 no effect, 1 unknown, 2 refused"
-            ),
-            "{verbose}"
-        );
-    }
-
-    #[test]
-    fn a_missing_file_is_read_from_its_template() {
-        let (m, dir) = verdicts(&[
-            ("AService-def.cfg", "default:ServiceList imapproxy@143\n"),
-            ("ImapProxyAService.cfg", "default:LdapUrl ldap://l/o=i\n"),
-        ]);
-        assert!(m.is_valid(), "{m:?}");
-        let text = m.render(&dir.0, true);
-        assert!(
-            text.contains("AService-def.cfg (read because AService.cfg is missing):"),
-            "{text}"
-        );
-        assert!(!dir.0.join("AService.cfg").exists());
-    }
-}
+#[path = "report_tests.rs"]
+mod tests;
