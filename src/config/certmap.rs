@@ -33,6 +33,7 @@ use super::lexer::{lex, Entry, Line};
 use super::vdmap::Messages;
 use super::{Error, ErrorKind, Warning};
 use crate::directory::filter::escape as escape_filter;
+pub use crate::directory::filter::escape_dn_value;
 use std::fmt;
 use std::path::Path;
 
@@ -256,26 +257,6 @@ fn same_attr(a: &str, b: &str) -> bool {
             .position(|names| names.split(' ').any(|n| n.eq_ignore_ascii_case(x)))
     };
     a.eq_ignore_ascii_case(b) || group(a).is_some_and(|g| group(b) == Some(g))
-}
-
-/// Escapes an attribute value for a DN string (RFC 4514 §2.4): `"` `+` `,` `;` `<` `>`
-/// `\`, a leading `#` or space and a trailing space get a backslash; NUL becomes `\00`.
-pub fn escape_dn_value(value: &str) -> String {
-    let mut out = String::with_capacity(value.len());
-    let last = value.chars().count().saturating_sub(1);
-    for (i, c) in value.chars().enumerate() {
-        match c {
-            '\0' => out.push_str("\\00"),
-            '"' | '+' | ',' | ';' | '<' | '>' | '\\' => {
-                out.push('\\');
-                out.push(c);
-            }
-            '#' if i == 0 => out.push_str("\\#"),
-            ' ' if i == 0 || i == last => out.push_str("\\ "),
-            c => out.push(c),
-        }
-    }
-    out
 }
 
 fn rfc4514(rdns: &[(String, String)], separator: &str) -> String {

@@ -7,7 +7,7 @@ use super::search::{first_value, Ask, Domain, Failure, RC_SUCCESS, USER_CERTIFIC
 use super::{Error, LoginName, Route, STATUS_ATTRS};
 use crate::config::certmap::CertSearch;
 use crate::config::{Directory as DirectoryConfig, LdapUrl};
-use crate::protocol::ClientInfo;
+use crate::client_info::ClientInfo;
 use crate::secret::Secret;
 use ldap3::{LdapConn, LdapConnSettings, SearchEntry, StdStream};
 use std::net::{SocketAddr, TcpStream, ToSocketAddrs};

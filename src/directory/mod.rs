@@ -11,7 +11,7 @@ mod search;
 
 use crate::config::template::{Code, Template};
 use crate::config::Directory as DirectoryConfig;
-use crate::protocol::ClientInfo;
+use crate::client_info::ClientInfo;
 use std::fmt;
 
 pub use filter::BadName;
@@ -66,7 +66,7 @@ impl LoginName {
 
 impl fmt::Display for LoginName {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&crate::protocol::sanitize(self.qualified().as_bytes()))
+        f.write_str(&crate::sanitize::sanitize(self.qualified().as_bytes()))
     }
 }
 
@@ -116,7 +116,7 @@ impl fmt::Display for Error {
             Error::UnknownDomain(d) => write!(
                 f,
                 "domain {} is not in the directory's domain tree (HostedDomains is on)",
-                crate::protocol::sanitize(d.as_bytes())
+                crate::sanitize::sanitize(d.as_bytes())
             ),
             Error::Ambiguous => f.write_str("several directory entries match"),
             Error::Inactive(attr, value) => write!(f, "account not active ({attr}: {value})"),

@@ -8,7 +8,7 @@ use super::{is_active_status, search_filter, Error, LoginName, STATUS_ATTRS};
 use crate::config::certmap::CertSearch;
 use crate::config::template::{Kind as TemplateKind, Template};
 use crate::config::Directory as DirectoryConfig;
-use crate::protocol::ClientInfo;
+use crate::client_info::ClientInfo;
 use ldap3::{LdapConn, Scope, SearchEntry, SearchOptions};
 use std::time::Duration;
 
