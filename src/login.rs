@@ -14,15 +14,16 @@
 //! anything the user got wrong and "try later" for anything the farm got wrong, and the log
 //! says which and why. Passwords never reach a log line.
 
-use crate::config::template::{Kind as TemplateKind, Template};
 use crate::config::Service;
-use crate::directory::{self, ldap::Directory, LoginName, Route};
+use crate::directory::{self, ldap::Directory, LoginName, Route, UserSearch, Want};
 use crate::log::Ctx;
 use crate::pool::{Job, Outcome};
 use crate::protocol::{smtp, Credentials, Failure, Helo, Protocol, Replay, Who};
 use crate::runtime::{Realm, ServiceRuntime};
+use crate::sanitize::sanitize;
 use crate::secret::Secret;
 use crate::store::{self, LoggedIn, StoreTls};
+use crate::tls::ClientCert;
 use std::time::Instant;
 
 /// Runs the login of `job` for its service, with the options of realm `realm`.
@@ -60,15 +61,19 @@ fn unavailable(service: &Service) -> Outcome {
     })
 }
 
+fn auth_failed() -> Outcome {
+    Outcome::Failed(Failure::AuthFailed)
+}
+
 /// The login name, or the failure to answer with.
 fn parse_name(service: &Service, creds: &Credentials, ctx: &Ctx) -> Result<LoginName, Outcome> {
     let name = LoginName::parse(&creds.user, &service.directory).map_err(|bad| {
         log::warn!("{ctx} login refused: {}", bad.describe());
-        Outcome::Failed(Failure::AuthFailed)
+        auth_failed()
     })?;
     if creds.password.is_empty() {
         log::warn!("{ctx} login refused: empty password");
-        return Err(Outcome::Failed(Failure::AuthFailed));
+        return Err(auth_failed());
     }
     Ok(name)
 }
@@ -80,7 +85,7 @@ fn directory_failure(service: &Service, e: directory::Error, ctx: &Ctx) -> Outco
         unavailable(service)
     } else {
         log::warn!("{ctx} login failed: {e}");
-        Outcome::Failed(Failure::AuthFailed)
+        auth_failed()
     }
 }
 
@@ -103,12 +108,169 @@ fn check_password(
     Ok(ok)
 }
 
-/// A user found in the directory, and how to log in to their store.
-struct Found {
+/// Who a login names, for [`lookup`].
+enum Query<'a> {
+    /// A login name: a password login, `StoreAdmin` acting for a user, a POP-before-SMTP
+    /// user.
+    Name(LoginName),
+    /// A verified client certificate, mapped through certmap.conf.
+    Certificate(&'a ClientCert),
+}
+
+/// A user the directory knows and whose access filter admits this connection.
+struct User {
     name: LoginName,
     route: Route,
     /// The lookup-cache key, forgotten when the store refuses the user.
     cache_key: Option<String>,
+}
+
+/// What every lookup of this service reads from the user's entry: the attributes the
+/// `ReplayFormat` names and the access filter (`TCPAccessAttr`). The same for every kind of
+/// login, so that a route one kind cached is complete for the others.
+fn want(service: &Service) -> Want {
+    Want {
+        attrs: directory::template_attrs(&service.replay_format),
+        access_attr: service.tcp_access_attr.clone(),
+    }
+}
+
+/// The one lookup path of every login: a name is searched with its filter expanded once,
+/// which is also the lookup-cache key; a certificate through its certmap search (not
+/// cached: the certificate, not a name, picks the entry). Then the user's own access
+/// filter must admit this service over this connection.
+fn lookup(
+    realm: &Realm,
+    directory: &mut Directory,
+    job: &Job,
+    query: Query<'_>,
+    ctx: &Ctx,
+) -> Result<User, Outcome> {
+    let service = &realm.config;
+    let want = want(service);
+    let user = match query {
+        Query::Name(name) => {
+            let search = UserSearch::new(&service.directory, name, &job.info);
+            let key = search.key();
+            let (found, source) =
+                realm
+                    .lookups
+                    .get_or_search(&key, Instant::now(), service.backside_timeout, || {
+                        directory.lookup(&search, &want)
+                    });
+            let route = found.map_err(|e| directory_failure(service, e, ctx))?;
+            log::debug!("{ctx} {} found from {source:?}", route.dn);
+            User {
+                name: search.name,
+                route,
+                cache_key: Some(key),
+            }
+        }
+        Query::Certificate(cert) => certificate_user(realm, directory, cert, &want, ctx)?,
+    };
+    if !access_allows(service, &user.route, job, ctx) {
+        return Err(auth_failed());
+    }
+    Ok(user)
+}
+
+/// The user's own access filter (`TCPAccessAttr`, e.g. `mailAllowedServiceAccess`),
+/// judged for the real service: `imaps`, `pops` and `smtps` rules apply when the client
+/// connection is encrypted (implicit TLS or after STARTTLS). A user it does not admit is
+/// refused like a wrong password; the log says why.
+fn access_allows(service: &Service, route: &Route, job: &Job, ctx: &Ctx) -> bool {
+    let Some(filter) = &route.access else {
+        return true;
+    };
+    let tls = !job.client.is_plain();
+    let ip = job.info.client.ip();
+    if filter.allows_with_tls(service.protocol, tls, ip) {
+        return true;
+    }
+    log::warn!(
+        "{ctx} login refused: {} of {} does not allow {}{} from {ip}",
+        service.tcp_access_attr,
+        route.dn,
+        service.protocol.name(),
+        if tls { " over TLS" } else { "" },
+    );
+    false
+}
+
+/// The entry a verified client certificate maps to (certmap.conf, the map of its issuer);
+/// exactly one must match.
+fn certificate_user(
+    realm: &Realm,
+    directory: &mut Directory,
+    cert: &ClientCert,
+    want: &Want,
+    ctx: &Ctx,
+) -> Result<User, Outcome> {
+    let service = &realm.config;
+    let Some(maps) = service.cert_maps.as_deref() else {
+        return Err(refuse_certificate(ctx, "no CertMapFile"));
+    };
+    let map = maps.map_for_issuer(&cert.issuer_rfc4514, &cert.issuer_dn);
+    let default_base = service.certmap_dn.clone().unwrap_or_else(|| {
+        service
+            .directory
+            .ldap_urls
+            .first()
+            .map(|u| u.base.clone())
+            .unwrap_or_default()
+    });
+    let search = map
+        .search(&cert.subject, &default_base)
+        .map_err(|e| refuse_certificate(ctx, &format!("certmap {}: {e}", map.name)))?;
+    let (route, uid) = directory
+        .find_by_certificate(&search, &cert.subject_rfc4514, &cert.der, want)
+        .map_err(|e| directory_failure(service, e, ctx))?;
+    let name = LoginName::parse(&uid, &service.directory).map_err(|bad| {
+        refuse_certificate(ctx, &format!("mapped entry's uid: {}", bad.describe()))
+    })?;
+    log::info!("{ctx} client certificate maps to {name} ({})", route.dn);
+    Ok(User {
+        name,
+        route,
+        cache_key: None,
+    })
+}
+
+fn refuse_certificate(ctx: &Ctx, why: &str) -> Outcome {
+    log::warn!("{ctx} certificate login refused: {why}");
+    auth_failed()
+}
+
+/// A certificate login's user: the mapped entry, which must be the identity the client
+/// asked to act as, if it named one.
+fn certificate_login(
+    realm: &Realm,
+    directory: &mut Directory,
+    job: &Job,
+    authzid: &Option<String>,
+    ctx: &Ctx,
+) -> Result<User, Outcome> {
+    let Some(cert) = job.client_cert.as_deref() else {
+        return Err(refuse_certificate(ctx, "no client certificate"));
+    };
+    let user = lookup(realm, directory, job, Query::Certificate(cert), ctx)?;
+    let uid = user.route.attr("uid").unwrap_or_default();
+    if let Some(a) = authzid.as_deref().filter(|a| *a != uid) {
+        return Err(refuse_certificate(
+            ctx,
+            &format!(
+                "certificate of {} asked to act as {}",
+                sanitize(uid.as_bytes()),
+                sanitize(a.as_bytes())
+            ),
+        ));
+    }
+    Ok(user)
+}
+
+/// A user found in the directory, and how to log in to their store.
+struct Found {
+    user: User,
     /// What to replay: the user's own credentials, or `StoreAdmin` acting for the user.
     replay: ReplayAs,
 }
@@ -116,7 +278,7 @@ struct Found {
 enum ReplayAs {
     /// The client's credentials, for the replay name.
     User(Credentials),
-    /// `StoreAdmin` logs in on the user's behalf (certificate login).
+    /// `StoreAdmin` logs in on the user's behalf (certificate and proxy logins).
     Admin { admin: String, password: Secret },
 }
 
@@ -133,42 +295,33 @@ fn password_route(
         return admin_route(realm, directory, job, creds, authzid, ctx);
     }
     let name = parse_name(service, creds, ctx)?;
-    let replay_attrs = lookup_attrs(service);
-    let key = directory::cache_key(&service.directory, &name, &job.info);
-    let (found, source) =
-        realm
-            .lookups
-            .get_or_search(&key, Instant::now(), service.backside_timeout, || {
-                directory.lookup(&name, &job.info, &replay_attrs)
-            });
-    let route = found.map_err(|e| directory_failure(service, e, ctx))?;
-    log::debug!("{ctx} route {} from {source:?}", route.mail_host);
-    if route.preauth.unwrap_or(service.preauth) {
-        match check_password(realm, directory, &route.dn, creds) {
+    let user = lookup(realm, directory, job, Query::Name(name), ctx)?;
+    if user.route.preauth.unwrap_or(service.preauth) {
+        match check_password(realm, directory, &user.route.dn, creds) {
             Ok(true) => log::info!(
                 target: crate::log::PREAUTH_TARGET,
-                "(sid 0x{:x}) {name} pre-authenticated - client {}, server {}",
+                "(sid 0x{:x}) {} pre-authenticated - client {}, server {}",
                 job.sid,
+                user.name,
                 job.info.client.ip(),
                 job.info.server.ip()
             ),
             Ok(false) => {
                 log::warn!("{ctx} login failed: pre-authentication refused by the directory");
-                return Err(Outcome::Failed(Failure::AuthFailed));
+                return Err(auth_failed());
             }
             Err(e) => return Err(directory_failure(service, e, ctx)),
         }
     }
     Ok(Found {
-        name,
-        route,
-        cache_key: Some(key),
+        user,
         replay: ReplayAs::User(creds.clone()),
     })
 }
 
 /// A proxy login (SASL PLAIN `user\0admin\0password`): with `AdminPolicy simple` only
-/// `StoreAdmin` may act for another user. The session goes to the *user's* store, and the
+/// `StoreAdmin` may act for another user. The session goes to the *user's* store (found,
+/// and judged by the user's access filter, as the user's own login would be), and the
 /// store checks the administrator's password.
 fn admin_route(
     realm: &Realm,
@@ -184,33 +337,23 @@ fn admin_route(
             "{ctx} login refused: only StoreAdmin may log in on another user's behalf \
              (AdminPolicy simple)"
         );
-        return Err(Outcome::Failed(Failure::AuthFailed));
+        return Err(auth_failed());
     }
     if creds.password.is_empty() {
         log::warn!("{ctx} login refused: empty password");
-        return Err(Outcome::Failed(Failure::AuthFailed));
+        return Err(auth_failed());
     }
     let name = LoginName::parse(authzid, &service.directory).map_err(|bad| {
         log::warn!(
             "{ctx} login refused: authorization identity: {}",
             bad.describe()
         );
-        Outcome::Failed(Failure::AuthFailed)
+        auth_failed()
     })?;
-    let replay_attrs = directory::template_attrs(&service.replay_format);
-    let key = directory::cache_key(&service.directory, &name, &job.info);
-    let (found, _) =
-        realm
-            .lookups
-            .get_or_search(&key, Instant::now(), service.backside_timeout, || {
-                directory.lookup(&name, &job.info, &replay_attrs)
-            });
-    let route = found.map_err(|e| directory_failure(service, e, ctx))?;
-    log::info!("{ctx} store administrator acts for {name}");
+    let user = lookup(realm, directory, job, Query::Name(name), ctx)?;
+    log::info!("{ctx} store administrator acts for {}", user.name);
     Ok(Found {
-        name,
-        route,
-        cache_key: Some(key),
+        user,
         replay: ReplayAs::Admin {
             admin: creds.user.clone(),
             password: creds.password.clone(),
@@ -218,8 +361,8 @@ fn admin_route(
     })
 }
 
-/// Certificate login (SASL EXTERNAL): certmap.conf turns the verified client
-/// certificate into a search; exactly one entry must match.
+/// Certificate login (SASL EXTERNAL) to a store, which `StoreAdmin` logs in to on the
+/// mapped user's behalf.
 fn certificate(
     realm: &Realm,
     directory: &mut Directory,
@@ -228,60 +371,13 @@ fn certificate(
     ctx: &Ctx,
 ) -> Result<Found, Outcome> {
     let service = &realm.config;
-    let refuse = |why: &str| {
-        log::warn!("{ctx} certificate login refused: {why}");
-        Outcome::Failed(Failure::AuthFailed)
-    };
-    let Some(cert) = job.client_cert.as_deref() else {
-        return Err(refuse("no client certificate"));
-    };
-    let Some(maps) = service.cert_maps.as_deref() else {
-        return Err(refuse("no CertMapFile"));
-    };
-    let issuer_spaced = cert.issuer_rfc4514.replace(',', ", ");
-    let map = maps
-        .by_issuer
-        .iter()
-        .find(|(issuer, _)| {
-            *issuer == cert.issuer_rfc4514 || *issuer == cert.issuer_dn || *issuer == issuer_spaced
-        })
-        .map_or(&maps.default, |(_, map)| map);
-    let default_base = service.certmap_dn.clone().unwrap_or_else(|| {
-        service
-            .directory
-            .ldap_urls
-            .first()
-            .map(|u| u.base.clone())
-            .unwrap_or_default()
-    });
-    let search = map
-        .search(&cert.subject, &default_base)
-        .map_err(|e| refuse(&format!("certmap {}: {e}", map.name)))?;
-    let (route, uid) = directory
-        .find_by_certificate(
-            &search,
-            &cert.subject_rfc4514,
-            &cert.der,
-            &lookup_attrs(service),
-        )
-        .map_err(|e| directory_failure(service, e, ctx))?;
-    if let Some(a) = authzid.as_deref().filter(|a| *a != uid.as_str()) {
-        return Err(refuse(&format!(
-            "certificate of {uid} asked to act as {}",
-            crate::protocol::sanitize(a.as_bytes())
-        )));
-    }
-    let name = LoginName::parse(&uid, &service.directory)
-        .map_err(|bad| refuse(&format!("mapped entry's uid: {}", bad.describe())))?;
+    let user = certificate_login(realm, directory, job, authzid, ctx)?;
     let (Some(admin), Some(password)) = (&service.store_admin, &service.store_admin_pass) else {
         log::error!("{ctx} certificate login needs StoreAdmin and StoreAdminPass");
         return Err(unavailable(service));
     };
-    log::info!("{ctx} client certificate maps to {name} ({})", route.dn);
     Ok(Found {
-        name,
-        route,
-        cache_key: None,
+        user,
         replay: ReplayAs::Admin {
             admin: admin.clone(),
             password: password.clone(),
@@ -289,109 +385,57 @@ fn certificate(
     })
 }
 
-/// The user-entry attributes a lookup asks for besides the routing ones: those the
-/// `ReplayFormat` names, and the per-user access filter (`TCPAccessAttr`).
-fn lookup_attrs(service: &Service) -> Vec<String> {
-    let mut attrs = directory::template_attrs(&service.replay_format);
-    attrs.push(service.tcp_access_attr.clone());
-    attrs
+/// The credentials the store checks and the name it authenticates: the user, or
+/// `StoreAdmin` acting for the user (SASL PLAIN authzid = user, authcid = StoreAdmin).
+fn store_credentials(replay: ReplayAs, store_user: &str) -> (Credentials, String) {
+    match replay {
+        ReplayAs::User(creds) => (creds, store_user.to_string()),
+        ReplayAs::Admin { admin, password } => (
+            Credentials {
+                user: admin.clone(),
+                password,
+                authzid: Some(store_user.to_string()),
+            },
+            admin,
+        ),
+    }
 }
 
-/// The user's own access filter (`TCPAccessAttr`, e.g. `mailAllowedServiceAccess`): a
-/// user whose filter does not admit this service from this address is refused like a
-/// wrong password (the log says why). An unreadable filter refuses too.
-fn user_access_allows(
-    service: &Service,
-    dn: &str,
-    attrs: &[(String, String)],
-    job: &Job,
-    ctx: &Ctx,
-) -> bool {
-    let Some((_, text)) = attrs
-        .iter()
-        .find(|(k, _)| k.eq_ignore_ascii_case(&service.tcp_access_attr))
-    else {
-        return true;
-    };
-    match crate::config::access::parse(text) {
-        Ok(filter) if filter.allows(service.protocol, job.info.client.ip()) => true,
-        Ok(_) => {
-            log::warn!(
-                "{ctx} login refused: {} of {} does not allow {} from {}",
-                service.tcp_access_attr,
-                dn,
-                service.protocol.name(),
-                job.info.client.ip()
-            );
-            false
-        }
-        Err(e) => {
-            log::warn!(
-                "{ctx} login refused: {} of {} cannot be read: {e}",
-                service.tcp_access_attr,
-                dn
-            );
-            false
-        }
+/// The store port and how to secure it. `SSLBacksideStartTLS` (BacksidePort, upgraded
+/// before the login) wins over `SSLBacksidePort`, being the newer and more specific choice.
+/// The replay is told from the option itself, so that a missing TLS configuration (which
+/// the runtime always builds for it) fails closed in `store` instead of logging in in plain
+/// text.
+fn store_port<'a>(rt: &'a ServiceRuntime, service: &Service) -> (u16, StoreTls<'a>) {
+    match (
+        service.tls.backside_starttls,
+        service.ssl_backside_port,
+        &rt.tls_store,
+    ) {
+        (true, _, Some(cfg)) => (service.backside_port, StoreTls::StartTls(cfg)),
+        (false, Some(port), Some(cfg)) => (port, StoreTls::Implicit(cfg)),
+        _ => (service.backside_port, StoreTls::Plain),
     }
 }
 
 /// Connects to the user's store and replays the login.
 fn to_store(rt: &ServiceRuntime, realm: &Realm, job: &Job, found: Found, ctx: &Ctx) -> Outcome {
     let service = &realm.config;
-    if !user_access_allows(service, &found.route.dn, &found.route.attrs, job, ctx) {
-        return Outcome::Failed(Failure::AuthFailed);
-    }
-    let Found {
-        name,
-        route,
-        cache_key,
-        replay,
-    } = found;
-    let domain_format = route.replay_format.as_deref().and_then(|t| {
-        Template::parse(t, TemplateKind::Replay)
-            .map_err(|e| {
-                log::warn!("{ctx} mailAccessProxyReplay {t:?} unusable ({e}); using ReplayFormat")
-            })
-            .ok()
-    });
-    let format = domain_format.as_ref().unwrap_or(&service.replay_format);
-    let store_user = directory::replay_name(format, &name, &route);
-    // The name the store authenticates: the user, or StoreAdmin acting for the user
-    // (SASL PLAIN authzid = user, authcid = StoreAdmin).
-    let (creds, authcid) = match replay {
-        ReplayAs::User(creds) => (creds, store_user.clone()),
-        ReplayAs::Admin { admin, password } => (
-            Credentials {
-                user: admin.clone(),
-                password,
-                authzid: Some(store_user.clone()),
-            },
-            admin,
-        ),
+    let Found { user, replay } = found;
+    let Some(mail_host) = user.route.mail_host.as_deref() else {
+        return directory_failure(service, directory::Error::NoMailHost, ctx);
     };
-    // SSLBacksideStartTLS: BacksidePort, upgraded before the login; it wins over
-    // SSLBacksidePort, being the newer and more specific choice. The replay is told from
-    // the option itself, so that a missing TLS configuration (which the runtime always
-    // builds for it) fails closed in `store` instead of logging in in plain text.
+    let format = user.route.replay.as_ref().unwrap_or(&service.replay_format);
+    let store_user = directory::replay_name(format, &user.name, &user.route);
+    let (creds, authcid) = store_credentials(replay, &store_user);
+    let (port, tls) = store_port(rt, service);
     let starttls = service.tls.backside_starttls;
-    let (port, tls) = match (starttls, service.ssl_backside_port, &rt.tls_store) {
-        (true, _, Some(cfg)) => (service.backside_port, StoreTls::StartTls(cfg)),
-        (false, Some(port), Some(cfg)) => (port, StoreTls::Implicit(cfg)),
-        _ => (service.backside_port, StoreTls::Plain),
-    };
     let Some(replay) = Replay::for_store(service.protocol, &creds, &authcid, &job.info, starttls)
     else {
         log::error!("{ctx} no store replay for {}", service.protocol.name());
         return unavailable(service);
     };
-    match store::login(
-        &route.mail_host,
-        port,
-        replay,
-        service.backside_timeout,
-        tls,
-    ) {
+    match store::login(mail_host, port, replay, service.backside_timeout, tls) {
         Ok(done) => {
             log::info!(
                 "{ctx} logged in to store {}{} as {} ({})",
@@ -401,34 +445,29 @@ fn to_store(rt: &ServiceRuntime, realm: &Realm, job: &Job, found: Found, ctx: &C
                     StoreTls::Implicit(_) => " over TLS",
                     StoreTls::StartTls(_) => " over TLS (STARTTLS)",
                 },
-                crate::protocol::sanitize(store_user.as_bytes()),
-                route.dn
+                sanitize(store_user.as_bytes()),
+                user.route.dn
             );
-            logged_in(service, done, name.qualified(), ctx)
+            logged_in(service, done, user.name.qualified(), ctx)
         }
         Err(e) if e.is_auth_failure() => {
-            log::warn!(
-                "{ctx} login failed at store {}:{port}: {e}",
-                route.mail_host
-            );
+            log::warn!("{ctx} login failed at store {mail_host}:{port}: {e}");
             // The route may be stale (the mailbox moved) and the cached password old.
-            if let Some(key) = cache_key {
-                realm.lookups.invalidate(&key);
+            if let Some(key) = &user.cache_key {
+                realm.lookups.invalidate(key);
             }
-            realm.auths.forget(&route.dn);
-            Outcome::Failed(Failure::AuthFailed)
+            realm.auths.forget(&user.route.dn);
+            auth_failed()
         }
         Err(e) => {
-            log::error!(
-                "{ctx} login failed at store {}:{port}: {e}",
-                route.mail_host
-            );
+            log::error!("{ctx} login failed at store {mail_host}:{port}: {e}");
             unavailable(service)
         }
     }
 }
 
-/// SMTP: password check (or POP-before-SMTP, or a certificate) → an MTA from `SmtpRelays`.
+/// SMTP: who the client is (password, POP-before-SMTP or certificate) → an MTA from
+/// `SmtpRelays`.
 fn submission(
     rt: &ServiceRuntime,
     realm: &Realm,
@@ -436,61 +475,92 @@ fn submission(
     job: &Job,
     ctx: &Ctx,
 ) -> Outcome {
+    match smtp_user(realm, directory, job, ctx) {
+        Ok(user) => relay(rt, &realm.config, job, user, ctx),
+        Err(outcome) => outcome,
+    }
+}
+
+/// The user an SMTP session is relayed as. Each kind of login goes through [`lookup`], so
+/// the user's access filter for SMTP applies to all of them: SMTP AUTH (then the password
+/// is checked by a bind), POP-before-SMTP (the POP user, whose POP login the loop vouches
+/// for) and a client certificate.
+fn smtp_user(
+    realm: &Realm,
+    directory: &mut Directory,
+    job: &Job,
+    ctx: &Ctx,
+) -> Result<String, Outcome> {
     let service = &realm.config;
-    let user = match &job.login.who {
+    match &job.login.who {
         Who::Password(creds) => {
-            let name = match parse_name(service, creds, ctx) {
-                Ok(name) => name,
-                Err(outcome) => return outcome,
-            };
-            let extra = [service.tcp_access_attr.clone()];
-            let (dn, attrs) = match directory.find_user(&name, &job.info, &extra) {
-                Ok(found) => found,
-                Err(e) => return directory_failure(service, e, ctx),
-            };
-            if !user_access_allows(service, &dn, &attrs, job, ctx) {
-                return Outcome::Failed(Failure::AuthFailed);
-            }
-            match check_password(realm, directory, &dn, creds) {
-                Ok(true) => {}
+            let name = parse_name(service, creds, ctx)?;
+            let user = lookup(realm, directory, job, Query::Name(name), ctx)?;
+            match check_password(realm, directory, &user.route.dn, creds) {
+                Ok(true) => Ok(user.name.qualified()),
                 Ok(false) => {
                     log::warn!("{ctx} SMTP AUTH failed: the directory refused the password");
-                    return Outcome::Failed(Failure::AuthFailed);
+                    Err(auth_failed())
                 }
-                Err(e) => return directory_failure(service, e, ctx),
+                Err(e) => Err(directory_failure(service, e, ctx)),
             }
-            name.qualified()
         }
-        Who::PopBeforeSmtp(user) => user.clone(),
-        Who::Certificate { authzid } => match certificate(realm, directory, job, authzid, ctx) {
-            Ok(found) => {
-                if !user_access_allows(service, &found.route.dn, &found.route.attrs, job, ctx) {
-                    return Outcome::Failed(Failure::AuthFailed);
-                }
-                found.name.qualified()
-            }
-            Err(outcome) => return outcome,
-        },
-    };
+        Who::PopBeforeSmtp(pop_user) => {
+            let name = LoginName::parse(pop_user, &service.directory).map_err(|bad| {
+                log::warn!("{ctx} POP-before-SMTP refused: {}", bad.describe());
+                auth_failed()
+            })?;
+            lookup(realm, directory, job, Query::Name(name), ctx)?;
+            Ok(pop_user.clone())
+        }
+        Who::Certificate { authzid } => {
+            let user = certificate_login(realm, directory, job, authzid, ctx)?;
+            Ok(user.name.qualified())
+        }
+    }
+}
+
+/// The command replayed after the MTA handshake (the POP-before-SMTP `MAIL FROM:` line)
+/// passes through a fresh [`smtp::Guard`], as every later client line does, so that its
+/// line cap and refused verbs apply to it too. `None` when the guard refuses it or passes
+/// nothing (no complete line).
+fn guarded_command(command: &[u8]) -> Option<Vec<u8>> {
+    let mut guard = smtp::Guard::new();
+    let mut out = Vec::new();
+    guard.from_client(command, &mut out).ok()?;
+    (guard.held_bytes() == 0 && !out.is_empty()).then_some(out)
+}
+
+/// Tries the MTAs of `SmtpRelays` in turn (round-robin, failover) until one takes the
+/// session as `user`.
+fn relay(rt: &ServiceRuntime, service: &Service, job: &Job, user: String, ctx: &Ctx) -> Outcome {
     let Some(relays) = &rt.relays else {
         log::error!("{ctx} no SmtpRelays");
         return unavailable(service);
     };
-    let helo = job.login.helo.clone().unwrap_or(Helo {
-        name: "unknown".into(),
-        extended: true,
-    });
+    let command = match job.login.command.as_deref().map(guarded_command) {
+        None => None,
+        Some(Some(command)) => Some(command),
+        Some(None) => {
+            log::warn!("{ctx} login refused: the SMTP guard refused the command to replay");
+            return auth_failed();
+        }
+    };
+    let request = smtp::RelayRequest {
+        helo: job.login.helo.clone().unwrap_or(Helo {
+            name: "unknown".into(),
+            extended: true,
+        }),
+        login: Some(user.clone()),
+        info: job.info.clone(),
+        mode: service.smtp.client_info,
+        my_name: rt.host_name.clone(),
+        command,
+    };
     let mut reasons = Vec::new();
     for i in relays.order(Instant::now()) {
         let (host, port) = relays.host(i);
-        let replay = Replay::Smtp(smtp::Replay::new(smtp::RelayRequest {
-            helo: helo.clone(),
-            login: Some(user.clone()),
-            info: job.info.clone(),
-            mode: service.smtp.client_info,
-            my_name: rt.host_name.clone(),
-            command: job.login.command.clone(),
-        }));
+        let replay = Replay::Smtp(smtp::Replay::new(request.clone()));
         match store::login(
             host,
             port,
@@ -502,7 +572,7 @@ fn submission(
                 relays.succeeded(i);
                 log::info!(
                     "{ctx} relaying as {} through MTA {}",
-                    crate::protocol::sanitize(user.as_bytes()),
+                    sanitize(user.as_bytes()),
                     done.addr
                 );
                 return logged_in(service, done, user, ctx);
@@ -534,5 +604,26 @@ fn logged_in(service: &Service, done: LoggedIn, user: String, ctx: &Ctx) -> Outc
             log::error!("{ctx} store {}: {e}", done.addr);
             unavailable(service)
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::guarded_command;
+
+    /// Issue 9 item 11: the MAIL line replayed after POP-before-SMTP went to the MTA as
+    /// the client sent it; it now passes the guard's caps as every relayed line does.
+    #[test]
+    fn replayed_command_goes_through_the_guard() {
+        let mail = b"MAIL FROM:<alice@a.test>\r\n";
+        assert_eq!(guarded_command(mail), Some(mail.to_vec()));
+        let long = [b"MAIL FROM:<".as_slice(), &[b'a'; 4000], b">\r\n"].concat();
+        assert_eq!(guarded_command(&long), None, "longer than MAX_COMMAND_LINE");
+        assert_eq!(guarded_command(b"MAIL FROM:<a>"), None, "no complete line");
+        assert_eq!(
+            guarded_command(b"XCLIENT LOGIN=root\r\n"),
+            Some(b"XMMP-REFUSED\r\n".to_vec()),
+            "a verb the relay never passes"
+        );
     }
 }

@@ -65,6 +65,19 @@ impl CertMaps {
             .map_or(&self.default, |(_, map)| map)
     }
 
+    /// The map for a client certificate whose issuer is `rfc4514` (RFC 4514 form, values
+    /// escaped, as `openssl -nameopt RFC2253` prints it) and `display` (x509-parser's
+    /// form, in certificate order): the first `certmap` line whose issuer equals the RFC
+    /// 4514 form, the same with a space after each RDN separator (an escaped `\,` inside
+    /// a value is not a separator), or the display form; else the default map.
+    pub fn map_for_issuer(&self, rfc4514: &str, display: &str) -> &CertMap {
+        let spaced = split_rdns(rfc4514).join(", ");
+        [rfc4514, spaced.as_str(), display]
+            .iter()
+            .find_map(|dn| self.by_issuer.iter().find(|(i, _)| i == dn))
+            .map_or(&self.default, |(_, map)| map)
+    }
+
     /// [`CertMap::search`] with `map` (kept here for callers holding the whole file).
     pub fn search(
         &self,
@@ -257,6 +270,27 @@ fn same_attr(a: &str, b: &str) -> bool {
             .position(|names| names.split(' ').any(|n| n.eq_ignore_ascii_case(x)))
     };
     a.eq_ignore_ascii_case(b) || group(a).is_some_and(|g| group(b) == Some(g))
+}
+
+/// The RDNs of an RFC 4514 DN string, split at the commas that separate them (not at an
+/// escaped `\,`, nor inside a `\`-escaped pair).
+fn split_rdns(dn: &str) -> Vec<&str> {
+    let mut parts = Vec::new();
+    let mut start = 0;
+    let mut escaped = false;
+    for (i, c) in dn.char_indices() {
+        match c {
+            _ if escaped => escaped = false,
+            '\\' => escaped = true,
+            ',' => {
+                parts.push(&dn[start..i]);
+                start = i + 1;
+            }
+            _ => {}
+        }
+    }
+    parts.push(&dn[start..]);
+    parts
 }
 
 fn rfc4514(rdns: &[(String, String)], separator: &str) -> String {

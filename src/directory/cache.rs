@@ -217,10 +217,11 @@ mod tests {
     fn route(host: &str) -> Route {
         Route {
             dn: "uid=a,o=isp".into(),
-            mail_host: host.into(),
+            mail_host: Some(host.into()),
             attrs: Vec::new(),
-            replay_format: None,
+            replay: None,
             preauth: None,
+            access: None,
         }
     }
 
@@ -231,15 +232,18 @@ mod tests {
         let wait = Duration::from_secs(1);
         let (r, src) = cache.get_or_search("(uid=a)", t, wait, || Ok(route("s1")));
         assert_eq!(
-            (r.unwrap().mail_host.as_str(), src),
+            (r.unwrap().mail_host.unwrap().as_str(), src),
             ("s1", Source::Directory)
         );
         let (r, src) = cache.get_or_search("(uid=a)", t, wait, || Ok(route("s2")));
-        assert_eq!((r.unwrap().mail_host.as_str(), src), ("s1", Source::Cache));
+        assert_eq!(
+            (r.unwrap().mail_host.unwrap().as_str(), src),
+            ("s1", Source::Cache)
+        );
         let later = t + Duration::from_secs(61);
         let (r, src) = cache.get_or_search("(uid=a)", later, wait, || Ok(route("s2")));
         assert_eq!(
-            (r.unwrap().mail_host.as_str(), src),
+            (r.unwrap().mail_host.unwrap().as_str(), src),
             ("s2", Source::Directory)
         );
         cache.invalidate("(uid=a)");
@@ -288,7 +292,7 @@ mod tests {
                             Ok(route("s1"))
                         },
                     );
-                    r.unwrap().mail_host
+                    r.unwrap().mail_host.unwrap()
                 })
             })
             .collect();
