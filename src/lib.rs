@@ -22,6 +22,7 @@ pub mod process;
 pub mod protocol;
 pub mod proxy_protocol;
 pub mod relay;
+pub mod resolve;
 pub mod runtime;
 pub mod sanitize;
 pub mod secret;

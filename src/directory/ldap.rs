@@ -9,7 +9,7 @@ use crate::config::certmap::CertSearch;
 use crate::config::{Directory as DirectoryConfig, LdapUrl};
 use crate::secret::Secret;
 use ldap3::{LdapConn, LdapConnSettings, SearchEntry, StdStream};
-use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
+use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
 /// LDAP result code of a bind with a wrong password.
@@ -293,10 +293,9 @@ fn connect(
     bind: Option<(&str, &[u8])>,
     timeout: Duration,
 ) -> Result<LdapConn, String> {
-    let addrs: Vec<SocketAddr> = (url.host.as_str(), url.port)
-        .to_socket_addrs()
-        .map_err(|e| format!("cannot resolve {}: {e}", url.host))?
-        .collect();
+    // Bounded like the connect and every operation (issue 9 item 4).
+    let addrs = crate::resolve::resolve(&url.host, url.port, timeout)
+        .map_err(|e| format!("cannot resolve {}: {e}", url.host))?;
     let mut last = format!("{} has no address", url.host);
     for addr in addrs {
         let stream = match TcpStream::connect_timeout(&addr, timeout) {
