@@ -10,6 +10,11 @@
 //!   POP-before-SMTP identity the loop vouched for, or the certificate's user), then connect
 //!   to an MTA from `SmtpRelays` (round-robin, failover) and tell it who the client is.
 //!
+//! Every kind of login finds its user through one `lookup` (the same attributes for all,
+//! the search filter expanded once and used as the cache key), which also applies the
+//! user's own access filter (`TCPAccessAttr`) for the real service: `imaps`, `pops` and
+//! `smtps` rules when the client connection is TLS.
+//!
 //! Every failure is classified once, here: the client hears "authentication failed" for
 //! anything the user got wrong and "try later" for anything the farm got wrong, and the log
 //! says which and why. Passwords never reach a log line.

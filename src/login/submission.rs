@@ -1,5 +1,5 @@
 //! SMTP logins: who the client is (SMTP AUTH, POP-before-SMTP or a client certificate,
-//! each through the one [`lookup`] with the user's access filter for SMTP), then an MTA
+//! each through the one `lookup` with the user's access filter for SMTP), then an MTA
 //! from `SmtpRelays` (round-robin, failover) told who the client is.
 
 use super::{
@@ -31,7 +31,7 @@ pub(super) fn run(
     }
 }
 
-/// The user an SMTP session is relayed as. Each kind of login goes through [`lookup`], so
+/// The user an SMTP session is relayed as. Each kind of login goes through `lookup`, so
 /// the user's access filter for SMTP applies to all of them: SMTP AUTH (then the password
 /// is checked by a bind), POP-before-SMTP (the POP user, whose POP login the loop vouches
 /// for) and a client certificate.
