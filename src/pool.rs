@@ -7,6 +7,10 @@
 //! done queue and rings the loop's `Waker`. Wakes may coalesce, so the loop drains the
 //! whole done queue on each one. The job queue is bounded: when it is full, `submit`
 //! gives the job back and the loop answers "temporary failure" instead of growing.
+//!
+//! A job that panics is caught: its session is answered "temporary failure" through the
+//! same `Done`, the worker drops its directory connections for that realm and serves on,
+//! so the pool keeps its size.
 
 use crate::directory::ldap::Directory;
 use crate::login;
