@@ -24,8 +24,9 @@
 //! (6.3 AG §7.2.3) take the value of `FROMATTR` and search it as `TOATTR`.
 //!
 //! Issuer DNs are compared exactly, as written (reference §4: `o=Sun,c=US` and
-//! `o=Sun, c=US` are different maps). [`dn_forms`] renders a DN in the two spellings in
-//! common use so that callers can try both ([`CertMaps::map_for_name`] does).
+//! `o=Sun, c=US` are different maps), but a certificate's issuer is tried in the two
+//! spellings in common use: [`CertMaps::map_for_issuer`] takes it as RFC 4514 text (what a
+//! certificate login has), [`CertMaps::map_for_name`] as RDNs ([`dn_forms`]).
 //!
 //! `library` and `InitFn` (plug-ins) are refused. Every error of the file is collected.
 
