@@ -10,6 +10,7 @@
 
 pub mod bad_guys;
 pub mod buffer;
+pub mod client_info;
 pub mod config;
 pub mod directory;
 pub mod log;
@@ -22,7 +23,9 @@ pub mod protocol;
 pub mod proxy_protocol;
 pub mod pump;
 pub mod relay;
+pub mod resolve;
 pub mod runtime;
+pub mod sanitize;
 pub mod secret;
 pub mod server;
 pub mod status;

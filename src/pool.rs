@@ -13,6 +13,10 @@
 //! began before a reload finishes with the configuration it began with. A worker keeps one
 //! directory connection per service and realm, and forgets those of configurations that
 //! nothing uses any more.
+//!
+//! A job that panics is caught: its session is answered "temporary failure" through the
+//! same `Done`, the worker drops that directory connection and serves on, so the pool
+//! keeps its size.
 
 use crate::directory::ldap::Directory;
 use crate::login;
@@ -23,6 +27,7 @@ use mio::Waker;
 use parking_lot::{Condvar, Mutex};
 use std::collections::VecDeque;
 use std::net::SocketAddr;
+use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 
@@ -183,7 +188,46 @@ impl Drop for Pool {
 }
 
 fn work(shared: &Shared) {
-    let mut directories = Directories::default();
+    serve(shared, &mut Logins::default());
+}
+
+/// What a worker does with a job. A trait so that the pool's own behaviour (panics caught,
+/// the thread kept) can be tested without logins.
+trait Runner {
+    /// Runs the job to its outcome.
+    fn run(&mut self, job: &Job) -> Outcome;
+    /// The outcome of a job whose run panicked, after dropping whatever state the run may
+    /// have left half-done.
+    fn panicked(&mut self, job: &Job) -> Outcome;
+}
+
+/// The real runner: logins, with the worker's directory connections.
+#[derive(Default)]
+struct Logins {
+    directories: Directories,
+}
+
+impl Runner for Logins {
+    fn run(&mut self, job: &Job) -> Outcome {
+        let realm = job.realm.min(job.rt.realm_count() - 1);
+        let directory = self.directories.for_realm(&job.rt, realm);
+        login::run(&job.rt, realm, directory, job)
+    }
+
+    fn panicked(&mut self, job: &Job) -> Outcome {
+        let realm = job.realm.min(job.rt.realm_count() - 1);
+        // The connection may be in the middle of an operation: open a fresh one next time.
+        self.directories.forget(&job.rt, realm);
+        Outcome::Failed(Failure::Unavailable {
+            alert: job.rt.realm(realm).config.server_down_alert.clone(),
+        })
+    }
+}
+
+/// A worker's loop: takes jobs until the pool stops, runs each under `catch_unwind` so
+/// that a panic (a bug, or a library's assertion on what a peer sent) costs one login
+/// "try later", not the thread: the session gets its answer and the pool keeps its size.
+fn serve(shared: &Shared, runner: &mut impl Runner) {
     loop {
         let job = {
             let mut q = shared.queue.lock();
@@ -198,10 +242,18 @@ fn work(shared: &Shared) {
             }
         };
         crate::metrics::get().job_started();
-        let rt = Arc::clone(&job.rt);
-        let realm = job.realm.min(rt.realm_count() - 1);
-        let directory = directories.for_realm(&rt, realm);
-        let outcome = login::run(&rt, realm, directory, &job);
+        let outcome = match catch_unwind(AssertUnwindSafe(|| runner.run(&job))) {
+            Ok(outcome) => outcome,
+            Err(payload) => {
+                log::error!(
+                    "(sid 0x{:x}) login failed: the worker panicked ({}); answering \
+                     \"try later\"",
+                    job.sid,
+                    panic_text(payload.as_ref())
+                );
+                runner.panicked(&job)
+            }
+        };
         crate::metrics::get().job_finished();
         if let Some(health) = crate::status::global() {
             health.pool_progressed();
@@ -240,5 +292,132 @@ impl Directories {
             self.open.len() - 1
         });
         &mut self.open[at].2
+    }
+
+    /// Closes the connection of `rt`'s realm `realm`.
+    fn forget(&mut self, rt: &Arc<ServiceRuntime>, realm: usize) {
+        self.open
+            .retain(|(r, n, _)| !(Arc::ptr_eq(r, rt) && *n == realm));
+    }
+}
+
+/// A panic's message for the log (sanitised: it may quote what a peer sent; passwords are
+/// `Secret`s, whose `Debug` and `Display` never show them).
+fn panic_text(payload: &(dyn std::any::Any + Send)) -> String {
+    let text = payload
+        .downcast_ref::<&str>()
+        .copied()
+        .or_else(|| payload.downcast_ref::<String>().map(String::as_str))
+        .unwrap_or("no message");
+    crate::sanitize::sanitize(text.as_bytes())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::protocol::{Credentials, Login};
+    use std::time::{Duration, Instant};
+
+    /// Panics on the jobs of session 1, answers AuthFailed to the others.
+    struct Flaky {
+        panics: usize,
+    }
+
+    impl Runner for Flaky {
+        fn run(&mut self, job: &Job) -> Outcome {
+            if job.sid == 1 {
+                panic!("boom in sid {}", job.sid);
+            }
+            Outcome::Failed(Failure::AuthFailed)
+        }
+        fn panicked(&mut self, _job: &Job) -> Outcome {
+            self.panics += 1;
+            Outcome::Failed(Failure::Unavailable {
+                alert: "later".into(),
+            })
+        }
+    }
+
+    /// An IMAP service from a throw-away instance directory (no directory is contacted).
+    fn service() -> Arc<ServiceRuntime> {
+        let dir = std::env::temp_dir().join(format!("mmp-pool-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("AService.cfg"), "default:ServiceList imapproxy@1143\n").unwrap();
+        let imap = "default:LdapUrl ldap://127.0.0.1:9/o=test\n";
+        std::fs::write(dir.join("ImapProxyAService.cfg"), imap).unwrap();
+        let (config, _) = crate::config::load(&dir).expect("config");
+        let _ = std::fs::remove_dir_all(&dir);
+        let service = config.services().next().unwrap().clone();
+        Arc::new(ServiceRuntime::new(service, "localhost").unwrap().0)
+    }
+
+    fn job(sid: u64, rt: &Arc<ServiceRuntime>, home: &Arc<Mailbox>) -> Job {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let stream = std::net::TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let addr = stream.local_addr().unwrap();
+        Job {
+            sid,
+            rt: Arc::clone(rt),
+            home: Arc::clone(home),
+            realm: 0,
+            client: Transport::Plain(mio::net::TcpStream::from_std(stream)),
+            login: Login::password(Credentials {
+                user: "alice".into(),
+                password: crate::secret::Secret::new(b"pw".to_vec()),
+                authzid: None,
+            }),
+            client_cert: None,
+            info: ClientInfo {
+                client: addr,
+                server: addr,
+                session: sid,
+            },
+        }
+    }
+
+    /// Issue 9 item 4: a panicking job killed its worker for good and its session never
+    /// got an answer. Now the session hears "unavailable" and the same worker serves on.
+    #[test]
+    fn a_panicking_job_is_answered_unavailable_and_the_worker_serves_on() {
+        let poll = mio::Poll::new().unwrap();
+        let home = Arc::new(Mailbox::new(Waker::new(poll.registry(), mio::Token(0)).unwrap()));
+        let rt = service();
+        let jobs = [1, 2, 1, 3].map(|sid| job(sid, &rt, &home));
+        let shared = Arc::new(Shared {
+            queue: Mutex::new(Queue {
+                jobs: jobs.into(),
+                max: 8,
+                stopping: false,
+            }),
+            ready: Condvar::new(),
+        });
+        let worker = {
+            let shared = Arc::clone(&shared);
+            std::thread::spawn(move || {
+                let mut runner = Flaky { panics: 0 };
+                serve(&shared, &mut runner);
+                runner.panics
+            })
+        };
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let mut done = Vec::new();
+        while done.len() < 4 && Instant::now() < deadline {
+            home.take_done(&mut done);
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        shared.queue.lock().stopping = true;
+        shared.ready.notify_all();
+        let panics = worker
+            .join()
+            .expect("the worker thread survives its jobs' panics");
+        assert_eq!(panics, 2);
+        let done: Vec<(u64, bool)> = done
+            .iter()
+            .map(|d| {
+                let unavailable = matches!(d.outcome, Outcome::Failed(Failure::Unavailable { .. }));
+                (d.sid, unavailable)
+            })
+            .collect();
+        assert_eq!(done, [(1, true), (2, false), (1, true), (3, false)]);
     }
 }

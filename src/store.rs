@@ -17,7 +17,7 @@ use crate::transport::Transport;
 use rustls::{ClientConfig, ClientConnection, StreamOwned};
 use std::fmt;
 use std::io::{self, Read, Write};
-use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
+use std::net::{SocketAddr, TcpStream};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -249,8 +249,9 @@ fn start_tls(
 }
 
 fn connect(host: &str, port: u16, deadline: Instant) -> Result<(TcpStream, SocketAddr), Error> {
-    let addrs = (host, port)
-        .to_socket_addrs()
+    // Bounded by the login's deadline like every other step (issue 9 item 4).
+    let left = deadline.saturating_duration_since(Instant::now());
+    let addrs = crate::resolve::resolve(host, port, left)
         .map_err(|e| Error::Resolve(host.to_string(), e))?;
     let mut reasons = Vec::new();
     for addr in addrs {

@@ -24,8 +24,9 @@
 //! (6.3 AG §7.2.3) take the value of `FROMATTR` and search it as `TOATTR`.
 //!
 //! Issuer DNs are compared exactly, as written (reference §4: `o=Sun,c=US` and
-//! `o=Sun, c=US` are different maps). [`dn_forms`] renders a DN in the two spellings in
-//! common use so that callers can try both ([`CertMaps::map_for_name`] does).
+//! `o=Sun, c=US` are different maps), but a certificate's issuer is tried in the two
+//! spellings in common use: [`CertMaps::map_for_issuer`] takes it as RFC 4514 text (what a
+//! certificate login has), [`CertMaps::map_for_name`] as RDNs ([`dn_forms`]).
 //!
 //! `library` and `InitFn` (plug-ins) are refused. Every error of the file is collected.
 
@@ -33,6 +34,7 @@ use super::lexer::{lex, Entry, Line};
 use super::vdmap::Messages;
 use super::{Error, ErrorKind, Warning};
 use crate::directory::filter::escape as escape_filter;
+pub use crate::directory::filter::escape_dn_value;
 use std::fmt;
 use std::path::Path;
 
@@ -59,6 +61,19 @@ impl CertMaps {
     /// spelling of [`dn_forms`] in turn, then falls back to the default map.
     pub fn map_for_name(&self, issuer: &[(String, String)]) -> &CertMap {
         dn_forms(issuer)
+            .iter()
+            .find_map(|dn| self.by_issuer.iter().find(|(i, _)| i == dn))
+            .map_or(&self.default, |(_, map)| map)
+    }
+
+    /// The map for a client certificate whose issuer is `rfc4514` (RFC 4514 form, values
+    /// escaped, as `openssl -nameopt RFC2253` prints it) and `display` (x509-parser's
+    /// form, in certificate order): the first `certmap` line whose issuer equals the RFC
+    /// 4514 form, the same with a space after each RDN separator (an escaped `\,` inside
+    /// a value is not a separator), or the display form; else the default map.
+    pub fn map_for_issuer(&self, rfc4514: &str, display: &str) -> &CertMap {
+        let spaced = split_rdns(rfc4514).join(", ");
+        [rfc4514, spaced.as_str(), display]
             .iter()
             .find_map(|dn| self.by_issuer.iter().find(|(i, _)| i == dn))
             .map_or(&self.default, |(_, map)| map)
@@ -258,24 +273,25 @@ fn same_attr(a: &str, b: &str) -> bool {
     a.eq_ignore_ascii_case(b) || group(a).is_some_and(|g| group(b) == Some(g))
 }
 
-/// Escapes an attribute value for a DN string (RFC 4514 §2.4): `"` `+` `,` `;` `<` `>`
-/// `\`, a leading `#` or space and a trailing space get a backslash; NUL becomes `\00`.
-pub fn escape_dn_value(value: &str) -> String {
-    let mut out = String::with_capacity(value.len());
-    let last = value.chars().count().saturating_sub(1);
-    for (i, c) in value.chars().enumerate() {
+/// The RDNs of an RFC 4514 DN string, split at the commas that separate them (not at an
+/// escaped `\,`, nor inside a `\`-escaped pair).
+fn split_rdns(dn: &str) -> Vec<&str> {
+    let mut parts = Vec::new();
+    let mut start = 0;
+    let mut escaped = false;
+    for (i, c) in dn.char_indices() {
         match c {
-            '\0' => out.push_str("\\00"),
-            '"' | '+' | ',' | ';' | '<' | '>' | '\\' => {
-                out.push('\\');
-                out.push(c);
+            _ if escaped => escaped = false,
+            '\\' => escaped = true,
+            ',' => {
+                parts.push(&dn[start..i]);
+                start = i + 1;
             }
-            '#' if i == 0 => out.push_str("\\#"),
-            ' ' if i == 0 || i == last => out.push_str("\\ "),
-            c => out.push(c),
+            _ => {}
         }
     }
-    out
+    parts.push(&dn[start..]);
+    parts
 }
 
 fn rfc4514(rdns: &[(String, String)], separator: &str) -> String {

@@ -218,6 +218,36 @@ fn issuer_look_up_is_exact_with_default_fallback() {
     );
 }
 
+/// Issue 9 item 15: login.rs matched issuers by `replace(',', ", ")`, which also spaced the
+/// escaped comma inside a value, so a spaced `certmap` line for such an issuer never matched.
+#[test]
+fn issuer_with_an_escaped_comma_matches_in_both_spellings() {
+    let (maps, _) = ok("certmap default default\n\
+                        certmap corp CN=Corp\\, Inc. CA, O=Siroe, C=US\n\
+                        certmap tight CN=Tight\\, Ltd CA,O=Siroe\n");
+    let cert_rfc4514 = "CN=Corp\\, Inc. CA,O=Siroe,C=US";
+    let display = "C=US, O=Siroe, CN=Corp, Inc. CA";
+    assert_eq!(maps.map_for_issuer(cert_rfc4514, display).name, "corp");
+    assert_eq!(
+        maps.map_for_issuer("CN=Tight\\, Ltd CA,O=Siroe", "O=Siroe, CN=Tight, Ltd CA")
+            .name,
+        "tight"
+    );
+    assert_eq!(
+        maps.map_for_issuer("CN=Corp\\, Inc. CA,O=Other", "O=Other, CN=Corp, Inc. CA")
+            .name,
+        "default"
+    );
+    let (by_display, _) = ok("certmap default default\ncertmap x C=US, O=Siroe, CN=X\n");
+    assert_eq!(
+        by_display
+            .map_for_issuer("CN=X,O=Siroe,C=US", "C=US, O=Siroe, CN=X")
+            .name,
+        "x",
+        "x509-parser's display form still matches"
+    );
+}
+
 #[test]
 fn dn_forms_and_escaping() {
     let issuer = rdns("CN=Doe+Sons, O=A;B, C=US");

@@ -67,6 +67,26 @@ struct InFlight {
     done: Condvar,
 }
 
+/// The search of one key in progress in this worker: dropping it (after the search, or
+/// while unwinding from a panic in it) wakes the waiters and forgets the in-flight entry.
+struct Leader<'a> {
+    cache: &'a LookupCache,
+    key: &'a str,
+    flight: Arc<InFlight>,
+}
+
+impl Drop for Leader<'_> {
+    fn drop(&mut self) {
+        self.flight.result.lock().get_or_insert_with(|| {
+            Err(Error::Unavailable(
+                "the lookup in progress was abandoned".into(),
+            ))
+        });
+        self.flight.done.notify_all();
+        self.cache.in_flight.lock().remove(self.key);
+    }
+}
+
 /// Search filter → route.
 #[derive(Debug)]
 pub struct LookupCache {
@@ -136,13 +156,20 @@ impl LookupCache {
                 ),
             };
         }
+        // Released however the search ends: when it panics (the worker catches the
+        // unwind), the waiters hear "unavailable" and the next login of the user searches
+        // again instead of waiting for an answer that never comes.
+        let leader = Leader {
+            cache: self,
+            key,
+            flight,
+        };
         let result = search();
         if let Ok(route) = &result {
             self.entries.lock().put(key.to_string(), route.clone(), now);
         }
-        *flight.result.lock() = Some(result.clone());
-        flight.done.notify_all();
-        self.in_flight.lock().remove(key);
+        *leader.flight.result.lock() = Some(result.clone());
+        drop(leader);
         (result, Source::Directory)
     }
 
@@ -217,10 +244,11 @@ mod tests {
     fn route(host: &str) -> Route {
         Route {
             dn: "uid=a,o=isp".into(),
-            mail_host: host.into(),
+            mail_host: Some(host.into()),
             attrs: Vec::new(),
-            replay_format: None,
+            replay: None,
             preauth: None,
+            access: None,
         }
     }
 
@@ -231,15 +259,18 @@ mod tests {
         let wait = Duration::from_secs(1);
         let (r, src) = cache.get_or_search("(uid=a)", t, wait, || Ok(route("s1")));
         assert_eq!(
-            (r.unwrap().mail_host.as_str(), src),
+            (r.unwrap().mail_host.unwrap().as_str(), src),
             ("s1", Source::Directory)
         );
         let (r, src) = cache.get_or_search("(uid=a)", t, wait, || Ok(route("s2")));
-        assert_eq!((r.unwrap().mail_host.as_str(), src), ("s1", Source::Cache));
+        assert_eq!(
+            (r.unwrap().mail_host.unwrap().as_str(), src),
+            ("s1", Source::Cache)
+        );
         let later = t + Duration::from_secs(61);
         let (r, src) = cache.get_or_search("(uid=a)", later, wait, || Ok(route("s2")));
         assert_eq!(
-            (r.unwrap().mail_host.as_str(), src),
+            (r.unwrap().mail_host.unwrap().as_str(), src),
             ("s2", Source::Directory)
         );
         cache.invalidate("(uid=a)");
@@ -288,7 +319,7 @@ mod tests {
                             Ok(route("s1"))
                         },
                     );
-                    r.unwrap().mail_host
+                    r.unwrap().mail_host.unwrap()
                 })
             })
             .collect();
@@ -296,6 +327,48 @@ mod tests {
             assert_eq!(t.join().unwrap(), "s1");
         }
         assert_eq!(searches.load(Ordering::SeqCst), 1);
+    }
+
+    /// Issue 9 item 4: a search that panicked left its in-flight entry behind, so every
+    /// later login of that user waited for it and failed until restart.
+    #[test]
+    fn a_panicking_search_releases_its_key() {
+        let cache = Arc::new(LookupCache::new(10, Duration::from_secs(60)));
+        let started = Arc::new(std::sync::Barrier::new(2));
+        let leader = {
+            let (cache, started) = (cache.clone(), started.clone());
+            std::thread::spawn(move || {
+                cache.get_or_search("(uid=p)", Instant::now(), Duration::from_secs(5), || {
+                    started.wait();
+                    std::thread::sleep(Duration::from_millis(100));
+                    panic!("search panicked");
+                })
+            })
+        };
+        started.wait();
+        let t = Instant::now();
+        let (waiter, src) =
+            cache.get_or_search("(uid=p)", Instant::now(), Duration::from_secs(5), || {
+                Ok(route("s9"))
+            });
+        assert!(leader.join().is_err(), "the leader's search panicked");
+        assert!(
+            t.elapsed() < Duration::from_secs(3),
+            "the waiter heard of the panic at once, not after its wait"
+        );
+        assert!(
+            matches!((&waiter, src), (Err(Error::Unavailable(_)), Source::Shared))
+                || src == Source::Directory,
+            "{waiter:?} {src:?}"
+        );
+        let (r, src) =
+            cache.get_or_search("(uid=p)", Instant::now(), Duration::from_secs(5), || {
+                Ok(route("s1"))
+            });
+        assert!(
+            src != Source::Shared && r.is_ok(),
+            "the key is free again: {r:?} {src:?}"
+        );
     }
 
     #[test]

@@ -1,18 +1,32 @@
-//! RFC 4515 escaping of values put into LDAP search filters, and the login-name rules
-//! that decide what a client may send as a user name at all. No I/O.
+//! RFC 4515 escaping of values put into LDAP search filters, RFC 4514 escaping of DN
+//! values, and the login-name rules that decide what a client may send as a user name at
+//! all. No I/O.
 
 /// Escapes a value for an LDAP filter (RFC 4515 §3: `*`, `(`, `)`, `\` and NUL become
-/// `\2a`, `\28`, `\29`, `\5c`, `\00`). Sun's MMP did not escape; a user name like
-/// `*)(uid=*` must never widen a search.
+/// `\2a`, `\28`, `\29`, `\5c`, `\00`), with ldap3's own escaper. Sun's MMP did not escape;
+/// a user name like `*)(uid=*` must never widen a search.
 pub fn escape(value: &str) -> String {
+    ldap3::ldap_escape(value).into_owned()
+}
+
+/// Escapes an attribute value for a DN string (RFC 4514 §2.4): `"` `+` `,` `;` `<` `>`
+/// `\`, a leading `#` or space and a trailing space get a backslash; NUL becomes `\00`.
+/// mmp's one RFC 4514 escaper: certmap.conf search bases and the client certificate's
+/// subject and issuer strings (which certmap issuer lines are compared with) use it.
+/// Not ldap3's `dn_escape`, which writes every special character as hex (`\2c`), while
+/// OpenSSL, NSS and the Sun books write `\,`, and issuer lines are written that way.
+pub fn escape_dn_value(value: &str) -> String {
     let mut out = String::with_capacity(value.len());
-    for ch in value.chars() {
-        match ch {
-            '*' => out.push_str("\\2a"),
-            '(' => out.push_str("\\28"),
-            ')' => out.push_str("\\29"),
-            '\\' => out.push_str("\\5c"),
+    let last = value.chars().count().saturating_sub(1);
+    for (i, c) in value.chars().enumerate() {
+        match c {
             '\0' => out.push_str("\\00"),
+            '"' | '+' | ',' | ';' | '<' | '>' | '\\' => {
+                out.push('\\');
+                out.push(c);
+            }
+            '#' if i == 0 => out.push_str("\\#"),
+            ' ' if i == 0 || i == last => out.push_str("\\ "),
             c => out.push(c),
         }
     }

@@ -4,13 +4,12 @@
 //! carries a timeout; nothing here waits without bound.
 
 use super::search::{first_value, Ask, Domain, Failure, RC_SUCCESS, USER_CERTIFICATE};
-use super::{Error, LoginName, Route, STATUS_ATTRS};
+use super::{Error, Route, UserSearch, Want, STATUS_ATTRS};
 use crate::config::certmap::CertSearch;
 use crate::config::{Directory as DirectoryConfig, LdapUrl};
-use crate::protocol::ClientInfo;
 use crate::secret::Secret;
 use ldap3::{LdapConn, LdapConnSettings, SearchEntry, StdStream};
-use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
+use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
 /// LDAP result code of a bind with a wrong password.
@@ -97,32 +96,10 @@ impl Directory {
 
     /// Finds the user's route. A connection that fails is dropped and the lookup is tried
     /// once more on a fresh connection (first `LdapUrl` that answers).
-    pub fn lookup(
-        &mut self,
-        name: &LoginName,
-        info: &ClientInfo,
-        extra_attrs: &[String],
-    ) -> Result<Route, Error> {
-        let entry = self.find(name, info, extra_attrs)?;
-        self.route(entry)
-    }
-
-    /// Finds the user's entry (checked for status) without asking for a store: the DN of
-    /// an SMTP user whose password is checked by a bind, and the first value of each
-    /// attribute in `extra` the entry has.
-    pub fn find_user(
-        &mut self,
-        name: &LoginName,
-        info: &ClientInfo,
-        extra: &[String],
-    ) -> Result<(String, Vec<(String, String)>), Error> {
-        let (entry, _) = self.find(name, info, extra)?;
-        let attrs = entry
-            .attrs
-            .iter()
-            .filter_map(|(k, v)| v.first().map(|v| (k.clone(), v.clone())))
-            .collect();
-        Ok((entry.dn, attrs))
+    pub fn lookup(&mut self, user: &UserSearch, want: &Want) -> Result<Route, Error> {
+        let attrs = self.entry_attrs(want);
+        let found = self.ask(|ask, ldap| ask.user(ldap, user, &attrs))?;
+        self.route(found, want)
     }
 
     /// Finds the one entry a client certificate maps to (certmap.conf's search) and
@@ -135,9 +112,9 @@ impl Directory {
         search: &CertSearch,
         subject_dn: &str,
         der: &[u8],
-        extra: &[String],
+        want: &Want,
     ) -> Result<(Route, String), Error> {
-        let mut attrs = self.entry_attrs(extra);
+        let mut attrs = self.entry_attrs(want);
         attrs.push("uid".to_string());
         if search.verify_cert {
             attrs.push(USER_CERTIFICATE.to_string());
@@ -146,25 +123,17 @@ impl Directory {
         let Some(uid) = first_value(&entry, "uid").map(str::to_string) else {
             return Err(Error::Inactive("uid".into(), "missing".into()));
         };
-        let route = self.route((entry, None))?;
+        let route = self.route((entry, None), want)?;
         Ok((route, uid))
     }
 
-    fn find(
-        &mut self,
-        name: &LoginName,
-        info: &ClientInfo,
-        extra_attrs: &[String],
-    ) -> Result<(SearchEntry, Option<Domain>), Error> {
-        let attrs = self.entry_attrs(extra_attrs);
-        self.ask(|ask, ldap| ask.user(ldap, name, info, &attrs))
-    }
-
-    /// The attributes of a user's entry every lookup reads (mail host, status), and `extra`.
-    fn entry_attrs(&self, extra: &[String]) -> Vec<String> {
+    /// The attributes of a user's entry every lookup reads (mail host, status), and those
+    /// of `want`.
+    fn entry_attrs(&self, want: &Want) -> Vec<String> {
         let mut attrs: Vec<String> = self.cfg.mail_host_attrs.clone();
         attrs.extend(STATUS_ATTRS.iter().map(|a| a.to_string()));
-        attrs.extend(extra.iter().cloned());
+        attrs.extend(want.attrs.iter().cloned());
+        attrs.push(want.access_attr.clone());
         attrs
     }
 
@@ -206,28 +175,38 @@ impl Directory {
         ))
     }
 
-    fn route(&self, (entry, domain): (SearchEntry, Option<Domain>)) -> Result<Route, Error> {
+    /// The route of an entry: its mail host, the attributes asked for, the domain's
+    /// overrides, and the user's access filter parsed (an unreadable one refuses).
+    fn route(
+        &self,
+        (entry, domain): (SearchEntry, Option<Domain>),
+        want: &Want,
+    ) -> Result<Route, Error> {
         let mail_host = self
             .cfg
             .mail_host_attrs
             .iter()
             .find_map(|a| first_value(&entry, a))
-            .ok_or(Error::NoMailHost)?
-            .to_string();
+            .map(str::to_string);
+        let access = match first_value(&entry, &want.access_attr) {
+            None => None,
+            Some(text) => Some(crate::config::access::parse(text).map_err(|why| {
+                Error::BadAccess(entry.dn.clone(), want.access_attr.clone(), why)
+            })?),
+        };
         let attrs = entry
             .attrs
             .iter()
             .filter_map(|(k, v)| v.first().map(|v| (k.clone(), v.clone())))
             .collect();
-        let (replay_format, preauth) = domain
-            .map(|d| (d.replay_format, d.preauth))
-            .unwrap_or_default();
+        let (replay, preauth) = domain.map(|d| (d.replay, d.preauth)).unwrap_or_default();
         Ok(Route {
             dn: entry.dn,
             mail_host,
             attrs,
-            replay_format,
+            replay,
             preauth,
+            access,
         })
     }
 
@@ -314,10 +293,9 @@ fn connect(
     bind: Option<(&str, &[u8])>,
     timeout: Duration,
 ) -> Result<LdapConn, String> {
-    let addrs: Vec<SocketAddr> = (url.host.as_str(), url.port)
-        .to_socket_addrs()
-        .map_err(|e| format!("cannot resolve {}: {e}", url.host))?
-        .collect();
+    // Bounded like the connect and every operation (issue 9 item 4).
+    let addrs = crate::resolve::resolve(&url.host, url.port, timeout)
+        .map_err(|e| format!("cannot resolve {}: {e}", url.host))?;
     let mut last = format!("{} has no address", url.host);
     for addr in addrs {
         let stream = match TcpStream::connect_timeout(&addr, timeout) {

@@ -9,9 +9,10 @@ pub mod filter;
 pub mod ldap;
 mod search;
 
+use crate::client_info::ClientInfo;
+use crate::config::access::AccessFilter;
 use crate::config::template::{Code, Template};
 use crate::config::Directory as DirectoryConfig;
-use crate::protocol::ClientInfo;
 use std::fmt;
 
 pub use filter::BadName;
@@ -66,23 +67,87 @@ impl LoginName {
 
 impl fmt::Display for LoginName {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&crate::protocol::sanitize(self.qualified().as_bytes()))
+        f.write_str(&crate::sanitize::sanitize(self.qualified().as_bytes()))
     }
 }
 
-/// Where a user's mailbox lives, as the directory says.
+/// What the directory says about a user: where the mailbox lives and what the login may
+/// do. Built once per lookup (and cached): the templates and filters in it are parsed
+/// when the entry is read, never per login.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Route {
     /// The user's entry.
     pub dn: String,
-    /// The store host (`mailHost` or the first of `MailHostAttrs` present).
-    pub mail_host: String,
-    /// Attributes the `ReplayFormat` asked for (`%A[attr]`), first value each.
+    /// The store host (`mailHost` or the first of `MailHostAttrs` present); `None` when
+    /// the entry has none (an SMTP user needs no store; an IMAP or POP3 login fails).
+    pub mail_host: Option<String>,
+    /// The attributes asked for besides the routing ones (`%A[attr]` of the replay
+    /// formats, `uid`), first value each.
     pub attrs: Vec<(String, String)>,
     /// The hosted domain's `mailAccessProxyReplay`, which overrides `ReplayFormat`.
-    pub replay_format: Option<String>,
+    pub replay: Option<Template>,
     /// The hosted domain's `mailAccessProxyPreAuth`, which overrides `PreAuth`.
     pub preauth: Option<bool>,
+    /// The user's own access filter (the `TCPAccessAttr` attribute); `None` when the
+    /// entry has none.
+    pub access: Option<AccessFilter>,
+}
+
+impl Route {
+    /// The first value of attribute `attr` (case-insensitive), when it was asked for.
+    pub fn attr(&self, attr: &str) -> Option<&str> {
+        self.attrs
+            .iter()
+            .find(|(a, _)| a.eq_ignore_ascii_case(attr))
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// What a lookup reads from the user's entry besides the routing and status attributes:
+/// the same for every kind of login, so that a route cached by one kind serves the others.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Want {
+    /// Attributes to return in [`Route::attrs`].
+    pub attrs: Vec<String>,
+    /// `TCPAccessAttr`: the attribute holding the user's access filter.
+    pub access_attr: String,
+}
+
+/// One user search with its filters expanded once: [`UserSearch::key`] is the lookup-cache
+/// key, and the same strings go to the directory.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UserSearch {
+    /// The login name searched for.
+    pub name: LoginName,
+    /// `SearchFormat`, expanded (under the `LdapUrl` base).
+    filter: String,
+    /// `DomainSearchFormat`, expanded (under a hosted domain's base).
+    domain_filter: String,
+    /// For a hosted domain's own `inetDomainSearchFilter`, expanded when it is read.
+    info: ClientInfo,
+}
+
+impl UserSearch {
+    /// The search for `name`, its filters expanded with every value escaped.
+    pub fn new(cfg: &DirectoryConfig, name: LoginName, info: &ClientInfo) -> UserSearch {
+        UserSearch {
+            filter: search_filter(&cfg.search_format, &name, info),
+            domain_filter: search_filter(&cfg.domain_search_format, &name, info),
+            name,
+            info: info.clone(),
+        }
+    }
+
+    /// The lookup-cache key: everything the searches depend on (the qualified name and
+    /// both filters as expanded, which covers `%C`/`%S`).
+    pub fn key(&self) -> String {
+        format!(
+            "{}\0{}\0{}",
+            self.name.qualified(),
+            self.filter,
+            self.domain_filter
+        )
+    }
 }
 
 /// Why a lookup found no route.
@@ -98,6 +163,9 @@ pub enum Error {
     Inactive(String, String),
     /// The entry has none of the `MailHostAttrs`.
     NoMailHost,
+    /// The user's access filter (`TCPAccessAttr`) cannot be read: the entry, the
+    /// attribute and why.
+    BadAccess(String, String, String),
     /// The directory could not be asked (every `LdapUrl` down, bind refused, timeout…).
     Unavailable(String),
 }
@@ -116,11 +184,12 @@ impl fmt::Display for Error {
             Error::UnknownDomain(d) => write!(
                 f,
                 "domain {} is not in the directory's domain tree (HostedDomains is on)",
-                crate::protocol::sanitize(d.as_bytes())
+                crate::sanitize::sanitize(d.as_bytes())
             ),
             Error::Ambiguous => f.write_str("several directory entries match"),
             Error::Inactive(attr, value) => write!(f, "account not active ({attr}: {value})"),
             Error::NoMailHost => f.write_str("directory entry has no mail host attribute"),
+            Error::BadAccess(dn, attr, why) => write!(f, "{attr} of {dn} cannot be read: {why}"),
             Error::Unavailable(why) => write!(f, "directory unavailable: {why}"),
         }
     }
@@ -153,12 +222,7 @@ pub fn replay_name(format: &Template, name: &LoginName, route: &Route) -> String
         Code::User => name.user.clone(),
         Code::Domain => name.domain.clone().unwrap_or_default(),
         Code::Original => name.original.clone(),
-        Code::Attr(attr) => route
-            .attrs
-            .iter()
-            .find(|(a, _)| a.eq_ignore_ascii_case(attr))
-            .map(|(_, v)| v.clone())
-            .unwrap_or_default(),
+        Code::Attr(attr) => route.attr(attr).unwrap_or_default().to_string(),
         Code::ClientIp | Code::ServerIp | Code::SubjectDn => String::new(),
     })
 }
@@ -173,17 +237,6 @@ pub fn template_attrs(format: &Template) -> Vec<String> {
             _ => None,
         })
         .collect()
-}
-
-/// The key of a login in the lookup cache: everything the searches depend on (the
-/// qualified name and both filter templates as expanded, which covers `%C`/`%S`).
-pub fn cache_key(cfg: &DirectoryConfig, name: &LoginName, info: &ClientInfo) -> String {
-    format!(
-        "{}\0{}\0{}",
-        name.qualified(),
-        search_filter(&cfg.search_format, name, info),
-        search_filter(&cfg.domain_search_format, name, info)
-    )
 }
 
 /// Attributes that refuse a login unless their value says the account is usable.
@@ -282,10 +335,11 @@ mod tests {
         let n = LoginName::parse("alice", &c).unwrap();
         let route = Route {
             dn: "uid=alice,o=isp".into(),
-            mail_host: "127.0.0.2".into(),
+            mail_host: Some("127.0.0.2".into()),
             attrs: vec![("uid".into(), "alice01".into())],
-            replay_format: None,
+            replay: None,
             preauth: None,
+            access: None,
         };
         let cases = [
             ("%U", "alice"),

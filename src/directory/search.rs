@@ -4,11 +4,10 @@
 //! certificate maps to. Each returns the one active entry or says why not; the caller decides
 //! whether to reconnect.
 
-use super::{is_active_status, search_filter, Error, LoginName, STATUS_ATTRS};
+use super::{is_active_status, search_filter, Error, UserSearch, STATUS_ATTRS};
 use crate::config::certmap::CertSearch;
 use crate::config::template::{Kind as TemplateKind, Template};
 use crate::config::Directory as DirectoryConfig;
-use crate::protocol::ClientInfo;
 use ldap3::{LdapConn, Scope, SearchEntry, SearchOptions};
 use std::time::Duration;
 
@@ -47,8 +46,8 @@ pub(super) struct Domain {
     pub(super) base_dn: String,
     /// `inetDomainSearchFilter`, a `SearchFormat`-style template.
     pub(super) search_filter: Option<String>,
-    /// `mailAccessProxyReplay`.
-    pub(super) replay_format: Option<String>,
+    /// `mailAccessProxyReplay`, parsed (an unusable one is logged and ignored).
+    pub(super) replay: Option<Template>,
     /// `mailAccessProxyPreAuth`.
     pub(super) preauth: Option<bool>,
 }
@@ -82,23 +81,25 @@ impl Ask<'_> {
     pub(super) fn user(
         &self,
         ldap: &mut LdapConn,
-        name: &LoginName,
-        info: &ClientInfo,
+        user: &UserSearch,
         attrs: &[String],
     ) -> Result<(SearchEntry, Option<Domain>), Failure> {
-        let domain_name = name.domain.as_deref().filter(|_| self.cfg.hosted_domains);
+        let domain_name = user
+            .name
+            .domain
+            .as_deref()
+            .filter(|_| self.cfg.hosted_domains);
         let Some(domain_name) = domain_name else {
-            let filter = search_filter(&self.cfg.search_format, name, info);
             let entries = search(
                 ldap,
                 self.base,
                 Scope::Subtree,
-                &filter,
+                &user.filter,
                 attrs,
                 self.timeout,
             )?;
             return Ok((
-                one_active(entries, &filter).map_err(Failure::Answered)?,
+                one_active(entries, &user.filter).map_err(Failure::Answered)?,
                 None,
             ));
         };
@@ -110,16 +111,14 @@ impl Ask<'_> {
                 })
                 .ok()
         });
-        let format = own_filter
-            .as_ref()
-            .unwrap_or(&self.cfg.domain_search_format);
-        let filter = search_filter(format, name, info);
+        let filter = match &own_filter {
+            Some(format) => search_filter(format, &user.name, &user.info),
+            None => user.domain_filter.clone(),
+        };
         // The domain's mailAccessProxyReplay may name attributes of the user's entry.
         let mut attrs = attrs.to_vec();
-        if let Some(replay) = domain.replay_format.as_deref() {
-            if let Ok(t) = Template::parse(replay, TemplateKind::Replay) {
-                attrs.extend(super::template_attrs(&t));
-            }
+        if let Some(replay) = &domain.replay {
+            attrs.extend(super::template_attrs(replay));
         }
         let entries = search(
             ldap,
@@ -292,10 +291,20 @@ pub(super) fn check_domain_status(e: &SearchEntry) -> Result<(), Failure> {
 
 pub(super) fn domain_info(e: &SearchEntry, base_dn: String) -> Domain {
     let text = |a| first_value(e, a).map(str::to_string);
+    let replay = first_value(e, "mailAccessProxyReplay").and_then(|t| {
+        Template::parse(t, TemplateKind::Replay)
+            .map_err(|err| {
+                log::warn!(
+                    "domain entry {}: mailAccessProxyReplay {t:?} unusable ({err}); using ReplayFormat",
+                    e.dn
+                )
+            })
+            .ok()
+    });
     Domain {
         base_dn,
         search_filter: text("inetDomainSearchFilter"),
-        replay_format: text("mailAccessProxyReplay"),
+        replay,
         preauth: first_value(e, "mailAccessProxyPreAuth")
             .map(|v| matches!(v.to_ascii_lowercase().as_str(), "1" | "yes" | "true" | "on")),
     }

@@ -16,8 +16,9 @@ pub mod smtp;
 #[cfg(test)]
 mod transcript;
 
+pub use crate::client_info::ClientInfo;
+pub use crate::sanitize::sanitize;
 use crate::secret::Secret;
-use std::net::SocketAddr;
 
 /// Which mail protocol a listener speaks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -211,17 +212,6 @@ pub enum ReplayStep {
     Refused(Refusal),
 }
 
-/// Facts about the client connection that a replay may pass on to the store.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ClientInfo {
-    /// The client's address.
-    pub client: SocketAddr,
-    /// The local address the client connected to.
-    pub server: SocketAddr,
-    /// mmp's session id.
-    pub session: u64,
-}
-
 /// A protocol's pre-login dialogue with the client.
 #[derive(Debug)]
 pub enum Front {
@@ -364,19 +354,4 @@ pub fn alert_text(alert: &str) -> String {
     } else {
         alert
     }
-}
-
-/// Shortens and cleans a peer's text for a log line: no control characters, at most
-/// 160 characters (as Dovecot's `str_sanitize(…, 160)`).
-pub fn sanitize(bytes: &[u8]) -> String {
-    const MAX: usize = 160;
-    let mut out = String::new();
-    for ch in String::from_utf8_lossy(bytes).chars() {
-        if out.len() >= MAX {
-            out.push_str("...");
-            break;
-        }
-        out.push(if ch.is_control() { '?' } else { ch });
-    }
-    out
 }

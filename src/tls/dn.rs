@@ -8,6 +8,7 @@
 //! (PKCS#9 `emailAddress`, which NSS printed as `E=`); others get x509-parser's
 //! abbreviation or the dotted OID. certmap should compare names without regard to case.
 
+use crate::directory::filter::escape_dn_value as escape;
 use rustls::server::ServerConnection;
 use x509_parser::prelude::{FromDer, X509Certificate, X509Name};
 use x509_parser::x509::AttributeTypeAndValue;
@@ -147,25 +148,6 @@ fn rfc4514(name: &X509Name<'_>) -> String {
         })
         .collect();
     rdns.into_iter().rev().collect::<Vec<_>>().join(",")
-}
-
-/// RFC 4514 §2.4 escaping of a string value.
-fn escape(value: &str) -> String {
-    let mut out = String::with_capacity(value.len());
-    let last = value.chars().count().saturating_sub(1);
-    for (i, c) in value.chars().enumerate() {
-        match c {
-            '"' | '+' | ',' | ';' | '<' | '>' | '\\' => {
-                out.push('\\');
-                out.push(c);
-            }
-            '#' if i == 0 => out.push_str("\\#"),
-            ' ' if i == 0 || i == last => out.push_str("\\ "),
-            '\0' => out.push_str("\\00"),
-            c => out.push(c),
-        }
-    }
-    out
 }
 
 #[cfg(test)]

@@ -21,7 +21,9 @@
 //! first and NAME, PORT and ADDR last ("once ADDR is sent, the client is usually no
 //! longer authorized to send XCLIENT commands"), the order Dovecot's SMTP client uses.
 //! IPv4-mapped IPv6 addresses are given as IPv4. No password is ever sent: the MTA
-//! trusts mmp's address for XCLIENT, and mmp has checked AUTH itself.
+//! trusts mmp's address for XCLIENT, and mmp has checked the login itself (the SMTP AUTH
+//! password, the client certificate, or, for POP-before-SMTP, a recent POP login from the
+//! same address), and the user's access filter for SMTP, before it asserts `LOGIN=`.
 
 use super::parse::{Reply, ReplyReader};
 use super::xtext;
@@ -41,8 +43,10 @@ const NO_XCLIENT: &str = "MTA does not offer XCLIENT; refusing to relay as mmp's
 pub struct RelayRequest {
     /// The client's EHLO/HELO, replayed after the client information.
     pub helo: Helo,
-    /// The user name to assert with `XCLIENT LOGIN=` (an authenticated client);
-    /// `None` for POP-before-SMTP.
+    /// The user name asserted with `XCLIENT LOGIN=`: the SMTP AUTH user, the client
+    /// certificate's user, or the POP-before-SMTP user (the POP login mmp saw from this
+    /// address, which the legacy MMP vouched for to the MTA the same way). `None` sends no
+    /// `LOGIN`.
     pub login: Option<String>,
     /// The client's and the listener's addresses.
     pub info: ClientInfo,
