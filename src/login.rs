@@ -18,7 +18,7 @@ use crate::config::template::{Kind as TemplateKind, Template};
 use crate::config::Service;
 use crate::directory::{self, ldap::Directory, LoginName, Route};
 use crate::log::Ctx;
-use crate::pool::{Job, Outcome};
+use crate::pool::{Job, LoginResult};
 use crate::protocol::{smtp, Credentials, Failure, Helo, Protocol, Replay, Who};
 use crate::runtime::{Realm, ServiceRuntime};
 use crate::secret::Secret;
@@ -26,7 +26,7 @@ use crate::store::{self, LoggedIn, StoreTls};
 use std::time::Instant;
 
 /// Runs the login of `job` for its service, with the options of realm `realm`.
-pub fn run(rt: &ServiceRuntime, realm: usize, directory: &mut Directory, job: &Job) -> Outcome {
+pub fn run(rt: &ServiceRuntime, realm: usize, directory: &mut Directory, job: &Job) -> LoginResult {
     let realm = rt.realm(realm);
     let ctx = Ctx {
         sid: job.sid,
@@ -45,7 +45,7 @@ pub fn run(rt: &ServiceRuntime, realm: usize, directory: &mut Directory, job: &J
                 "{ctx} login refused: {} needs a password",
                 service.protocol.name()
             );
-            Err(Outcome::Failed(Failure::AuthFailed))
+            Err(LoginResult::Failed(Failure::AuthFailed))
         }
     };
     match found {
@@ -54,33 +54,33 @@ pub fn run(rt: &ServiceRuntime, realm: usize, directory: &mut Directory, job: &J
     }
 }
 
-fn unavailable(service: &Service) -> Outcome {
-    Outcome::Failed(Failure::Unavailable {
+fn unavailable(service: &Service) -> LoginResult {
+    LoginResult::Failed(Failure::Unavailable {
         alert: service.server_down_alert.clone(),
     })
 }
 
 /// The login name, or the failure to answer with.
-fn parse_name(service: &Service, creds: &Credentials, ctx: &Ctx) -> Result<LoginName, Outcome> {
+fn parse_name(service: &Service, creds: &Credentials, ctx: &Ctx) -> Result<LoginName, LoginResult> {
     let name = LoginName::parse(&creds.user, &service.directory).map_err(|bad| {
         log::warn!("{ctx} login refused: {}", bad.describe());
-        Outcome::Failed(Failure::AuthFailed)
+        LoginResult::Failed(Failure::AuthFailed)
     })?;
     if creds.password.is_empty() {
         log::warn!("{ctx} login refused: empty password");
-        return Err(Outcome::Failed(Failure::AuthFailed));
+        return Err(LoginResult::Failed(Failure::AuthFailed));
     }
     Ok(name)
 }
 
 /// Maps a directory failure onto the client's answer, logging why.
-fn directory_failure(service: &Service, e: directory::Error, ctx: &Ctx) -> Outcome {
+fn directory_failure(service: &Service, e: directory::Error, ctx: &Ctx) -> LoginResult {
     if e.is_temporary() {
         log::error!("{ctx} login failed: {e}");
         unavailable(service)
     } else {
         log::warn!("{ctx} login failed: {e}");
-        Outcome::Failed(Failure::AuthFailed)
+        LoginResult::Failed(Failure::AuthFailed)
     }
 }
 
@@ -127,7 +127,7 @@ fn password_route(
     job: &Job,
     creds: &Credentials,
     ctx: &Ctx,
-) -> Result<Found, Outcome> {
+) -> Result<Found, LoginResult> {
     let service = &realm.config;
     if let Some(authzid) = creds.authzid.as_deref() {
         return admin_route(realm, directory, job, creds, authzid, ctx);
@@ -154,7 +154,7 @@ fn password_route(
             ),
             Ok(false) => {
                 log::warn!("{ctx} login failed: pre-authentication refused by the directory");
-                return Err(Outcome::Failed(Failure::AuthFailed));
+                return Err(LoginResult::Failed(Failure::AuthFailed));
             }
             Err(e) => return Err(directory_failure(service, e, ctx)),
         }
@@ -177,25 +177,25 @@ fn admin_route(
     creds: &Credentials,
     authzid: &str,
     ctx: &Ctx,
-) -> Result<Found, Outcome> {
+) -> Result<Found, LoginResult> {
     let service = &realm.config;
     if service.store_admin.as_deref() != Some(creds.user.as_str()) {
         log::warn!(
             "{ctx} login refused: only StoreAdmin may log in on another user's behalf \
              (AdminPolicy simple)"
         );
-        return Err(Outcome::Failed(Failure::AuthFailed));
+        return Err(LoginResult::Failed(Failure::AuthFailed));
     }
     if creds.password.is_empty() {
         log::warn!("{ctx} login refused: empty password");
-        return Err(Outcome::Failed(Failure::AuthFailed));
+        return Err(LoginResult::Failed(Failure::AuthFailed));
     }
     let name = LoginName::parse(authzid, &service.directory).map_err(|bad| {
         log::warn!(
             "{ctx} login refused: authorization identity: {}",
             bad.describe()
         );
-        Outcome::Failed(Failure::AuthFailed)
+        LoginResult::Failed(Failure::AuthFailed)
     })?;
     let replay_attrs = directory::template_attrs(&service.replay_format);
     let key = directory::cache_key(&service.directory, &name, &job.info);
@@ -226,11 +226,11 @@ fn certificate(
     job: &Job,
     authzid: &Option<String>,
     ctx: &Ctx,
-) -> Result<Found, Outcome> {
+) -> Result<Found, LoginResult> {
     let service = &realm.config;
     let refuse = |why: &str| {
         log::warn!("{ctx} certificate login refused: {why}");
-        Outcome::Failed(Failure::AuthFailed)
+        LoginResult::Failed(Failure::AuthFailed)
     };
     let Some(cert) = job.client_cert.as_deref() else {
         return Err(refuse("no client certificate"));
@@ -337,10 +337,10 @@ fn user_access_allows(
 }
 
 /// Connects to the user's store and replays the login.
-fn to_store(rt: &ServiceRuntime, realm: &Realm, job: &Job, found: Found, ctx: &Ctx) -> Outcome {
+fn to_store(rt: &ServiceRuntime, realm: &Realm, job: &Job, found: Found, ctx: &Ctx) -> LoginResult {
     let service = &realm.config;
     if !user_access_allows(service, &found.route.dn, &found.route.attrs, job, ctx) {
-        return Outcome::Failed(Failure::AuthFailed);
+        return LoginResult::Failed(Failure::AuthFailed);
     }
     let Found {
         name,
@@ -416,7 +416,7 @@ fn to_store(rt: &ServiceRuntime, realm: &Realm, job: &Job, found: Found, ctx: &C
                 realm.lookups.invalidate(&key);
             }
             realm.auths.forget(&route.dn);
-            Outcome::Failed(Failure::AuthFailed)
+            LoginResult::Failed(Failure::AuthFailed)
         }
         Err(e) => {
             log::error!(
@@ -435,7 +435,7 @@ fn submission(
     directory: &mut Directory,
     job: &Job,
     ctx: &Ctx,
-) -> Outcome {
+) -> LoginResult {
     let service = &realm.config;
     let user = match &job.login.who {
         Who::Password(creds) => {
@@ -449,13 +449,13 @@ fn submission(
                 Err(e) => return directory_failure(service, e, ctx),
             };
             if !user_access_allows(service, &dn, &attrs, job, ctx) {
-                return Outcome::Failed(Failure::AuthFailed);
+                return LoginResult::Failed(Failure::AuthFailed);
             }
             match check_password(realm, directory, &dn, creds) {
                 Ok(true) => {}
                 Ok(false) => {
                     log::warn!("{ctx} SMTP AUTH failed: the directory refused the password");
-                    return Outcome::Failed(Failure::AuthFailed);
+                    return LoginResult::Failed(Failure::AuthFailed);
                 }
                 Err(e) => return directory_failure(service, e, ctx),
             }
@@ -465,7 +465,7 @@ fn submission(
         Who::Certificate { authzid } => match certificate(realm, directory, job, authzid, ctx) {
             Ok(found) => {
                 if !user_access_allows(service, &found.route.dn, &found.route.attrs, job, ctx) {
-                    return Outcome::Failed(Failure::AuthFailed);
+                    return LoginResult::Failed(Failure::AuthFailed);
                 }
                 found.name.qualified()
             }
@@ -521,9 +521,9 @@ fn submission(
 }
 
 /// Hands a logged-in store connection back for the loop.
-fn logged_in(service: &Service, done: LoggedIn, user: String, ctx: &Ctx) -> Outcome {
+fn logged_in(service: &Service, done: LoggedIn, user: String, ctx: &Ctx) -> LoginResult {
     match done.stream.into_transport() {
-        Ok(store) => Outcome::LoggedIn {
+        Ok(store) => LoginResult::LoggedIn {
             store,
             store_addr: done.addr,
             answer: done.answer,

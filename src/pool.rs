@@ -47,12 +47,12 @@ pub struct Done {
     /// The client's connection, as it was handed over.
     pub client: Transport,
     /// What happened.
-    pub outcome: Outcome,
+    pub outcome: LoginResult,
 }
 
 /// The result of a login.
 #[derive(Debug)]
-pub enum Outcome {
+pub enum LoginResult {
     /// The store accepted the login.
     LoggedIn {
         /// The logged-in store connection, non-blocking.

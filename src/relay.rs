@@ -13,7 +13,7 @@
 use crate::buffer::{Buffer, BufferPool};
 use crate::protocol::smtp::Guard;
 use crate::tls::Flush;
-use crate::transport::{Outcome, Transport};
+use crate::transport::{Io, Transport};
 
 /// One side of a relayed session.
 #[derive(Debug)]
@@ -299,13 +299,13 @@ fn write_queue(dst: &mut Endpoint, queue: &mut Vec<u8>) -> Result<usize, String>
     let mut moved = 0;
     while dst.writable && !queue.is_empty() {
         match dst.transport.write(queue) {
-            Outcome::Moved(n) => {
+            Io::Moved(n) => {
                 queue.drain(..n);
                 moved += n;
             }
-            Outcome::WouldBlock => dst.writable = false,
-            Outcome::Closed => return Err("connection closed while bytes were owed".into()),
-            Outcome::Failed(e) => return Err(format!("write failed: {e}")),
+            Io::WouldBlock => dst.writable = false,
+            Io::Closed => return Err("connection closed while bytes were owed".into()),
+            Io::Failed(e) => return Err(format!("write failed: {e}")),
         }
     }
     if queue.is_empty() && queue.capacity() > 0 {
@@ -322,12 +322,12 @@ fn read_some(src: &mut Endpoint, chunk: &mut [u8]) -> Option<usize> {
         return None;
     }
     match src.transport.read(chunk) {
-        Outcome::Moved(n) => Some(n),
-        Outcome::WouldBlock => {
+        Io::Moved(n) => Some(n),
+        Io::WouldBlock => {
             src.readable = false;
             None
         }
-        Outcome::Closed | Outcome::Failed(_) => {
+        Io::Closed | Io::Failed(_) => {
             src.reading = Half::Closed;
             None
         }
@@ -357,7 +357,7 @@ fn pump(
         let space = buf.space();
         let wanted = space.len();
         match src.transport.read(space) {
-            Outcome::Moved(n) => {
+            Io::Moved(n) => {
                 buf.filled(n);
                 moved.progress = true;
                 // A plain socket that gave less than asked is drained; its next bytes
@@ -370,12 +370,12 @@ fn pump(
                 // Pass the bytes on at once rather than on the next turn.
                 write_owed(dst, slot, &mut moved)?;
             }
-            Outcome::WouldBlock => src.readable = false,
-            Outcome::Closed => {
+            Io::WouldBlock => src.readable = false,
+            Io::Closed => {
                 src.reading = Half::Closed;
                 moved.progress = true;
             }
-            Outcome::Failed(e) => {
+            Io::Failed(e) => {
                 // A reset on the read side ends that direction like an end of stream.
                 log::debug!("read failed, treating as end of stream: {e}");
                 src.reading = Half::Closed;
@@ -405,14 +405,14 @@ fn write_owed(
     if let Some(buf) = slot.as_mut() {
         while dst.writable && !buf.is_empty() {
             match dst.transport.write(buf.pending()) {
-                Outcome::Moved(n) => {
+                Io::Moved(n) => {
                     buf.consumed(n);
                     moved.progress = true;
                     moved.bytes += n;
                 }
-                Outcome::WouldBlock => dst.writable = false,
-                Outcome::Closed => return Err("connection closed while bytes were owed".into()),
-                Outcome::Failed(e) => return Err(format!("write failed: {e}")),
+                Io::WouldBlock => dst.writable = false,
+                Io::Closed => return Err("connection closed while bytes were owed".into()),
+                Io::Failed(e) => return Err(format!("write failed: {e}")),
             }
         }
     }

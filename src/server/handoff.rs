@@ -5,7 +5,7 @@
 
 use super::session::{Closing, Phase, PreLogin, Session, Waiting};
 use super::{token, Server};
-use crate::pool::{Job, Outcome, Pool};
+use crate::pool::{Job, LoginResult, Pool};
 use crate::protocol::Login;
 use crate::protocol::{Failure, Protocol};
 use crate::relay::{Relay, Side};
@@ -32,7 +32,7 @@ impl Server {
                 continue;
             };
             session.phase = match done.outcome {
-                Outcome::LoggedIn {
+                LoginResult::LoggedIn {
                     store,
                     store_addr,
                     answer,
@@ -81,7 +81,7 @@ impl Server {
                         }
                     }
                 }
-                Outcome::Failed(failure) => {
+                LoginResult::Failed(failure) => {
                     if failure == Failure::AuthFailed {
                         self.bad_guys[session.service].failed(session.client_addr.ip(), now);
                     }

@@ -8,7 +8,7 @@ use crate::protocol::{self, Action, ClientInfo, Front, Protocol, TlsState};
 use crate::relay::Relay;
 use crate::runtime::ServiceRuntime;
 use crate::tls::{ClientCert, Flush};
-use crate::transport::{Outcome, Transport};
+use crate::transport::{Io, Transport};
 use std::net::SocketAddr;
 use std::time::Instant;
 
@@ -121,12 +121,12 @@ impl Handshake {
                 Flush::Failed(e) => return HandshakeNext::Drop(format!("TLS write failed: {e}")),
             }
             match self.client.read(&mut chunk) {
-                Outcome::Moved(n) => self.input.extend_from_slice(&chunk[..n]),
-                Outcome::WouldBlock => break,
-                Outcome::Closed => {
+                Io::Moved(n) => self.input.extend_from_slice(&chunk[..n]),
+                Io::WouldBlock => break,
+                Io::Closed => {
                     return HandshakeNext::Drop("client closed the connection during TLS".into())
                 }
-                Outcome::Failed(e) => return HandshakeNext::Drop(format!("TLS handshake: {e}")),
+                Io::Failed(e) => return HandshakeNext::Drop(format!("TLS handshake: {e}")),
             }
             if self.input.len() > MAX_PENDING_OUTPUT {
                 break;
@@ -300,19 +300,19 @@ impl PreLogin {
             }
             let mut chunk = [0u8; 4096];
             match self.client.read(&mut chunk) {
-                Outcome::Moved(n) => {
+                Io::Moved(n) => {
                     self.input.extend_from_slice(&chunk[..n]);
                     // A short read drained a plain socket; its next bytes bring an edge.
                     if n < chunk.len() && self.client.is_plain() && !self.peer_closed {
                         self.readable = false;
                     }
                 }
-                Outcome::WouldBlock => {
+                Io::WouldBlock => {
                     self.readable = false;
                     return Next::Wait;
                 }
-                Outcome::Closed => return Next::Drop("client closed the connection".into()),
-                Outcome::Failed(e) => return Next::Drop(format!("read failed: {e}")),
+                Io::Closed => return Next::Drop("client closed the connection".into()),
+                Io::Failed(e) => return Next::Drop(format!("read failed: {e}")),
             }
         }
     }
@@ -321,12 +321,12 @@ impl PreLogin {
     fn flush(&mut self) -> Option<Next> {
         while self.writable && !self.output.is_empty() {
             match self.client.write(&self.output) {
-                Outcome::Moved(n) => {
+                Io::Moved(n) => {
                     self.output.drain(..n);
                 }
-                Outcome::WouldBlock => self.writable = false,
-                Outcome::Closed => return Some(Next::Drop("client closed the connection".into())),
-                Outcome::Failed(e) => return Some(Next::Drop(format!("write failed: {e}"))),
+                Io::WouldBlock => self.writable = false,
+                Io::Closed => return Some(Next::Drop("client closed the connection".into())),
+                Io::Failed(e) => return Some(Next::Drop(format!("write failed: {e}"))),
             }
         }
         if self.writable && self.client.wants_write() {
@@ -346,11 +346,11 @@ impl Closing {
     pub fn flush(&mut self) -> bool {
         while !self.output.is_empty() {
             match self.client.write(&self.output) {
-                Outcome::Moved(n) => {
+                Io::Moved(n) => {
                     self.output.drain(..n);
                 }
-                Outcome::WouldBlock => return false,
-                Outcome::Closed | Outcome::Failed(_) => return true,
+                Io::WouldBlock => return false,
+                Io::Closed | Io::Failed(_) => return true,
             }
         }
         match self.client.flush() {

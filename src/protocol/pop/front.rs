@@ -25,7 +25,7 @@
 
 use super::parse::{parse_command, Command};
 use super::{FrontConfig, TlsState};
-use crate::protocol::line::{LineReader, LineTooLong};
+use crate::protocol::line::{LineScanner, LineTooLong};
 use crate::protocol::sasl::{self, Response};
 use crate::protocol::{alert_text, clean_text, PlainPasswords};
 use crate::protocol::{Action, Credentials, Failure, Login, StoreAnswer, Who};
@@ -67,7 +67,7 @@ pub struct Front {
     /// A verified client certificate may log in with EXTERNAL.
     external: bool,
     max_bad_commands: u32,
-    lines: LineReader,
+    lines: LineScanner,
     state: State,
     /// The name from the last `USER`, waiting for `PASS`.
     user: Option<String>,
@@ -94,7 +94,7 @@ impl Front {
             plain,
             external,
             max_bad_commands: cfg.max_bad_commands,
-            lines: LineReader::new(cfg.max_line_bytes),
+            lines: LineScanner::new(cfg.max_line_bytes),
             state: State::Authorization,
             user: None,
             bad_commands: 0,

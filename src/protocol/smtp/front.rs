@@ -27,7 +27,7 @@
 //! `421 4.7.0 Too many errors` and the connection is closed.
 
 use super::ehlo::{ehlo_keywords, multiline};
-use super::parse::{self, LineReader, LineTooLong};
+use super::parse::{self, LineScanner, LineTooLong};
 use super::{FrontConfig, TlsState};
 use crate::protocol::sasl::{self, PlainError, Response};
 use crate::protocol::{alert_text, clean_text, PlainPasswords};
@@ -81,7 +81,7 @@ pub struct Front {
     external: bool,
     pop_before_smtp: Option<String>,
     max_bad_commands: u32,
-    lines: LineReader,
+    lines: LineScanner,
     state: State,
     errors: u32,
 }
@@ -111,7 +111,7 @@ impl Front {
             external,
             pop_before_smtp: cfg.pop_before_smtp,
             max_bad_commands: cfg.max_bad_commands,
-            lines: LineReader::new(cfg.max_line_bytes),
+            lines: LineScanner::new(cfg.max_line_bytes),
             state: State::Start,
             errors: 0,
         }
