@@ -24,7 +24,8 @@ pub struct Realm {
     pub lookups: LookupCache,
     /// `AuthCacheSize`/`AuthCacheTTL`: passwords the directory accepted (keyed hashes).
     pub auths: AuthCache,
-    /// `TCPAccess`: which client addresses may connect (`None`: all).
+    /// `TCPAccess`: which client addresses may connect (`None`: all); the realm's
+    /// `config.tcp_access`, parsed at load.
     pub access: Option<AccessFilter>,
 }
 
@@ -34,20 +35,7 @@ impl Realm {
         let lookups = LookupCache::new(dir.ldap_cache_size, dir.ldap_cache_ttl);
         let auths = AuthCache::new(config.auth_cache_size, config.auth_cache_ttl)
             .map_err(|_| io::Error::other("no random numbers for the auth cache key"))?;
-        let access = match config.tcp_access.as_deref() {
-            Some(text) => {
-                let filter = crate::config::access::parse(text)
-                    .map_err(|e| io::Error::other(format!("TCPAccess: {e}")))?;
-                for name in filter.name_patterns() {
-                    log::warn!(
-                        "TCPAccess: host-name pattern {name:?} never matches: mmp does no \
-                         reverse DNS look-ups"
-                    );
-                }
-                Some(filter)
-            }
-            None => None,
-        };
+        let access = config.tcp_access.clone();
         Ok(Realm {
             name,
             config,

@@ -304,12 +304,16 @@ fn service_value(opt: Opt, s: &Service, own: Option<&Source>) -> String {
         Opt::RestrictPlainPasswords => yes(s.restrict_plain_passwords),
         Opt::CertMapFile => path(&s.cert_map_file),
         Opt::CertmapDn => text(&s.certmap_dn),
-        Opt::TcpAccess => text(&s.tcp_access),
+        Opt::TcpAccess => s
+            .tcp_access
+            .as_ref()
+            .map(ToString::to_string)
+            .unwrap_or_default(),
         Opt::TcpAccessAttr => s.tcp_access_attr.clone(),
         Opt::ConnLimits => s
             .conn_limits
             .iter()
-            .map(|c| format!("{}|{}:{}", c.ip, c.mask, c.max))
+            .map(|c| format!("{}:{}", c.net, c.max))
             .collect::<Vec<_>>()
             .join(","),
         Opt::BgMax => s.bad_guy.max.to_string(),
@@ -317,7 +321,13 @@ fn service_value(opt: Opt, s: &Service, own: Option<&Source>) -> String {
         Opt::BgMaxBadness => secs(s.bad_guy.max_badness),
         Opt::BgDecay => secs(s.bad_guy.decay),
         Opt::BgLinear => yes(s.bad_guy.linear),
-        Opt::BgExcluded => text(&s.bad_guy.excluded),
+        Opt::BgExcluded => s
+            .bad_guy
+            .excluded
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join(","),
         Opt::AuthService => yes(s.auth_service),
         Opt::AuthServiceTtl => secs(s.auth_service_ttl),
         // No typed value: these have no effect, or are refused.

@@ -5,6 +5,7 @@
 //! directory. No I/O here (the checks look at two named files), except reading the CRLs of
 //! `SSLCRLFile`, which are typed at load.
 
+use super::access::AccessFilter;
 use super::checks;
 use super::file::{Setting, Settings};
 use super::options::{name_of, FileKind, Opt};
@@ -90,12 +91,7 @@ pub fn build(
     );
     cx.path(Opt::CertMapFile, &mut s.cert_map_file);
     cx.text(Opt::CertmapDn, &mut s.certmap_dn);
-    cx.text(Opt::TcpAccess, &mut s.tcp_access);
-    if let (Some(text), Some(line)) = (&s.tcp_access, cx.settings.get(Opt::TcpAccess)) {
-        if let Err(e) = super::access::parse(text) {
-            cx.error(line, e);
-        }
-    }
+    tcp_access(&mut cx, &mut s.tcp_access);
     cx.word(Opt::TcpAccessAttr, &mut s.tcp_access_attr);
     for line in cx.all(Opt::ConnLimits) {
         match parse_conn_limits(&line.value) {
@@ -220,7 +216,7 @@ fn defaults(file: PathBuf, entry: &ServiceEntry) -> Service {
             max_badness: Duration::from_secs(60),
             decay: Duration::from_secs(900),
             linear: false,
-            excluded: None,
+            excluded: Vec::new(),
         },
         auth_service: false,
         auth_service_ttl: Duration::ZERO,
@@ -272,6 +268,25 @@ fn directory(cx: &mut Cx<'_>, d: &mut Directory) {
     });
 }
 
+/// `TCPAccess`, parsed at load; a host-name pattern, which never matches (mmp does no
+/// reverse DNS look-ups), is a warning on its line.
+fn tcp_access(cx: &mut Cx<'_>, slot: &mut Option<AccessFilter>) {
+    let mut text = None;
+    cx.text(Opt::TcpAccess, &mut text);
+    let (Some(text), Some(line)) = (text, cx.settings.get(Opt::TcpAccess)) else {
+        return;
+    };
+    match parse_tcp_access(&text) {
+        Ok((filter, warnings)) => {
+            for warning in warnings {
+                cx.warn(line, warning);
+            }
+            *slot = Some(filter);
+        }
+        Err(e) => cx.error(line, e),
+    }
+}
+
 fn bad_guy(cx: &mut Cx<'_>, b: &mut BadGuy) {
     cx.set(Opt::BgMax, &mut b.max, |v| parse_size(v, 0));
     cx.set(Opt::BgPenalty, &mut b.penalty, |v| parse_seconds(v, 0));
@@ -280,34 +295,37 @@ fn bad_guy(cx: &mut Cx<'_>, b: &mut BadGuy) {
     });
     cx.set(Opt::BgDecay, &mut b.decay, |v| parse_seconds(v, 0));
     cx.set(Opt::BgLinear, &mut b.linear, parse_bool);
-    cx.text(Opt::BgExcluded, &mut b.excluded);
-    // The value is a list of IP|MASK pairs, or the name of a file holding them (one or
-    // more per line, commas or white space between them; `#` starts a comment).
-    let looks_like_file = |v: &str| !v.contains('|') && (v.contains('/') || v.ends_with(".txt"));
-    if let Some(value) = b.excluded.clone().filter(|v| looks_like_file(v)) {
-        let path = cx.dir.join(&value);
-        match std::fs::read_to_string(&path) {
-            Ok(text) => {
-                let items: Vec<&str> = text
-                    .lines()
-                    .map(|l| l.split('#').next().unwrap_or(""))
-                    .flat_map(|l| l.split(|c: char| c == ',' || c.is_whitespace()))
-                    .filter(|i| !i.is_empty())
-                    .collect();
-                b.excluded = Some(items.join(","));
-            }
-            Err(e) => {
-                if let Some(line) = cx.settings.get(Opt::BgExcluded) {
-                    cx.error(line, format!("cannot read {}: {e}", path.display()));
-                }
-            }
-        }
+    let Some(line) = cx.settings.get(Opt::BgExcluded) else {
+        return;
+    };
+    match bg_excluded(cx.dir, &line.value) {
+        Ok(nets) => b.excluded = nets,
+        Err(e) => cx.error(line, e),
     }
-    if let Err(e) = crate::bad_guys::BadGuys::new(b) {
-        if let Some(line) = cx.settings.get(Opt::BgExcluded) {
-            cx.error(line, e);
-        }
+}
+
+/// `BGExcluded`: a list of `IP|MASK` pairs, or the name of a file holding them (one or
+/// more per line, commas or white space between them; `#` starts a comment), read here so
+/// that the running service gets the typed list. A value names a file when it has no `|`
+/// and no `,`, and has a `/` or ends in `.txt` (the Sun sample's
+/// `/opt/SUNWmsgsr/config/bgexcl.txt`); a relative name is taken relative to the instance
+/// directory.
+fn bg_excluded(dir: &Path, value: &str) -> Result<Vec<crate::config::net::NetMask>, String> {
+    let value = value.trim();
+    let is_file = !value.contains(['|', ',']) && (value.contains('/') || value.ends_with(".txt"));
+    if !is_file {
+        return parse_bg_excluded(value);
     }
+    let path = dir.join(value);
+    let text = std::fs::read_to_string(&path)
+        .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    let items: Vec<&str> = text
+        .lines()
+        .map(|l| l.split('#').next().unwrap_or(""))
+        .flat_map(|l| l.split(|c: char| c == ',' || c.is_whitespace()))
+        .filter(|i| !i.is_empty())
+        .collect();
+    parse_bg_excluded(&items.join(",")).map_err(|e| format!("{}: {e}", path.display()))
 }
 
 fn tls(cx: &mut Cx<'_>, t: &mut Tls) {

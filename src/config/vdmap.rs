@@ -29,11 +29,14 @@
 //!
 //! Every error of the file is collected; messages never repeat a password.
 
+use super::access::AccessFilter;
 use super::lexer::{lex, Entry, Line};
 use super::options::{lookup, Decision, Opt, OptionDef, Repeat};
 use super::template::{Kind, Template};
 use super::types::{LdapUrl, Service};
-use super::values::{check_text, parse_bool, parse_ldap_urls, parse_seconds, parse_size};
+use super::values::{
+    check_text, parse_bool, parse_ldap_urls, parse_seconds, parse_size, parse_tcp_access,
+};
 use super::{Error, ErrorKind, Warning};
 use crate::secret::Secret;
 use std::fs;
@@ -166,8 +169,8 @@ pub struct Overrides {
     pub preauth: Option<bool>,
     /// `HostedDomains`.
     pub hosted_domains: Option<bool>,
-    /// `TCPAccess`, as written.
-    pub tcp_access: Option<String>,
+    /// `TCPAccess`, parsed.
+    pub tcp_access: Option<AccessFilter>,
     /// `AuthService`.
     pub auth_service: Option<bool>,
     /// `AuthServiceTTL`.
@@ -453,7 +456,13 @@ impl Parser {
             }
             Opt::PreAuth => o.preauth = Some(parse_bool(value)?),
             Opt::HostedDomains => o.hosted_domains = Some(parse_bool(value)?),
-            Opt::TcpAccess => o.tcp_access = Some(text(value)?),
+            Opt::TcpAccess => {
+                let (filter, warnings) = parse_tcp_access(&text(value)?)?;
+                for warning in warnings {
+                    self.out.warn(line, format!("TCPAccess: {warning}"));
+                }
+                o.tcp_access = Some(filter);
+            }
             Opt::AuthService => o.auth_service = Some(parse_bool(value)?),
             Opt::AuthServiceTtl => o.auth_service_ttl = Some(parse_seconds(value, 0)?),
             // OVERRIDABLE lists exactly the options matched above.

@@ -119,8 +119,7 @@ impl Server {
         let bad_guys = services
             .iter()
             .map(|rt| BadGuys::new(&rt.config.bad_guy))
-            .collect::<Result<Vec<_>, String>>()
-            .map_err(Error::Service)?;
+            .collect::<Vec<_>>();
         for w in warnings {
             log::warn!("{w}");
         }
