@@ -12,12 +12,15 @@ pub mod imap;
 pub mod line;
 pub mod pop;
 pub mod sasl;
+mod setup;
 pub mod smtp;
 #[cfg(test)]
 mod transcript;
 
 use crate::secret::Secret;
 use std::net::SocketAddr;
+
+pub use setup::{FrontSetup, PerConnection};
 
 /// Which mail protocol a listener speaks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

@@ -4,7 +4,7 @@
 //! non-blocking: bytes from the client are fed to the protocol's [`Front`], its replies are
 //! written back, and a complete login leaves as a `Job` with the client's socket.
 
-use crate::protocol::{self, Action, ClientInfo, Front, Protocol, TlsState};
+use crate::protocol::{self, Action, ClientInfo, Front, TlsState};
 use crate::relay::Relay;
 use crate::runtime::ServiceRuntime;
 use crate::tls::{ClientCert, Flush};
@@ -184,38 +184,7 @@ pub fn new_front(
     tls: TlsState,
     external: bool,
 ) -> Front {
-    let service = &rt.config;
-    match service.protocol {
-        Protocol::Imap => Front::Imap(protocol::imap::Front::new(protocol::imap::FrontConfig {
-            banner: service.banner.clone(),
-            capability: service.capability.clone(),
-            max_line_bytes: service.limits.max_line_bytes,
-            max_literal_bytes: service.limits.max_literal_bytes,
-            max_bad_commands: service.limits.max_bad_commands,
-            tls,
-            restrict_plain_passwords: service.restrict_plain_passwords,
-            external,
-        })),
-        Protocol::Pop => Front::Pop(protocol::pop::Front::new(protocol::pop::FrontConfig {
-            banner: service.banner.clone(),
-            max_line_bytes: service.limits.max_line_bytes,
-            max_bad_commands: service.limits.max_bad_commands,
-            tls,
-            restrict_plain_passwords: service.restrict_plain_passwords,
-            external,
-        })),
-        Protocol::Smtp => Front::Smtp(protocol::smtp::Front::new(protocol::smtp::FrontConfig {
-            host_name: rt.host_name.clone(),
-            banner: service.banner.clone(),
-            max_line_bytes: service.limits.max_line_bytes,
-            max_bad_commands: service.limits.max_bad_commands,
-            tls,
-            restrict_plain_passwords: service.restrict_plain_passwords,
-            ehlo_keywords: service.smtp.ehlo_keywords.clone(),
-            pop_before_smtp: pop_user,
-            external,
-        })),
-    }
+    rt.front.front(tls, external, pop_user)
 }
 
 /// What the dialogue asks of the loop after a turn.

@@ -30,6 +30,7 @@ use super::ehlo::{ehlo_keywords, multiline};
 use super::parse::{self, LineScanner, LineTooLong};
 use super::{FrontConfig, TlsState};
 use crate::protocol::sasl::{self, PlainError, Response};
+use crate::protocol::PerConnection;
 use crate::protocol::{alert_text, clean_text, PlainPasswords};
 use crate::protocol::{Action, Credentials, Failure, Helo, Login, StoreAnswer, Who};
 use crate::secret::Secret;
@@ -86,32 +87,79 @@ pub struct Front {
     errors: u32,
 }
 
-impl Front {
-    /// A front end for a new connection (or for one that has just finished STARTTLS).
-    pub fn new(cfg: FrontConfig) -> Front {
-        let auth_allowed = PlainPasswords::for_connection(cfg.restrict_plain_passwords, cfg.tls)
-            == PlainPasswords::Allowed;
-        // Belt and braces: no certificate exists without TLS.
-        let external = cfg.external && cfg.tls == TlsState::Active;
+/// What every SMTP front end of a service shares, prepared once ([`Setup::new`]): the host
+/// name, the greeting text, the limits, and the EHLO reply for each kind of connection.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Setup {
+    host_name: String,
+    banner: String,
+    ehlo_reply: PerConnection<Vec<u8>>,
+    max_line_bytes: usize,
+    max_bad_commands: u32,
+    restrict_plain_passwords: bool,
+}
+
+impl Setup {
+    /// Prepares `cfg`'s service settings; its connection fields (`tls`, `external`,
+    /// `pop_before_smtp`) are not used.
+    pub fn new(cfg: &FrontConfig) -> Setup {
+        let restrict = cfg.restrict_plain_passwords;
         let host_name = Some(clean_text(&cfg.host_name))
             .filter(|h| !h.is_empty())
             .unwrap_or_else(|| "localhost".to_string());
+        let ehlo_reply = PerConnection::build(|tls, external| {
+            let auth_allowed =
+                PlainPasswords::for_connection(restrict, tls) == PlainPasswords::Allowed;
+            let keywords = ehlo_keywords(&cfg.ehlo_keywords, auth_allowed, external, tls);
+            multiline(250, &host_name, &keywords)
+        });
         let banner = cfg
             .banner
             .as_deref()
             .map(clean_text)
             .filter(|b| !b.is_empty());
-        let keywords = ehlo_keywords(&cfg.ehlo_keywords, auth_allowed, external, cfg.tls);
-        Front {
-            ehlo_reply: multiline(250, &host_name, &keywords),
+        Setup {
             host_name,
             banner: banner.unwrap_or_else(|| DEFAULT_BANNER.to_string()),
-            tls: cfg.tls,
+            ehlo_reply,
+            max_line_bytes: cfg.max_line_bytes,
+            max_bad_commands: cfg.max_bad_commands,
+            restrict_plain_passwords: restrict,
+        }
+    }
+}
+
+impl Front {
+    /// A front end for a new connection (or for one that has just finished STARTTLS).
+    pub fn new(cfg: FrontConfig) -> Front {
+        let setup = Setup::new(&cfg);
+        Front::with_setup(&setup, cfg.tls, cfg.external, cfg.pop_before_smtp)
+    }
+
+    /// A front end of the service `setup` was prepared for, for a connection in state
+    /// `tls`; `external`: it carries a verified client certificate and certificate login
+    /// is configured; `pop_before_smtp`: the POP user whose recent POP login from this
+    /// client's address allows mail without AUTH.
+    pub fn with_setup(
+        setup: &Setup,
+        tls: TlsState,
+        external: bool,
+        pop_before_smtp: Option<String>,
+    ) -> Front {
+        let auth_allowed = PlainPasswords::for_connection(setup.restrict_plain_passwords, tls)
+            == PlainPasswords::Allowed;
+        // Belt and braces: no certificate exists without TLS.
+        let external = external && tls == TlsState::Active;
+        Front {
+            ehlo_reply: setup.ehlo_reply.get(tls, external).clone(),
+            host_name: setup.host_name.clone(),
+            banner: setup.banner.clone(),
+            tls,
             auth_allowed,
             external,
-            pop_before_smtp: cfg.pop_before_smtp,
-            max_bad_commands: cfg.max_bad_commands,
-            lines: LineScanner::new(cfg.max_line_bytes),
+            pop_before_smtp,
+            max_bad_commands: setup.max_bad_commands,
+            lines: LineScanner::new(setup.max_line_bytes),
             state: State::Start,
             errors: 0,
         }

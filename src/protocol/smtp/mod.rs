@@ -63,7 +63,7 @@ mod guard_tests;
 #[cfg(test)]
 mod replay_tests;
 
-pub use front::Front;
+pub use front::{Front, Setup};
 pub use guard::{Guard, GuardError};
 pub use replay::{RelayRequest, Replay};
 
