@@ -122,6 +122,14 @@ impl ServiceRuntime {
         Ok((rt, warnings))
     }
 
+    /// How many bytes a client may send before login without a complete command (the
+    /// longest line and literal, and room for the rest of the command): past it, the
+    /// loop drops the connection.
+    pub fn max_prelogin_input(&self) -> usize {
+        let limits = &self.config.limits;
+        limits.max_line_bytes + limits.max_literal_bytes + 1024
+    }
+
     /// The realm of a connection to local address `ip`: its virtual domain's, else 0.
     pub fn realm_for(&self, ip: IpAddr) -> usize {
         let Some(vd) = &self.config.virtual_domains else {
