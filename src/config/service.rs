@@ -36,6 +36,20 @@ pub fn build(
     };
     let mut s = defaults(dir.join(kind.file_name()), entry);
     s.log_dir.clone_from(&global.log_dir);
+    session(&mut cx, &mut s);
+    directory(&mut cx, &mut s.directory);
+    login(&mut cx, &mut s);
+    access(&mut cx, &mut s);
+    tls(&mut cx, &mut s.tls);
+    smtp(&mut cx, &mut s.smtp);
+    limits(&mut cx, &mut s.limits);
+    proxy_protocol(&mut cx, &mut s);
+    checks::check(&mut cx, entry, &s);
+    s
+}
+
+/// Logging, ports, timeouts and the texts a client sees.
+fn session(cx: &mut Cx<'_>, s: &mut Service) {
     cx.path(Opt::LogDir, &mut s.log_dir);
     cx.set(Opt::LogLevel, &mut s.log_level, |v| {
         parse_u32(v, 0).map(LogLevel)
@@ -62,7 +76,11 @@ pub fn build(
     if let Some(alert) = alert {
         s.server_down_alert = alert;
     }
-    directory(&mut cx, &mut s.directory);
+}
+
+/// How a login is checked and replayed: virtual domains, replay, caches, the store
+/// administrator, plain passwords, certificate mapping.
+fn login(cx: &mut Cx<'_>, s: &mut Service) {
     cx.path(Opt::VirtualDomainFile, &mut s.virtual_domain_file);
     cx.set(Opt::ReplayFormat, &mut s.replay_format, |v| {
         Template::parse(v, Kind::Replay)
@@ -91,7 +109,12 @@ pub fn build(
     );
     cx.path(Opt::CertMapFile, &mut s.cert_map_file);
     cx.text(Opt::CertmapDn, &mut s.certmap_dn);
-    tcp_access(&mut cx, &mut s.tcp_access);
+}
+
+/// Who may connect and how often: `TCPAccess`, `ConnLimits`, the bad guys, and the
+/// POP-before-SMTP service.
+fn access(cx: &mut Cx<'_>, s: &mut Service) {
+    tcp_access(cx, &mut s.tcp_access);
     cx.word(Opt::TcpAccessAttr, &mut s.tcp_access_attr);
     for line in cx.all(Opt::ConnLimits) {
         match parse_conn_limits(&line.value) {
@@ -99,25 +122,24 @@ pub fn build(
             Err(e) => cx.error(line, e),
         }
     }
-    bad_guy(&mut cx, &mut s.bad_guy);
+    bad_guy(cx, &mut s.bad_guy);
     cx.set(Opt::AuthService, &mut s.auth_service, parse_bool);
     cx.set(Opt::AuthServiceTtl, &mut s.auth_service_ttl, |v| {
         parse_seconds(v, 0)
     });
-    tls(&mut cx, &mut s.tls);
-    smtp(&mut cx, &mut s.smtp);
-    cx.set(Opt::MaxLineBytes, &mut s.limits.max_line_bytes, |v| {
+}
+
+/// The caps on client input before login (mmp extensions).
+fn limits(cx: &mut Cx<'_>, l: &mut Limits) {
+    cx.set(Opt::MaxLineBytes, &mut l.max_line_bytes, |v| {
         parse_size(v, 512)
     });
-    cx.set(Opt::MaxLiteralBytes, &mut s.limits.max_literal_bytes, |v| {
+    cx.set(Opt::MaxLiteralBytes, &mut l.max_literal_bytes, |v| {
         parse_size(v, 1)
     });
-    cx.set(Opt::MaxBadCommands, &mut s.limits.max_bad_commands, |v| {
+    cx.set(Opt::MaxBadCommands, &mut l.max_bad_commands, |v| {
         parse_u32(v, 1)
     });
-    proxy_protocol(&mut cx, &mut s);
-    checks::check(&mut cx, entry, &s);
-    s
 }
 
 /// `ProxyProtocolPorts` (same syntax as `SSLPorts`, ports of this service) and
