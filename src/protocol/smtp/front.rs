@@ -287,46 +287,12 @@ impl Front {
         let c = parse::command(line);
         match (c.verb.as_str(), helo) {
             (verb @ ("EHLO" | "HELO"), helo) => match parse::helo_name(c.args) {
-                Some(name) => {
-                    let extended = verb == "EHLO";
-                    let reply = if extended {
-                        self.ehlo_reply.clone()
-                    } else {
-                        format!("250 {}\r\n", self.host_name).into_bytes()
-                    };
-                    self.state = State::Ready {
-                        helo: Helo { name, extended },
-                    };
-                    Action::Send(reply)
-                }
+                Some(name) => self.on_helo(name, verb == "EHLO"),
                 None => self.reply(back(helo), &format!("501 5.5.4 Syntax: {verb} hostname")),
             },
             ("AUTH" | "MAIL", None) => self.reply(State::Start, SEND_HELO_FIRST),
             ("AUTH", Some(helo)) => self.auth(helo, c.args),
-            ("MAIL", Some(helo)) => {
-                if !parse::starts_with_ignore_case(c.args, b"FROM:") {
-                    return self.reply(
-                        State::Ready { helo },
-                        "501 5.5.4 Syntax: MAIL FROM:<address>",
-                    );
-                }
-                match self.pop_before_smtp.clone() {
-                    Some(user) => {
-                        let mut command = line.to_vec();
-                        command.extend_from_slice(b"\r\n");
-                        self.state = State::AwaitingLogin {
-                            helo: helo.clone(),
-                            pop: true,
-                        };
-                        Action::Login(Login {
-                            who: Who::PopBeforeSmtp(user),
-                            helo: Some(helo),
-                            command: Some(command),
-                        })
-                    }
-                    None => self.reply(State::Ready { helo }, "530 5.7.0 Authentication required"),
-                }
-            }
+            ("MAIL", Some(helo)) => self.on_mail(helo, c.args, line),
             ("RCPT", helo) => self.reply(back(helo), "503 5.5.1 Need MAIL command"),
             ("DATA" | "BDAT", helo) => self.reply(back(helo), "503 5.5.1 Need RCPT command"),
             ("NOOP", helo) => self.reply(back(helo), "250 2.0.0 OK"),
@@ -359,6 +325,44 @@ impl Front {
             }
             (_, helo) => self.reply(back(helo), "500 5.5.2 Command unrecognized"),
         }
+    }
+
+    /// A valid EHLO or HELO: the prepared EHLO reply, or HELO's one line.
+    fn on_helo(&mut self, name: String, extended: bool) -> Action {
+        let reply = if extended {
+            self.ehlo_reply.clone()
+        } else {
+            format!("250 {}\r\n", self.host_name).into_bytes()
+        };
+        self.state = State::Ready {
+            helo: Helo { name, extended },
+        };
+        Action::Send(reply)
+    }
+
+    /// `MAIL FROM:` before AUTH: a login for a POP-before-SMTP client (the command is
+    /// replayed to the MTA after its EHLO), else authentication is required.
+    fn on_mail(&mut self, helo: Helo, args: &[u8], line: &[u8]) -> Action {
+        if !parse::starts_with_ignore_case(args, b"FROM:") {
+            return self.reply(
+                State::Ready { helo },
+                "501 5.5.4 Syntax: MAIL FROM:<address>",
+            );
+        }
+        let Some(user) = self.pop_before_smtp.clone() else {
+            return self.reply(State::Ready { helo }, "530 5.7.0 Authentication required");
+        };
+        let mut command = line.to_vec();
+        command.extend_from_slice(b"\r\n");
+        self.state = State::AwaitingLogin {
+            helo: helo.clone(),
+            pop: true,
+        };
+        Action::Login(Login {
+            who: Who::PopBeforeSmtp(user),
+            helo: Some(helo),
+            command: Some(command),
+        })
     }
 
     fn auth(&mut self, helo: Helo, args: &[u8]) -> Action {
