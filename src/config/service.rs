@@ -3,7 +3,7 @@
 //! reference (§2.2–2.4, mmp extensions of §7), the value of every option present, then the
 //! cross-option checks of `checks`. Relative paths are taken relative to the instance
 //! directory. No I/O here (the checks look at two named files), except reading the CRLs of
-//! `SSLCRLFile`, which are typed at load.
+//! `SSLCRLFile` and the address file `BGExcluded` may name, which are typed at load.
 
 use super::access::AccessFilter;
 use super::checks;

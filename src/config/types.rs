@@ -308,7 +308,8 @@ pub struct BadGuy {
     pub excluded: Vec<NetMask>,
 }
 
-/// SSL options (validated by the TLS issue; kept as read here).
+/// SSL options. The certificate and key files are read when the service starts
+/// (`runtime::ServiceRuntime::new`); the CRLs of `SSLCRLFile` at load.
 #[derive(Debug, Clone, Default)]
 pub struct Tls {
     /// `SSLEnable`.
