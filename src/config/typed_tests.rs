@@ -15,6 +15,15 @@ fn imap(extra: &str) -> String {
     format!("{IMAP_MIN}{extra}")
 }
 
+/// The one error of an instance whose IMAP file is `IMAP_MIN` and `extra` (line 2 on).
+#[track_caller]
+fn one_error(extra: &str) -> String {
+    let file = imap(extra);
+    let errors = errors(&[("AService.cfg", AS_IMAP), ("ImapProxyAService.cfg", &file)]);
+    assert_eq!(errors.len(), 1, "{extra:?}: {errors:?}");
+    errors[0].clone()
+}
+
 #[test]
 fn tcp_access_is_a_filter_after_load() {
     let file = imap("default:TCPAccess \"+imap:10.0.0.0/8 EXCEPT 10.9.0.0/16\"\n");
@@ -34,12 +43,10 @@ fn tcp_access_is_a_filter_after_load() {
 
 #[test]
 fn bad_tcp_access_is_an_error_at_its_line() {
-    let file = imap("default:TCPAccess +imap:10.0.0.300\n");
-    let errors = errors(&[("AService.cfg", AS_IMAP), ("ImapProxyAService.cfg", &file)]);
-    assert_eq!(errors.len(), 1, "{errors:?}");
+    let error = one_error("default:TCPAccess +imap:10.0.0.300\n");
     assert!(
-        errors[0].starts_with("ImapProxyAService.cfg:2: TCPAccess: rule 1 `+imap:10.0.0.300`"),
-        "{errors:?}"
+        error.starts_with("ImapProxyAService.cfg:2: TCPAccess: rule 1 `+imap:10.0.0.300`"),
+        "{error}"
     );
 }
 
@@ -114,14 +121,12 @@ fn bg_excluded_file_is_read_at_load() {
 
 #[test]
 fn unreadable_bg_excluded_file_is_an_error_at_its_line() {
-    let file = imap("default:BGExcluded /nonexistent/mmp-bgexcl.txt\n");
-    let errors = errors(&[("AService.cfg", AS_IMAP), ("ImapProxyAService.cfg", &file)]);
-    assert_eq!(errors.len(), 1, "{errors:?}");
+    let error = one_error("default:BGExcluded /nonexistent/mmp-bgexcl.txt\n");
     assert!(
-        errors[0].starts_with(
+        error.starts_with(
             "ImapProxyAService.cfg:2: BGExcluded: cannot read /nonexistent/mmp-bgexcl.txt"
         ),
-        "{errors:?}"
+        "{error}"
     );
 }
 
@@ -139,10 +144,7 @@ fn bad_bg_excluded_syntax_is_refused_naming_the_item() {
         ("192.0.2.1, 10.0.0.300|255.0.0.0", &["\"10.0.0.300|255.0.0.0\""]),
     ];
     for (value, needles) in cases {
-        let file = imap(&format!("default:BGExcluded \"{value}\"\n"));
-        let errors = errors(&[("AService.cfg", AS_IMAP), ("ImapProxyAService.cfg", &file)]);
-        assert_eq!(errors.len(), 1, "{value:?}: {errors:?}");
-        let err = &errors[0];
+        let err = one_error(&format!("default:BGExcluded \"{value}\"\n"));
         assert!(
             err.starts_with("ImapProxyAService.cfg:2: BGExcluded: "),
             "{value:?}: {err}"

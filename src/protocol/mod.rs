@@ -21,7 +21,7 @@ mod transcript;
 use crate::secret::Secret;
 use std::net::SocketAddr;
 
-pub use setup::{FrontSetup, PerConnection};
+pub use setup::{greeting_text, login_means, FrontSetup, PerConnection};
 
 /// Which mail protocol a listener speaks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

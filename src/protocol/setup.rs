@@ -4,7 +4,7 @@
 //! The loop then makes a [`Front`] per connection by copying, and knows no protocol option.
 //! No I/O.
 
-use super::{imap, pop, smtp, Front, TlsState};
+use super::{imap, pop, smtp, Front, PlainPasswords, TlsState};
 
 /// One value per kind of client connection, built once: TLS unavailable, TLS available
 /// (STARTTLS), TLS active, and TLS active with a verified client certificate that may log
@@ -39,6 +39,22 @@ impl<T> PerConnection<T> {
             (TlsState::Active, true) => &self.active_external,
         }
     }
+}
+
+/// A configured greeting text made safe for a reply line ([`super::clean_text`]), or
+/// `default` when there is none left.
+pub fn greeting_text(configured: Option<&str>, default: &str) -> String {
+    Some(super::clean_text(configured.unwrap_or_default()))
+        .filter(|text| !text.is_empty())
+        .unwrap_or_else(|| default.to_string())
+}
+
+/// What a connection in state `tls` may log in with: plain passwords unless
+/// `RestrictPlainPasswords` (`restricted`) forbids them without TLS, and EXTERNAL when
+/// `external` is offered and TLS is active (no certificate exists without a handshake).
+pub fn login_means(restricted: bool, tls: TlsState, external: bool) -> (PlainPasswords, bool) {
+    let plain = PlainPasswords::for_connection(restricted, tls);
+    (plain, external && tls == TlsState::Active)
 }
 
 /// The prepared front-end settings of one service.
@@ -89,6 +105,24 @@ mod tests {
         }
     }
 
+    /// For each kind of connection: the front `setup` makes and the one `direct` makes
+    /// from the whole configuration must greet and answer `command` alike; `check` gets
+    /// that answer.
+    fn same_fronts(
+        setup: &FrontSetup,
+        direct: impl Fn(TlsState, bool) -> Front,
+        command: &[u8],
+        check: impl Fn(TlsState, bool, String),
+    ) {
+        for (tls, external) in KINDS {
+            let (mut made, mut direct) = (setup.front(tls, external, None), direct(tls, external));
+            assert_eq!(made.greeting(), direct.greeting(), "{tls:?} {external}");
+            let answer = reply(&mut made, command);
+            assert_eq!(answer, reply(&mut direct, command), "{tls:?} {external}");
+            check(tls, external, String::from_utf8(answer).unwrap());
+        }
+    }
+
     #[test]
     fn imap_capability_line_is_prepared_per_kind_of_connection() {
         for restricted in [false, true] {
@@ -99,36 +133,32 @@ mod tests {
                 ..imap::FrontConfig::default()
             };
             let setup = FrontSetup::Imap(imap::Setup::new(&cfg));
-            for (tls, external) in KINDS {
-                let mut made = setup.front(tls, external, None);
-                let mut direct = Front::Imap(imap::Front::new(imap::FrontConfig {
-                    tls,
-                    external,
-                    ..cfg.clone()
-                }));
-                let what = format!("restricted {restricted}, {tls:?}, external {external}");
-                assert_eq!(made.greeting(), direct.greeting(), "{what}");
-                let capability = reply(&mut made, b"a CAPABILITY\r\n");
-                assert_eq!(
-                    capability,
-                    reply(&mut direct, b"a CAPABILITY\r\n"),
-                    "{what}"
-                );
-                let line = String::from_utf8(capability).unwrap();
-                assert!(
-                    line.starts_with("* CAPABILITY IMAP4rev1 IDLE "),
-                    "{what}: {line}"
-                );
-                assert_eq!(
-                    line.contains("STARTTLS"),
-                    tls == TlsState::Available,
-                    "{what}"
-                );
-                let external = external && tls == TlsState::Active;
-                assert_eq!(line.contains("AUTH=EXTERNAL"), external, "{what}: {line}");
-                let disabled = restricted && tls != TlsState::Active;
-                assert_eq!(line.contains("LOGINDISABLED"), disabled, "{what}: {line}");
-            }
+            let direct = |tls, external| {
+                let mut cfg = cfg.clone();
+                (cfg.tls, cfg.external) = (tls, external);
+                Front::Imap(imap::Front::new(cfg))
+            };
+            same_fronts(
+                &setup,
+                direct,
+                b"a CAPABILITY\r\n",
+                |tls, external, line| {
+                    let what = format!("restricted {restricted}, {tls:?}, external {external}");
+                    assert!(
+                        line.starts_with("* CAPABILITY IMAP4rev1 IDLE "),
+                        "{what}: {line}"
+                    );
+                    assert_eq!(
+                        line.contains("STARTTLS"),
+                        tls == TlsState::Available,
+                        "{what}"
+                    );
+                    let external = external && tls == TlsState::Active;
+                    assert_eq!(line.contains("AUTH=EXTERNAL"), external, "{what}: {line}");
+                    let disabled = restricted && tls != TlsState::Active;
+                    assert_eq!(line.contains("LOGINDISABLED"), disabled, "{what}: {line}");
+                },
+            );
         }
     }
 
@@ -140,37 +170,36 @@ mod tests {
             restrict_plain_passwords: true,
             ..smtp::FrontConfig::default()
         };
-        let setup = FrontSetup::Smtp(smtp::Setup::new(&cfg));
-        for (tls, external) in KINDS {
-            let mut made = setup.front(tls, external, None);
-            let mut direct = Front::Smtp(smtp::Front::new(smtp::FrontConfig {
+        let direct = |tls, external| {
+            Front::Smtp(smtp::Front::new(smtp::FrontConfig {
                 tls,
                 external,
                 ..cfg.clone()
-            }));
-            let what = format!("{tls:?}, external {external}");
-            assert_eq!(made.greeting(), direct.greeting(), "{what}");
-            let ehlo = reply(&mut made, b"EHLO c.example\r\n");
-            assert_eq!(ehlo, reply(&mut direct, b"EHLO c.example\r\n"), "{what}");
-            let ehlo = String::from_utf8(ehlo).unwrap();
-            assert!(ehlo.starts_with("250-mx.example\r\n"), "{what}: {ehlo}");
-            assert!(ehlo.contains("250-SIZE 52428800\r\n"), "{what}: {ehlo}");
-            assert!(ehlo.ends_with("250 DSN\r\n"), "{what}: {ehlo}");
-            assert_eq!(
-                ehlo.contains("STARTTLS"),
-                tls == TlsState::Available,
-                "{what}"
-            );
-            let auth = match (tls, external) {
-                (TlsState::Active, true) => Some("250-AUTH PLAIN LOGIN EXTERNAL\r\n"),
-                (TlsState::Active, false) => Some("250-AUTH PLAIN LOGIN\r\n"),
-                _ => None,
-            };
-            assert_eq!(ehlo.contains("AUTH"), auth.is_some(), "{what}: {ehlo}");
-            if let Some(auth) = auth {
-                assert!(ehlo.contains(auth), "{what}: {ehlo}");
-            }
-        }
+            }))
+        };
+        same_fronts(
+            &FrontSetup::Smtp(smtp::Setup::new(&cfg)),
+            direct,
+            b"EHLO c.example\r\n",
+            |tls, external, ehlo| {
+                let what = format!("{tls:?}, external {external}: {ehlo}");
+                assert!(ehlo.starts_with("250-mx.example\r\n"), "{what}");
+                assert!(ehlo.contains("250-SIZE 52428800\r\n"), "{what}");
+                assert!(ehlo.ends_with("250 DSN\r\n"), "{what}");
+                assert_eq!(
+                    ehlo.contains("STARTTLS"),
+                    tls == TlsState::Available,
+                    "{what}"
+                );
+                let auth = match (tls, external) {
+                    (TlsState::Active, true) => Some("250-AUTH PLAIN LOGIN EXTERNAL\r\n"),
+                    (TlsState::Active, false) => Some("250-AUTH PLAIN LOGIN\r\n"),
+                    _ => None,
+                };
+                assert_eq!(ehlo.contains("AUTH"), auth.is_some(), "{what}");
+                assert!(auth.is_none_or(|auth| ehlo.contains(auth)), "{what}");
+            },
+        );
     }
 
     #[test]
@@ -181,17 +210,19 @@ mod tests {
             ..pop::FrontConfig::default()
         };
         let setup = FrontSetup::Pop(pop::Setup::new(&cfg));
-        for (tls, external) in KINDS {
-            let mut made = setup.front(tls, external, None);
-            let mut direct = Front::Pop(pop::Front::new(pop::FrontConfig {
-                tls,
-                external,
-                ..cfg.clone()
-            }));
-            assert_eq!(made.greeting(), b"+OK mmp ready\r\n");
-            let capa = reply(&mut made, b"CAPA\r\n");
-            assert_eq!(capa, reply(&mut direct, b"CAPA\r\n"), "{tls:?} {external}");
-        }
+        assert_eq!(
+            setup.front(TlsState::Active, false, None).greeting(),
+            b"+OK mmp ready\r\n"
+        );
+        let direct = |tls, external| {
+            let mut cfg = cfg.clone();
+            (cfg.tls, cfg.external) = (tls, external);
+            Front::Pop(pop::Front::new(cfg))
+        };
+        same_fronts(&setup, direct, b"CAPA\r\n", |tls, _, capa| {
+            let user = tls == TlsState::Active;
+            assert_eq!(capa.contains("USER"), user, "{tls:?}: {capa}");
+        });
     }
 
     #[test]

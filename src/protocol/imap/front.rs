@@ -25,7 +25,7 @@ use super::capability::{capability_words, PlainPasswords};
 use super::parse::{Arg, Command, Event, Limits, LineTooLong, Parser};
 use super::{FrontConfig, TlsState};
 use crate::protocol::sasl::{self, Response};
-use crate::protocol::{alert_text, clean_text, PerConnection};
+use crate::protocol::{alert_text, greeting_text, login_means, PerConnection};
 use crate::protocol::{Action, Credentials, Failure, Login, StoreAnswer, Who};
 use crate::secret::Secret;
 use zeroize::Zeroizing;
@@ -127,14 +127,9 @@ impl Setup {
             let plain = PlainPasswords::for_connection(restrict, tls);
             capability_words(cfg.capability.as_deref(), tls, plain, external).join(" ")
         });
-        let banner = cfg
-            .banner
-            .as_deref()
-            .map(clean_text)
-            .filter(|b| !b.is_empty());
         Setup {
             capability,
-            banner: banner.unwrap_or_else(|| DEFAULT_BANNER.to_string()),
+            banner: greeting_text(cfg.banner.as_deref(), DEFAULT_BANNER),
             limits: Limits {
                 max_line_bytes: cfg.max_line_bytes,
                 max_literal_bytes: cfg.max_literal_bytes,
@@ -155,9 +150,7 @@ impl Front {
     /// `tls`; `external`: it carries a verified client certificate and certificate login
     /// is configured.
     pub fn with_setup(setup: &Setup, tls: TlsState, external: bool) -> Front {
-        let plain = PlainPasswords::for_connection(setup.restrict_plain_passwords, tls);
-        // Belt and braces: no certificate exists without TLS.
-        let external = external && tls == TlsState::Active;
+        let (plain, external) = login_means(setup.restrict_plain_passwords, tls, external);
         Front {
             capability: setup.capability.get(tls, external).clone(),
             banner: setup.banner.clone(),

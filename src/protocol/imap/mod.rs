@@ -47,7 +47,8 @@ mod parse_tests;
 #[cfg(test)]
 mod replay_tests;
 
-pub use front::{Front, Setup};
+pub use front::Front;
+pub use front::Setup;
 pub use replay::Replay;
 
 pub use crate::protocol::TlsState;

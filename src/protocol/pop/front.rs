@@ -27,7 +27,7 @@ use super::parse::{parse_command, Command};
 use super::{FrontConfig, TlsState};
 use crate::protocol::line::{LineScanner, LineTooLong};
 use crate::protocol::sasl::{self, Response};
-use crate::protocol::{alert_text, clean_text, PlainPasswords};
+use crate::protocol::{alert_text, greeting_text, login_means, PlainPasswords};
 use crate::protocol::{Action, Credentials, Failure, Login, StoreAnswer, Who};
 use crate::secret::Secret;
 
@@ -91,13 +91,9 @@ impl Setup {
     pub fn new(cfg: &FrontConfig) -> Setup {
         // No angle brackets: a client that finds `<…>` in the greeting takes it for an
         // APOP timestamp (RFC 1939 §7) and may try APOP, which cannot be proxied.
-        let banner = cfg
-            .banner
-            .as_deref()
-            .map(|b| clean_text(&b.replace(['<', '>'], "")))
-            .filter(|b| !b.is_empty());
+        let banner = cfg.banner.as_deref().map(|b| b.replace(['<', '>'], ""));
         Setup {
-            banner: banner.unwrap_or_else(|| DEFAULT_BANNER.to_string()),
+            banner: greeting_text(banner.as_deref(), DEFAULT_BANNER),
             max_line_bytes: cfg.max_line_bytes,
             max_bad_commands: cfg.max_bad_commands,
             restrict_plain_passwords: cfg.restrict_plain_passwords,
@@ -115,9 +111,7 @@ impl Front {
     /// `tls`; `external`: it carries a verified client certificate and certificate login
     /// is configured.
     pub fn with_setup(setup: &Setup, tls: TlsState, external: bool) -> Front {
-        let plain = PlainPasswords::for_connection(setup.restrict_plain_passwords, tls);
-        // Belt and braces: no certificate exists without TLS.
-        let external = external && tls == TlsState::Active;
+        let (plain, external) = login_means(setup.restrict_plain_passwords, tls, external);
         Front {
             banner: setup.banner.clone(),
             tls,

@@ -31,7 +31,7 @@ use super::parse::{self, LineScanner, LineTooLong};
 use super::{FrontConfig, TlsState};
 use crate::protocol::sasl::{self, PlainError, Response};
 use crate::protocol::PerConnection;
-use crate::protocol::{alert_text, clean_text, PlainPasswords};
+use crate::protocol::{alert_text, greeting_text, login_means, PlainPasswords};
 use crate::protocol::{Action, Credentials, Failure, Helo, Login, StoreAnswer, Who};
 use crate::secret::Secret;
 use zeroize::Zeroizing;
@@ -104,23 +104,16 @@ impl Setup {
     /// `pop_before_smtp`) are not used.
     pub fn new(cfg: &FrontConfig) -> Setup {
         let restrict = cfg.restrict_plain_passwords;
-        let host_name = Some(clean_text(&cfg.host_name))
-            .filter(|h| !h.is_empty())
-            .unwrap_or_else(|| "localhost".to_string());
+        let host_name = greeting_text(Some(&cfg.host_name), "localhost");
         let ehlo_reply = PerConnection::build(|tls, external| {
             let auth_allowed =
                 PlainPasswords::for_connection(restrict, tls) == PlainPasswords::Allowed;
             let keywords = ehlo_keywords(&cfg.ehlo_keywords, auth_allowed, external, tls);
             multiline(250, &host_name, &keywords)
         });
-        let banner = cfg
-            .banner
-            .as_deref()
-            .map(clean_text)
-            .filter(|b| !b.is_empty());
         Setup {
             host_name,
-            banner: banner.unwrap_or_else(|| DEFAULT_BANNER.to_string()),
+            banner: greeting_text(cfg.banner.as_deref(), DEFAULT_BANNER),
             ehlo_reply,
             max_line_bytes: cfg.max_line_bytes,
             max_bad_commands: cfg.max_bad_commands,
@@ -146,10 +139,8 @@ impl Front {
         external: bool,
         pop_before_smtp: Option<String>,
     ) -> Front {
-        let auth_allowed = PlainPasswords::for_connection(setup.restrict_plain_passwords, tls)
-            == PlainPasswords::Allowed;
-        // Belt and braces: no certificate exists without TLS.
-        let external = external && tls == TlsState::Active;
+        let (plain, external) = login_means(setup.restrict_plain_passwords, tls, external);
+        let auth_allowed = plain == PlainPasswords::Allowed;
         Front {
             ehlo_reply: setup.ehlo_reply.get(tls, external).clone(),
             host_name: setup.host_name.clone(),

@@ -63,7 +63,8 @@ mod guard_tests;
 #[cfg(test)]
 mod replay_tests;
 
-pub use front::{Front, Setup};
+pub use front::Front;
+pub use front::Setup;
 pub use guard::{Guard, GuardError};
 pub use replay::{RelayRequest, Replay};
 
