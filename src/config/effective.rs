@@ -420,25 +420,11 @@ fn smtp_value(opt: Opt, s: &Service) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::fs;
-    use std::path::PathBuf;
 
-    struct Dir(PathBuf);
-
-    impl Drop for Dir {
-        fn drop(&mut self) {
-            let _ = fs::remove_dir_all(&self.0);
-        }
-    }
+    use crate::config::tests::Dir;
 
     fn dir(files: &[(&str, &str)]) -> Dir {
-        let path = std::env::temp_dir().join(format!("mmp-effective-{}", std::process::id()));
-        let _ = fs::remove_dir_all(&path);
-        fs::create_dir_all(&path).expect("create test dir");
-        for (name, text) in files {
-            fs::write(path.join(name), text).expect("write test file");
-        }
-        Dir(path)
+        Dir::new(files)
     }
 
     #[test]
