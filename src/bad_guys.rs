@@ -14,15 +14,15 @@
 //!   of 0 means a penalty expires at once, so nothing is ever delayed.
 //! - `BGMax` bounds how many addresses are remembered; when the table is full the address
 //!   whose last failure is oldest is forgotten first. `BGMax 0` turns tracking off.
-//! - `BGExcluded` lists addresses never penalised, as comma-separated `IP|MASK` pairs (a
-//!   bare `IP` stands for that one address; IPv6 pairs are an mmp extension, as for
-//!   `ConnLimits`). Sun also allowed the name of a file holding the pairs; mmp does not
-//!   read such files and refuses the value with a message saying so.
+//! - `BGExcluded` lists addresses never penalised. The configuration reads it at load, from
+//!   the option or from the file it names, into address ranges; this table only matches
+//!   them.
 //!
 //! IPv4-mapped IPv6 client addresses (`::ffff:192.0.2.1`) count as their IPv4 address.
 //! Time is a parameter; there is no I/O and no clock here, so the event loop decides how
 //! to hold a connection (a timer) and this table only says for how long.
 
+use crate::config::net::NetMask;
 use crate::config::types::BadGuy;
 use lru::LruCache;
 use std::net::IpAddr;
@@ -38,29 +38,6 @@ struct Entry {
     last: Instant,
 }
 
-/// One `BGExcluded` range: an address and its mask, of the same family.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct Range {
-    net: IpAddr,
-    mask: IpAddr,
-}
-
-impl Range {
-    fn contains(&self, ip: IpAddr) -> bool {
-        match (self.net, self.mask, ip) {
-            (IpAddr::V4(n), IpAddr::V4(m), IpAddr::V4(a)) => {
-                let m = u32::from(m);
-                u32::from(n) & m == u32::from(a) & m
-            }
-            (IpAddr::V6(n), IpAddr::V6(m), IpAddr::V6(a)) => {
-                let m = u128::from(m);
-                u128::from(n) & m == u128::from(a) & m
-            }
-            _ => false,
-        }
-    }
-}
-
 /// The bad-guy table of one service: badness per client address, bounded by `BGMax`.
 #[derive(Debug)]
 pub struct BadGuys {
@@ -70,26 +47,20 @@ pub struct BadGuys {
     max_badness: Duration,
     decay: Duration,
     linear: bool,
-    excluded: Vec<Range>,
+    excluded: Vec<NetMask>,
 }
 
 impl BadGuys {
-    /// A table for the `BG*` options in `cfg`. Fails, naming the offending item, when
-    /// `BGExcluded` is not a comma-separated list of `IP|MASK` pairs (in particular when
-    /// it is a file name, which mmp does not read).
-    pub fn new(cfg: &BadGuy) -> Result<BadGuys, String> {
-        let excluded = match &cfg.excluded {
-            Some(value) => parse_excluded(value)?,
-            None => Vec::new(),
-        };
-        Ok(BadGuys {
+    /// A table for the `BG*` options in `cfg`.
+    pub fn new(cfg: &BadGuy) -> BadGuys {
+        BadGuys {
             entries: NonZeroUsize::new(cfg.max).map(LruCache::new),
             penalty: cfg.penalty,
             max_badness: cfg.max_badness,
             decay: cfg.decay,
             linear: cfg.linear,
-            excluded,
-        })
+            excluded: cfg.excluded.clone(),
+        }
     }
 
     /// How long to hold the next login from `ip` at `now` before it goes to the directory
@@ -185,48 +156,6 @@ fn current(entry: Entry, now: Instant, decay: Duration, linear: bool) -> Duratio
             .badness
             .mul_f64(left.as_secs_f64() / decay.as_secs_f64()),
     }
-}
-
-/// Parses `BGExcluded`: comma-separated `IP|MASK` pairs or bare addresses; empty items
-/// are ignored.
-fn parse_excluded(value: &str) -> Result<Vec<Range>, String> {
-    let trimmed = value.trim();
-    let looks_like_file = trimmed.starts_with('/')
-        || trimmed.starts_with('.')
-        || (!trimmed.contains('|') && !trimmed.contains(',') && trimmed.parse::<IpAddr>().is_err());
-    if looks_like_file && !trimmed.is_empty() {
-        return Err(format!(
-            "BGExcluded {trimmed:?}: not a list of IP|MASK pairs; if it names a file, \
-             mmp does not read it: put the pairs in the option itself, separated by commas \
-             (e.g. BGExcluded 192.0.2.0|255.255.255.0,198.51.100.7)"
-        ));
-    }
-    let mut out = Vec::new();
-    for item in trimmed.split(',').map(str::trim).filter(|i| !i.is_empty()) {
-        let bad = || format!("BGExcluded: expected IP|MASK, got {item:?}");
-        let (net, mask) = match item.split_once('|') {
-            Some((net, mask)) => {
-                let net: IpAddr = net.trim().parse().map_err(|_| bad())?;
-                let mask: IpAddr = mask.trim().parse().map_err(|_| bad())?;
-                (net, mask)
-            }
-            None => {
-                let net = item.parse::<IpAddr>().map_err(|_| bad())?.to_canonical();
-                let all = match net {
-                    IpAddr::V4(_) => IpAddr::from([255u8; 4]),
-                    IpAddr::V6(_) => IpAddr::from([255u8; 16]),
-                };
-                (net, all)
-            }
-        };
-        if net.is_ipv4() != mask.is_ipv4() {
-            return Err(format!(
-                "BGExcluded: address and mask of different families in {item:?}"
-            ));
-        }
-        out.push(Range { net, mask });
-    }
-    Ok(out)
 }
 
 #[cfg(test)]

@@ -60,12 +60,12 @@ pub struct Done {
     /// The client's connection, as it was handed over.
     pub client: Transport,
     /// What happened.
-    pub outcome: Outcome,
+    pub outcome: LoginResult,
 }
 
 /// The result of a login.
 #[derive(Debug)]
-pub enum Outcome {
+pub enum LoginResult {
     /// The store accepted the login.
     LoggedIn {
         /// The logged-in store connection, non-blocking.
@@ -195,10 +195,10 @@ fn work(shared: &Shared) {
 /// the thread kept) can be tested without logins.
 trait Runner {
     /// Runs the job to its outcome.
-    fn run(&mut self, job: &Job) -> Outcome;
+    fn run(&mut self, job: &Job) -> LoginResult;
     /// The outcome of a job whose run panicked, after dropping whatever state the run may
     /// have left half-done.
-    fn panicked(&mut self, job: &Job) -> Outcome;
+    fn panicked(&mut self, job: &Job) -> LoginResult;
 }
 
 /// The real runner: logins, with the worker's directory connections.
@@ -208,17 +208,17 @@ struct Logins {
 }
 
 impl Runner for Logins {
-    fn run(&mut self, job: &Job) -> Outcome {
+    fn run(&mut self, job: &Job) -> LoginResult {
         let realm = job.realm.min(job.rt.realm_count() - 1);
         let directory = self.directories.for_realm(&job.rt, realm);
         login::run(&job.rt, realm, directory, job)
     }
 
-    fn panicked(&mut self, job: &Job) -> Outcome {
+    fn panicked(&mut self, job: &Job) -> LoginResult {
         let realm = job.realm.min(job.rt.realm_count() - 1);
         // The connection may be in the middle of an operation: open a fresh one next time.
         self.directories.forget(&job.rt, realm);
-        Outcome::Failed(Failure::Unavailable {
+        LoginResult::Failed(Failure::Unavailable {
             alert: job.rt.realm(realm).config.server_down_alert.clone(),
         })
     }
@@ -324,15 +324,15 @@ mod tests {
     }
 
     impl Runner for Flaky {
-        fn run(&mut self, job: &Job) -> Outcome {
+        fn run(&mut self, job: &Job) -> LoginResult {
             if job.sid == 1 {
                 panic!("boom in sid {}", job.sid);
             }
-            Outcome::Failed(Failure::AuthFailed)
+            LoginResult::Failed(Failure::AuthFailed)
         }
-        fn panicked(&mut self, _job: &Job) -> Outcome {
+        fn panicked(&mut self, _job: &Job) -> LoginResult {
             self.panics += 1;
-            Outcome::Failed(Failure::Unavailable {
+            LoginResult::Failed(Failure::Unavailable {
                 alert: "later".into(),
             })
         }
@@ -342,7 +342,11 @@ mod tests {
     fn service() -> Arc<ServiceRuntime> {
         let dir = std::env::temp_dir().join(format!("mmp-pool-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
-        std::fs::write(dir.join("AService.cfg"), "default:ServiceList imapproxy@1143\n").unwrap();
+        std::fs::write(
+            dir.join("AService.cfg"),
+            "default:ServiceList imapproxy@1143\n",
+        )
+        .unwrap();
         let imap = "default:LdapUrl ldap://127.0.0.1:9/o=test\n";
         std::fs::write(dir.join("ImapProxyAService.cfg"), imap).unwrap();
         let (config, _) = crate::config::load(&dir).expect("config");
@@ -380,7 +384,9 @@ mod tests {
     #[test]
     fn a_panicking_job_is_answered_unavailable_and_the_worker_serves_on() {
         let poll = mio::Poll::new().unwrap();
-        let home = Arc::new(Mailbox::new(Waker::new(poll.registry(), mio::Token(0)).unwrap()));
+        let home = Arc::new(Mailbox::new(
+            Waker::new(poll.registry(), mio::Token(0)).unwrap(),
+        ));
         let rt = service();
         let jobs = [1, 2, 1, 3].map(|sid| job(sid, &rt, &home));
         let shared = Arc::new(Shared {
@@ -414,7 +420,8 @@ mod tests {
         let done: Vec<(u64, bool)> = done
             .iter()
             .map(|d| {
-                let unavailable = matches!(d.outcome, Outcome::Failed(Failure::Unavailable { .. }));
+                let unavailable =
+                    matches!(d.outcome, LoginResult::Failed(Failure::Unavailable { .. }));
                 (d.sid, unavailable)
             })
             .collect();

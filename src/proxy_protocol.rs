@@ -25,6 +25,7 @@
 //! bytes of addresses and TLVs. TLVs are skipped (their contents are not needed), and
 //! AF_UNIX addresses are refused since mmp has no use for them.
 
+use crate::config::net::{prefix_v4, prefix_v6, NetMask};
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
@@ -265,7 +266,7 @@ fn proxied(src: IpAddr, dst: IpAddr, ports: &[u8]) -> Header {
 /// IPv4-mapped IPv6 addresses are compared as IPv4.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct TrustedNets {
-    nets: Vec<(IpAddr, u8)>,
+    nets: Vec<NetMask>,
 }
 
 impl TrustedNets {
@@ -285,40 +286,26 @@ impl TrustedNets {
 
     /// Whether `addr` lies in one of the networks.
     pub fn contains(&self, addr: IpAddr) -> bool {
-        let addr = addr.to_canonical();
-        self.nets.iter().any(|&(net, len)| match (net, addr) {
-            (IpAddr::V4(n), IpAddr::V4(a)) => {
-                let mask = u32::MAX.checked_shl(32 - u32::from(len)).unwrap_or(0);
-                u32::from(n) & mask == u32::from(a) & mask
-            }
-            (IpAddr::V6(n), IpAddr::V6(a)) => {
-                let mask = u128::MAX.checked_shl(128 - u32::from(len)).unwrap_or(0);
-                u128::from(n) & mask == u128::from(a) & mask
-            }
-            _ => false,
-        })
+        self.nets.iter().any(|net| net.contains(addr))
     }
 }
 
-fn parse_net(item: &str) -> Result<(IpAddr, u8), String> {
+fn parse_net(item: &str) -> Result<NetMask, String> {
     let bad = || format!("expected an address or ADDRESS/PREFIX, got {item:?}");
     let (addr, len) = match item.split_once('/') {
         Some((a, l)) => (a, Some(l)),
         None => (item, None),
     };
     let addr: IpAddr = addr.parse().map_err(|_| bad())?;
-    let addr = addr.to_canonical();
-    let max: u8 = if addr.is_ipv4() { 32 } else { 128 };
+    let max: u32 = if addr.is_ipv4() { 32 } else { 128 };
     let len = match len {
         None => max,
         Some(l) if !l.is_empty() && l.bytes().all(|b| b.is_ascii_digit()) => {
-            let n: u8 = l.parse().map_err(|_| bad())?;
-            // A mapped network written as ::ffff:10.0.0.0/104 becomes 10.0.0.0/8.
-            let n = match (item.split_once('/').map(|(a, _)| a.parse::<IpAddr>()), addr) {
-                (Some(Ok(IpAddr::V6(_))), IpAddr::V4(_)) if n >= 96 => n - 96,
-                (Some(Ok(IpAddr::V6(_))), IpAddr::V4(_)) => return Err(bad()),
-                _ => n,
-            };
+            let n = u32::from(l.parse::<u8>().map_err(|_| bad())?);
+            // A mapped network is one under ::ffff:0:0/96: ::ffff:10.0.0.0/104 is 10.0.0.0/8.
+            if addr != addr.to_canonical() && n < 96 {
+                return Err(bad());
+            }
             if n > max {
                 return Err(format!("prefix longer than {max} bits in {item:?}"));
             }
@@ -327,13 +314,13 @@ fn parse_net(item: &str) -> Result<(IpAddr, u8), String> {
         Some(_) => return Err(bad()),
     };
     let host_bits = match addr {
-        IpAddr::V4(a) => u32::from(a) & u32::MAX.checked_shr(u32::from(len)).unwrap_or(0) != 0,
-        IpAddr::V6(a) => u128::from(a) & u128::MAX.checked_shr(u32::from(len)).unwrap_or(0) != 0,
+        IpAddr::V4(a) => u32::from(a) & !prefix_v4(len) != 0,
+        IpAddr::V6(a) => u128::from(a) & !prefix_v6(len) != 0,
     };
     if host_bits {
         return Err(format!("{item:?} has host bits set after the prefix"));
     }
-    Ok((addr, len))
+    NetMask::with_prefix(addr, len).ok_or_else(bad)
 }
 
 #[cfg(test)]

@@ -14,7 +14,7 @@
 use crate::buffer::{Buffer, BufferPool};
 use crate::protocol::smtp::{Guard, GuardError};
 use crate::tls::Flush;
-use crate::transport::{Outcome, Transport};
+use crate::transport::{Io, Transport};
 use std::fmt;
 use std::io;
 
@@ -85,13 +85,13 @@ pub fn send(
     let mut moved = 0;
     while *writable && !out.pending().is_empty() {
         match dst.write(out.pending()) {
-            Outcome::Moved(n) => {
+            Io::Moved(n) => {
                 out.consume(n);
                 moved += n;
             }
-            Outcome::WouldBlock => *writable = false,
-            Outcome::Closed => return Err(SendError::Closed),
-            Outcome::Failed(e) => return Err(SendError::Failed(e)),
+            Io::WouldBlock => *writable = false,
+            Io::Closed => return Err(SendError::Closed),
+            Io::Failed(e) => return Err(SendError::Failed(e)),
         }
     }
     if *writable && dst.wants_write() {
@@ -362,13 +362,13 @@ fn read_some(src: &mut Endpoint, space: &mut [u8]) -> Read {
         src.peer_closed,
         space,
     ) {
-        Outcome::Moved(n) => Read::Got(n),
-        Outcome::WouldBlock => Read::Blocked,
-        Outcome::Closed => {
+        Io::Moved(n) => Read::Got(n),
+        Io::WouldBlock => Read::Blocked,
+        Io::Closed => {
             src.reading = Half::Closed;
             Read::Ended
         }
-        Outcome::Failed(e) => {
+        Io::Failed(e) => {
             // A reset on the read side ends that direction like an end of stream.
             log::debug!("read failed, treating as end of stream: {e}");
             src.reading = Half::Closed;
@@ -384,7 +384,7 @@ pub fn receive(
     readable: &mut bool,
     peer_closed: bool,
     space: &mut [u8],
-) -> Outcome {
+) -> Io {
     let wanted = space.len();
     let outcome = src.read(space);
     match outcome {
@@ -392,8 +392,8 @@ pub fn receive(
         // edge, so skip the read that would only say "would block" (nginx does the same).
         // TLS may still hold decrypted bytes, and a peer that closed (`peer_closed`) has
         // its end of stream queued without a new edge: read on.
-        Outcome::Moved(n) if n < wanted && src.is_plain() && !peer_closed => *readable = false,
-        Outcome::WouldBlock => *readable = false,
+        Io::Moved(n) if n < wanted && src.is_plain() && !peer_closed => *readable = false,
+        Io::WouldBlock => *readable = false,
         _ => {}
     }
     outcome

@@ -1,14 +1,15 @@
 //! What a configured service shares, read-only or behind short locks, between the event
-//! loop and the workers while mmp runs: its options, the host name it greets with, (SMTP)
-//! the state of its relays, and its realms — the global options and one set per MMP
-//! virtual domain (`VirtualDomainFile`), each with its own effective options, directory
+//! loop and the workers while mmp runs: its options, the host name it greets with, its
+//! front-end settings prepared once (so the loop makes a front end without reading an
+//! option), (SMTP) the state of its relays, and its realms — the global options and one
+//! set per MMP virtual domain (`VirtualDomainFile`), each with its own effective options, directory
 //! credentials and caches, chosen by the local address a client connected to.
 
 use crate::config::access::AccessFilter;
 use crate::config::Service;
 use crate::directory::cache::{AuthCache, LookupCache};
 use crate::mta::Relays;
-use crate::protocol::Protocol;
+use crate::protocol::{imap, pop, smtp, FrontSetup, Protocol};
 use std::io;
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -24,7 +25,8 @@ pub struct Realm {
     pub lookups: LookupCache,
     /// `AuthCacheSize`/`AuthCacheTTL`: passwords the directory accepted (keyed hashes).
     pub auths: AuthCache,
-    /// `TCPAccess`: which client addresses may connect (`None`: all).
+    /// `TCPAccess`: which client addresses may connect (`None`: all); the realm's
+    /// `config.tcp_access`, parsed at load.
     pub access: Option<AccessFilter>,
 }
 
@@ -34,20 +36,7 @@ impl Realm {
         let lookups = LookupCache::new(dir.ldap_cache_size, dir.ldap_cache_ttl);
         let auths = AuthCache::new(config.auth_cache_size, config.auth_cache_ttl)
             .map_err(|_| io::Error::other("no random numbers for the auth cache key"))?;
-        let access = match config.tcp_access.as_deref() {
-            Some(text) => {
-                let filter = crate::config::access::parse(text)
-                    .map_err(|e| io::Error::other(format!("TCPAccess: {e}")))?;
-                for name in filter.name_patterns() {
-                    log::warn!(
-                        "TCPAccess: host-name pattern {name:?} never matches: mmp does no \
-                         reverse DNS look-ups"
-                    );
-                }
-                Some(filter)
-            }
-            None => None,
-        };
+        let access = config.tcp_access.clone();
         Ok(Realm {
             name,
             config,
@@ -65,6 +54,9 @@ pub struct ServiceRuntime {
     pub config: Service,
     /// The name mmp gives itself (SMTP greeting and EHLO to the MTA).
     pub host_name: String,
+    /// The front-end settings, prepared once: greeting, limits, and the IMAP capability
+    /// line or SMTP EHLO reply for each kind of connection.
+    pub front: FrontSetup,
     /// SMTP: the relays of `SmtpRelays` and their health.
     pub relays: Option<Relays>,
     /// `SSLEnable`: the TLS configuration for clients (implicit TLS on `SSLPorts`,
@@ -119,6 +111,7 @@ impl ServiceRuntime {
             }
         }
         let rt = ServiceRuntime {
+            front: front_setup(&config, host_name),
             config,
             host_name: host_name.to_string(),
             relays,
@@ -127,6 +120,14 @@ impl ServiceRuntime {
             realms,
         };
         Ok((rt, warnings))
+    }
+
+    /// How many bytes a client may send before login without a complete command (the
+    /// longest line and literal, and room for the rest of the command): past it, the
+    /// loop drops the connection.
+    pub fn max_prelogin_input(&self) -> usize {
+        let limits = &self.config.limits;
+        limits.max_line_bytes + limits.max_literal_bytes + 1024
     }
 
     /// The realm of a connection to local address `ip`: its virtual domain's, else 0.
@@ -150,6 +151,39 @@ impl ServiceRuntime {
     }
 }
 
+/// The front-end settings of `service` (the connection fields of each protocol's
+/// `FrontConfig` are left at their defaults: [`FrontSetup::front`] sets them).
+fn front_setup(service: &Service, host_name: &str) -> FrontSetup {
+    let limits = &service.limits;
+    match service.protocol {
+        Protocol::Imap => FrontSetup::Imap(imap::Setup::new(&imap::FrontConfig {
+            banner: service.banner.clone(),
+            capability: service.capability.clone(),
+            max_line_bytes: limits.max_line_bytes,
+            max_literal_bytes: limits.max_literal_bytes,
+            max_bad_commands: limits.max_bad_commands,
+            restrict_plain_passwords: service.restrict_plain_passwords,
+            ..imap::FrontConfig::default()
+        })),
+        Protocol::Pop => FrontSetup::Pop(pop::Setup::new(&pop::FrontConfig {
+            banner: service.banner.clone(),
+            max_line_bytes: limits.max_line_bytes,
+            max_bad_commands: limits.max_bad_commands,
+            restrict_plain_passwords: service.restrict_plain_passwords,
+            ..pop::FrontConfig::default()
+        })),
+        Protocol::Smtp => FrontSetup::Smtp(smtp::Setup::new(&smtp::FrontConfig {
+            host_name: host_name.to_string(),
+            banner: service.banner.clone(),
+            max_line_bytes: limits.max_line_bytes,
+            max_bad_commands: limits.max_bad_commands,
+            restrict_plain_passwords: service.restrict_plain_passwords,
+            ehlo_keywords: service.smtp.ehlo_keywords.clone(),
+            ..smtp::FrontConfig::default()
+        })),
+    }
+}
+
 /// This machine's host name as the kernel knows it (`/proc/sys/kernel/hostname`), or
 /// `localhost` when it cannot be read.
 pub fn host_name() -> String {
@@ -162,4 +196,67 @@ pub fn host_name() -> String {
                     .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.')
         })
         .unwrap_or_else(|| "localhost".to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::protocol::{Action, TlsState};
+
+    /// The services of an instance directory holding `files`.
+    fn services(files: &[(&str, &str)]) -> Vec<Service> {
+        let dir = std::env::temp_dir().join(format!("mmp-runtime-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        for (name, text) in files {
+            std::fs::write(dir.join(name), text).unwrap();
+        }
+        let loaded = crate::config::load(&dir);
+        let _ = std::fs::remove_dir_all(&dir);
+        let (config, _) = loaded.unwrap_or_else(|e| panic!("{e:?}"));
+        config.services().cloned().collect()
+    }
+
+    fn first_reply(front: &mut crate::protocol::Front, command: &[u8]) -> String {
+        let mut input = command.to_vec();
+        match front.feed(&mut input) {
+            Some(Action::Send(bytes)) => String::from_utf8(bytes).unwrap(),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn capability_and_ehlo_are_prepared_from_the_options() {
+        let ldap = "default:LdapUrl ldap://127.0.0.1/o=x\n";
+        let all = services(&[
+            (
+                "AService.cfg",
+                "default:ServiceList ImapProxyAService@1143 SmtpProxyAService@1025\n",
+            ),
+            (
+                "ImapProxyAService.cfg",
+                &format!("{ldap}default:Capability \"IMAP4rev1 IDLE\"\ndefault:Banner hi\n"),
+            ),
+            (
+                "SmtpProxyAService.cfg",
+                &format!(
+                    "{ldap}default:SmtpRelays 127.0.0.1\n\
+                     default:EhloKeywords \"SIZE 52428800\"\ndefault:EhloKeywords DSN\n"
+                ),
+            ),
+        ]);
+        let (imap, _) = ServiceRuntime::new(all[0].clone(), "mx.example").unwrap();
+        let front = imap.front.front(TlsState::Unavailable, false, None);
+        assert_eq!(
+            front.greeting(),
+            b"* OK [CAPABILITY IMAP4rev1 IDLE AUTH=PLAIN] hi\r\n"
+        );
+        let (smtp, _) = ServiceRuntime::new(all[1].clone(), "mx.example").unwrap();
+        let mut front = smtp.front.front(TlsState::Unavailable, false, None);
+        assert_eq!(
+            first_reply(&mut front, b"EHLO c\r\n"),
+            "250-mx.example\r\n250-PIPELINING\r\n250-SIZE 52428800\r\n250-8BITMIME\r\n\
+             250-ENHANCEDSTATUSCODES\r\n250-AUTH PLAIN LOGIN\r\n250 DSN\r\n"
+        );
+    }
 }

@@ -10,7 +10,7 @@ use std::net::Shutdown;
 
 /// What a read or write did.
 #[derive(Debug)]
-pub enum Outcome {
+pub enum Io {
     /// This many bytes moved (never 0).
     Moved(usize),
     /// Nothing can move now; wait for readiness.
@@ -32,12 +32,12 @@ pub enum Transport {
 
 impl Transport {
     /// Reads into `buf`.
-    pub fn read(&mut self, buf: &mut [u8]) -> Outcome {
+    pub fn read(&mut self, buf: &mut [u8]) -> Io {
         match self {
             Transport::Plain(s) => loop {
                 return match s.read(buf) {
-                    Ok(0) => Outcome::Closed,
-                    Ok(n) => Outcome::Moved(n),
+                    Ok(0) => Io::Closed,
+                    Ok(n) => Io::Moved(n),
                     Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                     Err(e) => classify(e),
                 };
@@ -48,18 +48,18 @@ impl Transport {
 
     /// Writes from `buf` (TLS: into the record layer, then as much as the socket takes;
     /// see [`Transport::flush`]).
-    pub fn write(&mut self, buf: &[u8]) -> Outcome {
+    pub fn write(&mut self, buf: &[u8]) -> Io {
         match self {
             Transport::Plain(s) => loop {
                 return match s.write(buf) {
-                    Ok(0) => Outcome::Closed,
-                    Ok(n) => Outcome::Moved(n),
+                    Ok(0) => Io::Closed,
+                    Ok(n) => Io::Moved(n),
                     Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                     Err(e) => classify(e),
                 };
             },
             Transport::Tls(t) => match t.write(buf) {
-                Outcome::Moved(0) => Outcome::WouldBlock,
+                Io::Moved(0) => Io::WouldBlock,
                 other => other,
             },
         }
@@ -132,13 +132,13 @@ impl Transport {
 
 /// What an I/O error means for the loop: "would block" and "the peer went away" are
 /// outcomes, anything else a failure.
-pub fn classify(e: io::Error) -> Outcome {
+pub fn classify(e: io::Error) -> Io {
     match e.kind() {
-        io::ErrorKind::WouldBlock => Outcome::WouldBlock,
+        io::ErrorKind::WouldBlock => Io::WouldBlock,
         io::ErrorKind::BrokenPipe
         | io::ErrorKind::ConnectionReset
         | io::ErrorKind::ConnectionAborted
-        | io::ErrorKind::UnexpectedEof => Outcome::Closed,
-        _ => Outcome::Failed(e),
+        | io::ErrorKind::UnexpectedEof => Io::Closed,
+        _ => Io::Failed(e),
     }
 }

@@ -73,6 +73,7 @@
 //! soon as a filter has one deny rule, clients matching no rule are admitted:
 //! `+imap:10.*$-pop:ALL` admits IMAP from anywhere; add `-imap:ALL` for "only 10/8".
 
+use super::net::{prefix_v4, prefix_v6, NetMask};
 use crate::protocol::Protocol;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
@@ -83,6 +84,8 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 pub struct AccessFilter {
     rules: Vec<Rule>,
     names: Vec<String>,
+    /// The text it was parsed from (trimmed), for listings.
+    text: String,
 }
 
 /// One `+services:clients` or `-services:clients` rule.
@@ -116,16 +119,8 @@ enum ServicePattern {
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum ClientPattern {
     All,
-    /// `client & mask == net` (net is stored already masked).
-    V4 {
-        net: u32,
-        mask: u32,
-    },
-    /// `client & mask == net` (net is stored already masked).
-    V6 {
-        net: u128,
-        mask: u128,
-    },
+    /// An address, prefix, net/mask or wildcard pattern.
+    Net(NetMask),
     /// Name-based; never matches (mmp does no reverse DNS).
     Name,
 }
@@ -143,7 +138,10 @@ struct Conn {
 /// The error names the rule (1-based, with its text) and the bad part; the caller adds
 /// the file and line or the LDAP entry.
 pub fn parse(text: &str) -> Result<AccessFilter, String> {
-    let mut filter = AccessFilter::default();
+    let mut filter = AccessFilter {
+        text: text.trim().to_string(),
+        ..AccessFilter::default()
+    };
     for (index, raw) in text.split('$').enumerate() {
         let rule = raw.trim();
         if rule.is_empty() {
@@ -175,7 +173,7 @@ impl AccessFilter {
         let conn = Conn {
             service,
             implicit_tls,
-            client: canonical(client),
+            client: client.to_canonical(),
         };
         let matching = |allow: bool| {
             self.rules
@@ -204,6 +202,13 @@ impl AccessFilter {
     /// DNS; the caller logs them once when it loads the filter.
     pub fn name_patterns(&self) -> &[String] {
         &self.names
+    }
+}
+
+impl std::fmt::Display for AccessFilter {
+    /// The filter as written.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.text)
     }
 }
 
@@ -238,18 +243,9 @@ impl ClientPattern {
     fn matches(&self, conn: &Conn) -> bool {
         match (self, conn.client) {
             (ClientPattern::All, _) => true,
-            (ClientPattern::V4 { net, mask }, IpAddr::V4(a)) => u32::from(a) & mask == *net,
-            (ClientPattern::V6 { net, mask }, IpAddr::V6(a)) => u128::from(a) & mask == *net,
-            _ => false,
+            (ClientPattern::Net(net), client) => net.contains(client),
+            (ClientPattern::Name, _) => false,
         }
-    }
-}
-
-/// `::ffff:a.b.c.d` → `a.b.c.d`; anything else unchanged.
-fn canonical(addr: IpAddr) -> IpAddr {
-    match addr {
-        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(addr, IpAddr::V4),
-        v4 => v4,
     }
 }
 
@@ -399,10 +395,7 @@ fn parse_v4(token: &str) -> Result<ClientPattern, String> {
         } else {
             prefix_mask_v4(mask)?
         };
-        return Ok(ClientPattern::V4 {
-            net: u32::from(net) & mask,
-            mask,
-        });
+        return Ok(ClientPattern::Net(NetMask::v4(net.into(), mask)));
     }
     // `10.1.2.` is `10.1.2.*`.
     let body = token
@@ -431,12 +424,11 @@ fn parse_v4(token: &str) -> Result<ClientPattern, String> {
         net |= u32::from(octet) << shift;
         mask |= 0xff << shift;
     }
-    Ok(ClientPattern::V4 { net, mask })
+    Ok(ClientPattern::Net(NetMask::v4(net, mask)))
 }
 
 fn prefix_mask_v4(len: &str) -> Result<u32, String> {
-    let len = prefix_len(len, 32)?;
-    Ok(u32::MAX.checked_shl(32 - len).unwrap_or(0))
+    Ok(prefix_v4(prefix_len(len, 32)?))
 }
 
 fn prefix_len(text: &str, max: u32) -> Result<u32, String> {
@@ -460,20 +452,8 @@ fn parse_v6(token: &str) -> Result<ClientPattern, String> {
         Some(len) => prefix_len(len, 128)?,
         None => 128,
     };
-    if let Some(v4) = addr.to_ipv4_mapped() {
-        if len >= 96 {
-            let mask = u32::MAX.checked_shl(128 - len).unwrap_or(0);
-            return Ok(ClientPattern::V4 {
-                net: u32::from(v4) & mask,
-                mask,
-            });
-        }
-    }
-    let mask = u128::MAX.checked_shl(128 - len).unwrap_or(0);
-    Ok(ClientPattern::V6 {
-        net: u128::from(addr) & mask,
-        mask,
-    })
+    // Inside ::ffff:0:0/96 with a prefix of 96 or more, NetMask makes it the IPv4 pattern.
+    Ok(ClientPattern::Net(NetMask::v6(addr.into(), prefix_v6(len))))
 }
 
 #[cfg(test)]

@@ -30,8 +30,8 @@
 //!
 //! `library` and `InitFn` (plug-ins) are refused. Every error of the file is collected.
 
-use super::lexer::{lex, Entry, Line};
-use super::vdmap::Messages;
+use super::lexer::Entry;
+use super::vdmap::{read_sections, Messages};
 use super::{Error, ErrorKind, Warning};
 use crate::directory::filter::escape as escape_filter;
 pub use crate::directory::filter::escape_dn_value;
@@ -339,22 +339,8 @@ pub fn parse(
         maps: Vec::new(),
         seen: Vec::new(),
     };
-    let lines = lex(text);
-    for item in &lines {
-        match item {
-            Ok(Line::Keyword {
-                keyword,
-                rest,
-                line,
-            }) => p.header(keyword, rest, *line),
-            Ok(Line::Option(_)) => {}
-            Err(e) => p.out.syntax(e.line, e.message.clone()),
-        }
-    }
-    for item in &lines {
-        if let Ok(Line::Option(entry)) = item {
-            p.property(entry);
-        }
+    for e in read_sections(text, &mut p, Parser::header, Parser::property) {
+        p.out.syntax(e.line, e.message);
     }
     let default = match p.maps.iter().position(|m| m.issuer == "default") {
         Some(at) => p.maps.remove(at).map,

@@ -317,12 +317,16 @@ fn service_value(opt: Opt, s: &Service, own: Option<&Source>) -> String {
         Opt::RestrictPlainPasswords => yes(s.restrict_plain_passwords),
         Opt::CertMapFile => path(&s.cert_map_file),
         Opt::CertmapDn => text(&s.certmap_dn),
-        Opt::TcpAccess => text(&s.tcp_access),
+        Opt::TcpAccess => s
+            .tcp_access
+            .as_ref()
+            .map(ToString::to_string)
+            .unwrap_or_default(),
         Opt::TcpAccessAttr => s.tcp_access_attr.clone(),
         Opt::ConnLimits => s
             .conn_limits
             .iter()
-            .map(|c| format!("{}|{}:{}", c.ip, c.mask, c.max))
+            .map(|c| format!("{}:{}", c.net, c.max))
             .collect::<Vec<_>>()
             .join(","),
         Opt::BgMax => s.bad_guy.max.to_string(),
@@ -330,7 +334,13 @@ fn service_value(opt: Opt, s: &Service, own: Option<&Source>) -> String {
         Opt::BgMaxBadness => secs(s.bad_guy.max_badness),
         Opt::BgDecay => secs(s.bad_guy.decay),
         Opt::BgLinear => yes(s.bad_guy.linear),
-        Opt::BgExcluded => text(&s.bad_guy.excluded),
+        Opt::BgExcluded => s
+            .bad_guy
+            .excluded
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join(","),
         Opt::AuthService => yes(s.auth_service),
         Opt::AuthServiceTtl => secs(s.auth_service_ttl),
         Opt::ProxyProtocolPorts => ports(&s.proxy_protocol.ports),
@@ -421,25 +431,11 @@ fn smtp_value(opt: Opt, s: &Service) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::fs;
-    use std::path::PathBuf;
 
-    struct Dir(PathBuf);
-
-    impl Drop for Dir {
-        fn drop(&mut self) {
-            let _ = fs::remove_dir_all(&self.0);
-        }
-    }
+    use crate::config::tests::Dir;
 
     fn dir(files: &[(&str, &str)]) -> Dir {
-        let path = std::env::temp_dir().join(format!("mmp-effective-{}", std::process::id()));
-        let _ = fs::remove_dir_all(&path);
-        fs::create_dir_all(&path).expect("create test dir");
-        for (name, text) in files {
-            fs::write(path.join(name), text).expect("write test file");
-        }
-        Dir(path)
+        Dir::new(files)
     }
 
     #[test]

@@ -4,7 +4,7 @@
 //! options, and repeats (reference §1.3–1.5). The only I/O is reading the file, or its
 //! `-def` template when it is missing; nothing is written.
 
-use super::lexer::{lex, Line};
+use super::lexer::{lex, Entry, Line};
 use super::options::{lookup, Decision, FileKind, Opt, OptionDef, Repeat};
 use super::{ErrorKind, Report};
 use std::fs;
@@ -150,56 +150,9 @@ pub fn sort(text: &str, kind: FileKind, report: &mut Report) -> Settings {
             }
         };
         let line = entry.line;
-        if entry.scope != "default" {
-            let why = format!(
-                "scope {:?} is not allowed here; lines in this file start with default:",
-                entry.scope
-            );
-            report.error(shown, line, ErrorKind::Syntax(why));
-            continue;
-        }
-        let Some(def) = lookup(&entry.name) else {
-            let hint = super::suggest::nearest(&entry.name)
-                .map(|name| format!(" (did you mean {name}?)"))
-                .unwrap_or_default();
-            report.warn(
-                shown,
-                line,
-                format!("unknown option {:?} ignored{hint}", entry.name),
-            );
+        let Some(def) = admit(&entry, kind, shown, report) else {
             continue;
         };
-        if !def.files.contains(&kind) {
-            report.warn(
-                shown,
-                line,
-                format!(
-                    "{}: has no effect in this file (it belongs in {})",
-                    def.name,
-                    homes(def.files)
-                ),
-            );
-            continue;
-        }
-        match def.decision {
-            Decision::Honour => {}
-            Decision::Ignore(why) => {
-                report.warn(
-                    shown,
-                    line,
-                    format!("{}: has no effect in mmp: {why}", def.name),
-                );
-            }
-            Decision::Refuse(hint) => {
-                let hint = format!("not supported by mmp: {hint}");
-                let kind = ErrorKind::Refused {
-                    option: def.name,
-                    hint,
-                };
-                report.error(shown, line, kind);
-                continue;
-            }
-        }
         if def.repeat == Repeat::LastWins {
             if let Some(at) = settings.items.iter().position(|s| s.def.opt == def.opt) {
                 let earlier = settings.items.remove(at);
@@ -217,6 +170,69 @@ pub fn sort(text: &str, kind: FileKind, report: &mut Report) -> Settings {
         });
     }
     settings
+}
+
+/// The table row of `entry` when the line is one mmp uses: a `default:` line naming a
+/// known option of this file that mmp honours or ignores with a warning. Anything else is
+/// reported and gives `None`.
+fn admit(
+    entry: &Entry,
+    kind: FileKind,
+    shown: &Path,
+    report: &mut Report,
+) -> Option<&'static OptionDef> {
+    let line = entry.line;
+    if entry.scope != "default" {
+        let why = format!(
+            "scope {:?} is not allowed here; lines in this file start with default:",
+            entry.scope
+        );
+        report.error(shown, line, ErrorKind::Syntax(why));
+        return None;
+    }
+    let Some(def) = lookup(&entry.name) else {
+        let hint = super::suggest::nearest(&entry.name)
+            .map(|name| format!(" (did you mean {name}?)"))
+            .unwrap_or_default();
+        report.warn(
+            shown,
+            line,
+            format!("unknown option {:?} ignored{hint}", entry.name),
+        );
+        return None;
+    };
+    if !def.files.contains(&kind) {
+        report.warn(
+            shown,
+            line,
+            format!(
+                "{}: has no effect in this file (it belongs in {})",
+                def.name,
+                homes(def.files)
+            ),
+        );
+        return None;
+    }
+    match def.decision {
+        Decision::Honour => Some(def),
+        Decision::Ignore(why) => {
+            report.warn(
+                shown,
+                line,
+                format!("{}: has no effect in mmp: {why}", def.name),
+            );
+            Some(def)
+        }
+        Decision::Refuse(hint) => {
+            let hint = format!("not supported by mmp: {hint}");
+            let kind = ErrorKind::Refused {
+                option: def.name,
+                hint,
+            };
+            report.error(shown, line, kind);
+            None
+        }
+    }
 }
 
 /// `A.cfg or B.cfg`: the files an option belongs in.

@@ -2,32 +2,9 @@
 //! `ProxyProtocolTrusted` and `StatusListen`, loaded from whole instance directories.
 
 use super::*;
-use std::fs;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicUsize, Ordering};
 
-/// A fresh directory, removed on drop.
-struct Dir(PathBuf);
-
-impl Dir {
-    fn new(files: &[(&str, &str)]) -> Dir {
-        static NEXT: AtomicUsize = AtomicUsize::new(0);
-        let n = NEXT.fetch_add(1, Ordering::SeqCst);
-        let path = std::env::temp_dir().join(format!("mmp-lb-config-{}-{n}", std::process::id()));
-        let _ = fs::remove_dir_all(&path);
-        fs::create_dir_all(&path).expect("create test dir");
-        for (name, text) in files {
-            fs::write(path.join(name), text).expect("write test file");
-        }
-        Dir(path)
-    }
-}
-
-impl Drop for Dir {
-    fn drop(&mut self) {
-        let _ = fs::remove_dir_all(&self.0);
-    }
-}
+use super::tests::Dir;
 
 const AS: &str = "default:ServiceList imapproxy@143|1993 popproxy@110\n";
 const LDAP: &str = "default:LdapUrl ldap://ldap.example.com/o=internet\n";

@@ -19,6 +19,7 @@ mod checks;
 pub mod effective;
 mod file;
 pub mod lexer;
+pub mod net;
 pub mod options;
 pub mod report;
 mod service;
@@ -34,6 +35,8 @@ mod lb_tests;
 mod tests;
 #[cfg(test)]
 mod tls_tests;
+#[cfg(test)]
+mod typed_tests;
 
 pub use types::*;
 

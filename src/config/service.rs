@@ -3,8 +3,9 @@
 //! reference (§2.2–2.4, mmp extensions of §7), the value of every option present, then the
 //! cross-option checks of `checks`. Relative paths are taken relative to the instance
 //! directory. No I/O here (the checks look at two named files), except reading the CRLs of
-//! `SSLCRLFile`, which are typed at load.
+//! `SSLCRLFile` and the address file `BGExcluded` may name, which are typed at load.
 
+use super::access::AccessFilter;
 use super::checks;
 use super::file::{Setting, Settings};
 use super::options::{name_of, FileKind, Opt};
@@ -35,6 +36,20 @@ pub fn build(
     };
     let mut s = defaults(dir.join(kind.file_name()), entry);
     s.log_dir.clone_from(&global.log_dir);
+    session(&mut cx, &mut s);
+    directory(&mut cx, &mut s.directory);
+    login(&mut cx, &mut s);
+    access(&mut cx, &mut s);
+    tls(&mut cx, &mut s.tls);
+    smtp(&mut cx, &mut s.smtp);
+    limits(&mut cx, &mut s.limits);
+    proxy_protocol(&mut cx, &mut s);
+    checks::check(&mut cx, entry, &s);
+    s
+}
+
+/// Logging, ports, timeouts and the texts a client sees.
+fn session(cx: &mut Cx<'_>, s: &mut Service) {
     cx.path(Opt::LogDir, &mut s.log_dir);
     cx.set(Opt::LogLevel, &mut s.log_level, |v| {
         parse_u32(v, 0).map(LogLevel)
@@ -61,7 +76,11 @@ pub fn build(
     if let Some(alert) = alert {
         s.server_down_alert = alert;
     }
-    directory(&mut cx, &mut s.directory);
+}
+
+/// How a login is checked and replayed: virtual domains, replay, caches, the store
+/// administrator, plain passwords, certificate mapping.
+fn login(cx: &mut Cx<'_>, s: &mut Service) {
     cx.path(Opt::VirtualDomainFile, &mut s.virtual_domain_file);
     cx.set(Opt::ReplayFormat, &mut s.replay_format, |v| {
         Template::parse(v, Kind::Replay)
@@ -90,12 +109,12 @@ pub fn build(
     );
     cx.path(Opt::CertMapFile, &mut s.cert_map_file);
     cx.text(Opt::CertmapDn, &mut s.certmap_dn);
-    cx.text(Opt::TcpAccess, &mut s.tcp_access);
-    if let (Some(text), Some(line)) = (&s.tcp_access, cx.settings.get(Opt::TcpAccess)) {
-        if let Err(e) = super::access::parse(text) {
-            cx.error(line, e);
-        }
-    }
+}
+
+/// Who may connect and how often: `TCPAccess`, `ConnLimits`, the bad guys, and the
+/// POP-before-SMTP service.
+fn access(cx: &mut Cx<'_>, s: &mut Service) {
+    tcp_access(cx, &mut s.tcp_access);
     cx.word(Opt::TcpAccessAttr, &mut s.tcp_access_attr);
     for line in cx.all(Opt::ConnLimits) {
         match parse_conn_limits(&line.value) {
@@ -103,25 +122,24 @@ pub fn build(
             Err(e) => cx.error(line, e),
         }
     }
-    bad_guy(&mut cx, &mut s.bad_guy);
+    bad_guy(cx, &mut s.bad_guy);
     cx.set(Opt::AuthService, &mut s.auth_service, parse_bool);
     cx.set(Opt::AuthServiceTtl, &mut s.auth_service_ttl, |v| {
         parse_seconds(v, 0)
     });
-    tls(&mut cx, &mut s.tls);
-    smtp(&mut cx, &mut s.smtp);
-    cx.set(Opt::MaxLineBytes, &mut s.limits.max_line_bytes, |v| {
+}
+
+/// The caps on client input before login (mmp extensions).
+fn limits(cx: &mut Cx<'_>, l: &mut Limits) {
+    cx.set(Opt::MaxLineBytes, &mut l.max_line_bytes, |v| {
         parse_size(v, 512)
     });
-    cx.set(Opt::MaxLiteralBytes, &mut s.limits.max_literal_bytes, |v| {
+    cx.set(Opt::MaxLiteralBytes, &mut l.max_literal_bytes, |v| {
         parse_size(v, 1)
     });
-    cx.set(Opt::MaxBadCommands, &mut s.limits.max_bad_commands, |v| {
+    cx.set(Opt::MaxBadCommands, &mut l.max_bad_commands, |v| {
         parse_u32(v, 1)
     });
-    proxy_protocol(&mut cx, &mut s);
-    checks::check(&mut cx, entry, &s);
-    s
 }
 
 /// `ProxyProtocolPorts` (same syntax as `SSLPorts`, ports of this service) and
@@ -220,7 +238,7 @@ fn defaults(file: PathBuf, entry: &ServiceEntry) -> Service {
             max_badness: Duration::from_secs(60),
             decay: Duration::from_secs(900),
             linear: false,
-            excluded: None,
+            excluded: Vec::new(),
         },
         auth_service: false,
         auth_service_ttl: Duration::ZERO,
@@ -272,6 +290,25 @@ fn directory(cx: &mut Cx<'_>, d: &mut Directory) {
     });
 }
 
+/// `TCPAccess`, parsed at load; a host-name pattern, which never matches (mmp does no
+/// reverse DNS look-ups), is a warning on its line.
+fn tcp_access(cx: &mut Cx<'_>, slot: &mut Option<AccessFilter>) {
+    let mut text = None;
+    cx.text(Opt::TcpAccess, &mut text);
+    let (Some(text), Some(line)) = (text, cx.settings.get(Opt::TcpAccess)) else {
+        return;
+    };
+    match parse_tcp_access(&text) {
+        Ok((filter, warnings)) => {
+            for warning in warnings {
+                cx.warn(line, warning);
+            }
+            *slot = Some(filter);
+        }
+        Err(e) => cx.error(line, e),
+    }
+}
+
 fn bad_guy(cx: &mut Cx<'_>, b: &mut BadGuy) {
     cx.set(Opt::BgMax, &mut b.max, |v| parse_size(v, 0));
     cx.set(Opt::BgPenalty, &mut b.penalty, |v| parse_seconds(v, 0));
@@ -280,34 +317,37 @@ fn bad_guy(cx: &mut Cx<'_>, b: &mut BadGuy) {
     });
     cx.set(Opt::BgDecay, &mut b.decay, |v| parse_seconds(v, 0));
     cx.set(Opt::BgLinear, &mut b.linear, parse_bool);
-    cx.text(Opt::BgExcluded, &mut b.excluded);
-    // The value is a list of IP|MASK pairs, or the name of a file holding them (one or
-    // more per line, commas or white space between them; `#` starts a comment).
-    let looks_like_file = |v: &str| !v.contains('|') && (v.contains('/') || v.ends_with(".txt"));
-    if let Some(value) = b.excluded.clone().filter(|v| looks_like_file(v)) {
-        let path = cx.dir.join(&value);
-        match std::fs::read_to_string(&path) {
-            Ok(text) => {
-                let items: Vec<&str> = text
-                    .lines()
-                    .map(|l| l.split('#').next().unwrap_or(""))
-                    .flat_map(|l| l.split(|c: char| c == ',' || c.is_whitespace()))
-                    .filter(|i| !i.is_empty())
-                    .collect();
-                b.excluded = Some(items.join(","));
-            }
-            Err(e) => {
-                if let Some(line) = cx.settings.get(Opt::BgExcluded) {
-                    cx.error(line, format!("cannot read {}: {e}", path.display()));
-                }
-            }
-        }
+    let Some(line) = cx.settings.get(Opt::BgExcluded) else {
+        return;
+    };
+    match bg_excluded(cx.dir, &line.value) {
+        Ok(nets) => b.excluded = nets,
+        Err(e) => cx.error(line, e),
     }
-    if let Err(e) = crate::bad_guys::BadGuys::new(b) {
-        if let Some(line) = cx.settings.get(Opt::BgExcluded) {
-            cx.error(line, e);
-        }
+}
+
+/// `BGExcluded`: a list of `IP|MASK` pairs, or the name of a file holding them (one or
+/// more per line, commas or white space between them; `#` starts a comment), read here so
+/// that the running service gets the typed list. A value names a file when it has no `|`
+/// and no `,`, and has a `/` or ends in `.txt` (the Sun sample's
+/// `/opt/SUNWmsgsr/config/bgexcl.txt`); a relative name is taken relative to the instance
+/// directory.
+fn bg_excluded(dir: &Path, value: &str) -> Result<Vec<crate::config::net::NetMask>, String> {
+    let value = value.trim();
+    let is_file = !value.contains(['|', ',']) && (value.contains('/') || value.ends_with(".txt"));
+    if !is_file {
+        return parse_bg_excluded(value);
     }
+    let path = dir.join(value);
+    let text = std::fs::read_to_string(&path)
+        .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    let items: Vec<&str> = text
+        .lines()
+        .map(|l| l.split('#').next().unwrap_or(""))
+        .flat_map(|l| l.split(|c: char| c == ',' || c.is_whitespace()))
+        .filter(|i| !i.is_empty())
+        .collect();
+    parse_bg_excluded(&items.join(",")).map_err(|e| format!("{}: {e}", path.display()))
 }
 
 fn tls(cx: &mut Cx<'_>, t: &mut Tls) {

@@ -5,7 +5,6 @@
 use super::*;
 use crate::protocol::Protocol;
 use std::fs;
-use std::net::IpAddr;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
@@ -121,7 +120,7 @@ fn minimal_imap_instance_gets_the_reference_defaults() {
             max_badness: Duration::from_secs(60),
             decay: Duration::from_secs(900),
             linear: false,
-            excluded: None
+            excluded: Vec::new()
         }
     );
     assert_eq!(imap.limits, Limits::for_protocol(Protocol::Imap));
@@ -220,12 +219,16 @@ fn three_services_with_their_options() {
     );
     assert_eq!(i.tls.key_file, Some(dir.join("key.pem")));
     assert_eq!(i.ssl_backside_port, Some(993));
-    let limits: Vec<(IpAddr, u32)> = i.conn_limits.iter().map(|c| (c.ip, c.max)).collect();
+    let limits: Vec<(String, u32)> = i
+        .conn_limits
+        .iter()
+        .map(|c| (c.net.to_string(), c.max))
+        .collect();
     assert_eq!(
         limits,
         [
-            ("0.0.0.0".parse().unwrap(), 20),
-            ("10.0.0.0".parse().unwrap(), 50)
+            ("0.0.0.0|0.0.0.0".to_string(), 20),
+            ("10.0.0.0|255.0.0.0".to_string(), 50)
         ]
     );
     let p = config.pop.as_ref().expect("pop");

@@ -2,7 +2,9 @@
 //! legacy files; nothing outside `config/` ever sees an option by its string name.
 //! Data only: no I/O.
 
+use super::access::AccessFilter;
 use super::certmap::CertMaps;
+use super::net::NetMask;
 use super::template::Template;
 use super::vdmap::VirtualDomains;
 use crate::protocol::Protocol;
@@ -184,8 +186,8 @@ pub struct Service {
     pub cert_maps: Option<Arc<CertMaps>>,
     /// `CertmapDN`.
     pub certmap_dn: Option<String>,
-    /// `TCPAccess`, kept as written until the access issue parses it.
-    pub tcp_access: Option<String>,
+    /// `TCPAccess`: which client addresses may connect (`None`: all), parsed at load.
+    pub tcp_access: Option<AccessFilter>,
     /// `TCPAccessAttr`.
     pub tcp_access_attr: String,
     /// `ConnLimits`, every line's realms in file order; empty (the default) = no limit.
@@ -290,10 +292,8 @@ pub enum AdminPolicy {
 /// One `ConnLimits` realm `IP|MASK:NUM`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ConnLimit {
-    /// Network address.
-    pub ip: IpAddr,
-    /// Mask.
-    pub mask: IpAddr,
+    /// The addresses of the realm (`IP|MASK`).
+    pub net: NetMask,
     /// Maximum simultaneous connections from one address of the realm.
     pub max: u32,
 }
@@ -311,11 +311,13 @@ pub struct BadGuy {
     pub decay: Duration,
     /// `BGLinear`.
     pub linear: bool,
-    /// `BGExcluded`, as written.
-    pub excluded: Option<String>,
+    /// `BGExcluded`: addresses never penalised (the pairs of the option, or of the file it
+    /// names, read at load).
+    pub excluded: Vec<NetMask>,
 }
 
-/// SSL options (validated by the TLS issue; kept as read here).
+/// SSL options. The certificate and key files are read when the service starts
+/// (`runtime::ServiceRuntime::new`); the CRLs of `SSLCRLFile` at load.
 #[derive(Debug, Clone, Default)]
 pub struct Tls {
     /// `SSLEnable`.

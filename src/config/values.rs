@@ -3,6 +3,8 @@
 //! returns the typed value or the message that follows `Option: ` in a load error. The
 //! messages quote the offending value, so callers must not pass passwords here. No I/O.
 
+use super::access::AccessFilter;
+use super::net::NetMask;
 use super::types::{ConnLimit, LdapUrl, Listen};
 use std::net::{IpAddr, Ipv6Addr};
 use std::time::Duration;
@@ -232,17 +234,47 @@ pub fn parse_conn_limits(value: &str) -> Result<Vec<ConnLimit>, String> {
         let (ip, mask) = net.split_once('|').ok_or_else(bad)?;
         let ip: IpAddr = ip.trim().parse().map_err(|_| bad())?;
         let mask: IpAddr = mask.trim().parse().map_err(|_| bad())?;
-        if ip.is_ipv4() != mask.is_ipv4() {
-            return Err(format!(
-                "address and mask of different families in {realm:?}"
-            ));
-        }
+        let net = NetMask::with_mask(ip, mask).map_err(|e| format!("{e} in {realm:?}"))?;
         let max = digits(max.trim())
             .and_then(|n| u32::try_from(n).ok())
             .ok_or_else(bad)?;
-        out.push(ConnLimit { ip, mask, max });
+        out.push(ConnLimit { net, max });
     }
     Ok(out)
+}
+
+/// `BGExcluded` (or the pairs read from its file): comma-separated `IP|MASK` pairs or bare
+/// addresses (one address each); empty items are ignored. IPv6 pairs are an mmp
+/// extension, as for `ConnLimits`.
+pub fn parse_bg_excluded(value: &str) -> Result<Vec<NetMask>, String> {
+    let mut out = Vec::new();
+    for item in value.split(',').map(str::trim).filter(|i| !i.is_empty()) {
+        let bad = || format!("expected IP|MASK, got {item:?}");
+        let net = match item.split_once('|') {
+            Some((net, mask)) => {
+                let net: IpAddr = net.trim().parse().map_err(|_| bad())?;
+                let mask: IpAddr = mask.trim().parse().map_err(|_| bad())?;
+                NetMask::with_mask(net, mask).map_err(|e| format!("{e} in {item:?}"))?
+            }
+            None => NetMask::host(item.parse().map_err(|_| bad())?),
+        };
+        out.push(net);
+    }
+    Ok(out)
+}
+
+/// `TCPAccess` (service file or vdmap entry): the filter, and a warning for each host-name
+/// pattern in it (they never match: mmp does no reverse DNS look-ups).
+pub fn parse_tcp_access(value: &str) -> Result<(AccessFilter, Vec<String>), String> {
+    let filter = super::access::parse(value)?;
+    let warnings = filter
+        .name_patterns()
+        .iter()
+        .map(|name| {
+            format!("host-name pattern {name:?} never matches: mmp does no reverse DNS look-ups")
+        })
+        .collect();
+    Ok((filter, warnings))
 }
 
 /// `SSLPorts`: ports separated by `|`, `,` or white space.
@@ -421,20 +453,15 @@ mod tests {
             ])
         );
         assert!(parse_relays("mta1:x").is_err());
-        let any = IpAddr::V4(Ipv4Addr::UNSPECIFIED);
-        let net = IpAddr::V4(Ipv4Addr::new(10, 0, 0, 0));
-        let mask = IpAddr::V4(Ipv4Addr::new(255, 0, 0, 0));
         assert_eq!(
             parse_conn_limits("0.0.0.0|0.0.0.0:20, 10.0.0.0|255.0.0.0:5"),
             Ok(vec![
                 ConnLimit {
-                    ip: any,
-                    mask: any,
+                    net: NetMask::v4(0, 0),
                     max: 20
                 },
                 ConnLimit {
-                    ip: net,
-                    mask,
+                    net: NetMask::v4(0x0a00_0000, 0xff00_0000),
                     max: 5
                 }
             ])

@@ -29,11 +29,14 @@
 //!
 //! Every error of the file is collected; messages never repeat a password.
 
-use super::lexer::{lex, Entry, Line};
+use super::access::AccessFilter;
+use super::lexer::{lex, Entry, LexError, Line};
 use super::options::{lookup, Decision, Opt, OptionDef, Repeat};
 use super::template::{Kind, Template};
 use super::types::{LdapUrl, Service};
-use super::values::{check_text, parse_bool, parse_ldap_urls, parse_seconds, parse_size};
+use super::values::{
+    check_text, parse_bool, parse_ldap_urls, parse_seconds, parse_size, parse_tcp_access,
+};
 use super::{Error, ErrorKind, Warning};
 use crate::secret::Secret;
 use std::fs;
@@ -166,8 +169,8 @@ pub struct Overrides {
     pub preauth: Option<bool>,
     /// `HostedDomains`.
     pub hosted_domains: Option<bool>,
-    /// `TCPAccess`, as written.
-    pub tcp_access: Option<String>,
+    /// `TCPAccess`, parsed.
+    pub tcp_access: Option<AccessFilter>,
     /// `AuthService`.
     pub auth_service: Option<bool>,
     /// `AuthServiceTTL`.
@@ -198,22 +201,8 @@ pub fn parse(
         claims: Vec::new(),
         seen: Vec::new(),
     };
-    let lines = lex(text);
-    for item in &lines {
-        match item {
-            Ok(Line::Keyword {
-                keyword,
-                rest,
-                line,
-            }) => p.header(keyword, rest, *line),
-            Ok(Line::Option(_)) => {}
-            Err(e) => p.out.syntax(e.line, e.message.clone()),
-        }
-    }
-    for item in &lines {
-        if let Ok(Line::Option(entry)) = item {
-            p.option(entry);
-        }
+    for e in read_sections(text, &mut p, Parser::header, Parser::option) {
+        p.out.syntax(e.line, e.message);
     }
     let entries = p.entries;
     p.out.finish(VirtualDomains { entries })
@@ -246,6 +235,35 @@ pub(super) fn read_text(path: &Path, shown: &str) -> Result<(String, Option<Warn
             ))
         }
     }
+}
+
+/// Reads a side file made of sections (vdmap, certmap.conf): lexes `text` and gives `p`
+/// every `keyword …` line (a section header) to `section` in file order, then every
+/// `scope:Option value` line to `setting`, so that an option line may come before the
+/// header of its section. Returns the lines that are neither.
+pub(super) fn read_sections<P>(
+    text: &str,
+    p: &mut P,
+    section: fn(&mut P, &str, &str, u32),
+    setting: fn(&mut P, &Entry),
+) -> Vec<LexError> {
+    let mut bad = Vec::new();
+    let mut settings = Vec::new();
+    for item in lex(text) {
+        match item {
+            Ok(Line::Keyword {
+                keyword,
+                rest,
+                line,
+            }) => section(p, &keyword, &rest, line),
+            Ok(Line::Option(entry)) => settings.push(entry),
+            Err(e) => bad.push(e),
+        }
+    }
+    for entry in &settings {
+        setting(p, entry);
+    }
+    bad
 }
 
 /// The errors and warnings of one side file (shared with the certmap reader).
@@ -453,7 +471,13 @@ impl Parser {
             }
             Opt::PreAuth => o.preauth = Some(parse_bool(value)?),
             Opt::HostedDomains => o.hosted_domains = Some(parse_bool(value)?),
-            Opt::TcpAccess => o.tcp_access = Some(text(value)?),
+            Opt::TcpAccess => {
+                let (filter, warnings) = parse_tcp_access(&text(value)?)?;
+                for warning in warnings {
+                    self.out.warn(line, format!("TCPAccess: {warning}"));
+                }
+                o.tcp_access = Some(filter);
+            }
             Opt::AuthService => o.auth_service = Some(parse_bool(value)?),
             Opt::AuthServiceTtl => o.auth_service_ttl = Some(parse_seconds(value, 0)?),
             // OVERRIDABLE lists exactly the options matched above.

@@ -129,7 +129,10 @@ fn every_overridable_option_parses_with_any_name_case() {
         (o.preauth, o.hosted_domains, o.auth_service),
         (Some(true), Some(false), Some(true))
     );
-    assert_eq!(o.tcp_access.as_deref(), Some("+imap:ALL"));
+    assert_eq!(
+        o.tcp_access.as_ref().map(ToString::to_string).as_deref(),
+        Some("+imap:ALL")
+    );
     assert_eq!(o.auth_service_ttl, Some(Duration::from_secs(300)));
     assert_eq!(
         OVERRIDABLE.len(),
@@ -361,7 +364,10 @@ fn apply_sets_every_override() {
     assert_eq!(s.directory.domain_search_format.to_string(), "(cn=%U)");
     assert_eq!(s.replay_format.to_string(), "%s");
     assert!(s.preauth && !s.directory.hosted_domains && s.auth_service);
-    assert_eq!(s.tcp_access.as_deref(), Some("+imap:ALL"));
+    assert_eq!(
+        s.tcp_access.as_ref().map(ToString::to_string).as_deref(),
+        Some("+imap:ALL")
+    );
     assert_eq!(s.auth_service_ttl, Duration::from_secs(9));
     assert_eq!(s.directory.ldap_cache_size, 3);
     assert_eq!(s.directory.default_domain.as_deref(), Some("global.test"));

@@ -3,7 +3,7 @@
 //! as `BindDN`, re-opened on error by trying the `LdapUrl` list in order. Every operation
 //! carries a timeout; nothing here waits without bound.
 
-use super::search::{first_value, Ask, Domain, Failure, RC_SUCCESS, USER_CERTIFICATE};
+use super::search::{first_value, Ask, Domain, SearchFailure, RC_SUCCESS, USER_CERTIFICATE};
 use super::{Error, Route, UserSearch, Want, STATUS_ATTRS};
 use crate::config::certmap::CertSearch;
 use crate::config::{Directory as DirectoryConfig, LdapUrl};
@@ -142,7 +142,7 @@ impl Directory {
     /// from the directory (no entry, several, inactive) is final.
     fn ask<T>(
         &mut self,
-        mut search: impl FnMut(&Ask<'_>, &mut LdapConn) -> Result<T, Failure>,
+        mut search: impl FnMut(&Ask<'_>, &mut LdapConn) -> Result<T, SearchFailure>,
     ) -> Result<T, Error> {
         let mut last = None;
         for _attempt in 0..2 {
@@ -159,8 +159,8 @@ impl Directory {
             };
             match search(&ask, &mut open.ldap) {
                 Ok(found) => return Ok(found),
-                Err(Failure::Answered(e)) => return Err(e),
-                Err(Failure::Connection(why)) => {
+                Err(SearchFailure::Answered(e)) => return Err(e),
+                Err(SearchFailure::Connection(why)) => {
                     log::warn!("directory {}: {why}; reconnecting", url.server_url());
                     self.conn = None;
                     last = Some(why);

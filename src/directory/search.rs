@@ -83,7 +83,7 @@ impl Ask<'_> {
         ldap: &mut LdapConn,
         user: &UserSearch,
         attrs: &[String],
-    ) -> Result<(SearchEntry, Option<Domain>), Failure> {
+    ) -> Result<(SearchEntry, Option<Domain>), SearchFailure> {
         let domain_name = user
             .name
             .domain
@@ -99,7 +99,7 @@ impl Ask<'_> {
                 self.timeout,
             )?;
             return Ok((
-                one_active(entries, &user.filter).map_err(Failure::Answered)?,
+                one_active(entries, &user.filter).map_err(SearchFailure::Answered)?,
                 None,
             ));
         };
@@ -128,7 +128,7 @@ impl Ask<'_> {
             &attrs,
             self.timeout,
         )?;
-        let entry = one_active(entries, &filter).map_err(Failure::Answered)?;
+        let entry = one_active(entries, &filter).map_err(SearchFailure::Answered)?;
         Ok((entry, Some(domain)))
     }
 
@@ -140,9 +140,11 @@ impl Ask<'_> {
         ldap: &mut LdapConn,
         domain: &str,
         hops: u8,
-    ) -> Result<Domain, Failure> {
+    ) -> Result<Domain, SearchFailure> {
         if !is_domain_name(domain) {
-            return Err(Failure::Answered(Error::UnknownDomain(domain.to_string())));
+            return Err(SearchFailure::Answered(Error::UnknownDomain(
+                domain.to_string(),
+            )));
         }
         let attrs: Vec<String> = DOMAIN_ATTRS.iter().map(|a| a.to_string()).collect();
         let dc_dn = domain
@@ -184,12 +186,14 @@ impl Ask<'_> {
             self.timeout,
         )?;
         match entries.as_slice() {
-            [] => Err(Failure::Answered(Error::UnknownDomain(domain.to_string()))),
+            [] => Err(SearchFailure::Answered(Error::UnknownDomain(
+                domain.to_string(),
+            ))),
             [e] => {
                 check_domain_status(e)?;
                 Ok(domain_info(e, e.dn.clone()))
             }
-            _ => Err(Failure::Answered(Error::Ambiguous)),
+            _ => Err(SearchFailure::Answered(Error::Ambiguous)),
         }
     }
 }
@@ -206,7 +210,7 @@ impl Ask<'_> {
         subject_dn: &str,
         der: &[u8],
         attrs: &[String],
-    ) -> Result<SearchEntry, Failure> {
+    ) -> Result<SearchEntry, SearchFailure> {
         let base = search.base.as_deref().unwrap_or(subject_dn);
         let scope = if search.base.is_some() {
             Scope::Subtree
@@ -248,7 +252,7 @@ impl Ask<'_> {
         search: &CertSearch,
         der: &[u8],
         filter: &str,
-    ) -> Result<SearchEntry, Failure> {
+    ) -> Result<SearchEntry, SearchFailure> {
         if search.verify_cert {
             entries.retain(|e| {
                 e.bin_attrs
@@ -260,7 +264,7 @@ impl Ask<'_> {
                     .any(|(_, values)| values.iter().any(|v| v.as_slice() == der))
             });
         }
-        one_active(entries, filter).map_err(Failure::Answered)
+        one_active(entries, filter).map_err(SearchFailure::Answered)
     }
 }
 
@@ -275,11 +279,11 @@ pub(super) fn is_domain_name(domain: &str) -> bool {
         })
 }
 
-pub(super) fn check_domain_status(e: &SearchEntry) -> Result<(), Failure> {
+pub(super) fn check_domain_status(e: &SearchEntry) -> Result<(), SearchFailure> {
     for attr in DOMAIN_STATUS_ATTRS {
         if let Some(value) = first_value(e, attr) {
             if !value.eq_ignore_ascii_case("active") {
-                return Err(Failure::Answered(Error::Inactive(
+                return Err(SearchFailure::Answered(Error::Inactive(
                     attr.to_string(),
                     value.to_string(),
                 )));
@@ -316,16 +320,16 @@ pub(super) fn read(
     dn: &str,
     attrs: &[String],
     timeout: Duration,
-) -> Result<Option<SearchEntry>, Failure> {
+) -> Result<Option<SearchEntry>, SearchFailure> {
     match search(ldap, dn, Scope::Base, "(objectClass=*)", attrs, timeout) {
         Ok(mut entries) => Ok(entries.pop()),
-        Err(Failure::Answered(Error::NotFound)) => Ok(None),
+        Err(SearchFailure::Answered(Error::NotFound)) => Ok(None),
         Err(e) => Err(e),
     }
 }
 
 /// Why a search failed.
-pub(super) enum Failure {
+pub(super) enum SearchFailure {
     /// The directory answered with a result that decides the lookup.
     Answered(Error),
     /// The connection is unusable; try another.
@@ -339,7 +343,7 @@ pub(super) fn search(
     filter: &str,
     attrs: &[String],
     timeout: Duration,
-) -> Result<Vec<SearchEntry>, Failure> {
+) -> Result<Vec<SearchEntry>, SearchFailure> {
     // Two entries are enough to know the answer is ambiguous.
     search_limited(ldap, base, scope, filter, attrs, timeout, 2)
 }
@@ -353,18 +357,18 @@ pub(super) fn search_limited(
     attrs: &[String],
     timeout: Duration,
     limit: i32,
-) -> Result<Vec<SearchEntry>, Failure> {
+) -> Result<Vec<SearchEntry>, SearchFailure> {
     let result = ldap
         .with_search_options(SearchOptions::new().sizelimit(limit))
         .with_timeout(timeout)
         .search(base, scope, filter, attrs)
-        .map_err(|e| Failure::Connection(e.to_string()))?;
+        .map_err(|e| SearchFailure::Connection(e.to_string()))?;
     let ldap3::SearchResult(entries, res) = result;
     match res.rc {
         RC_SUCCESS => Ok(entries.into_iter().map(SearchEntry::construct).collect()),
-        RC_SIZE_LIMIT_EXCEEDED => Err(Failure::Answered(Error::Ambiguous)),
-        RC_NO_SUCH_OBJECT => Err(Failure::Answered(Error::NotFound)),
-        rc => Err(Failure::Answered(Error::Unavailable(format!(
+        RC_SIZE_LIMIT_EXCEEDED => Err(SearchFailure::Answered(Error::Ambiguous)),
+        RC_NO_SUCH_OBJECT => Err(SearchFailure::Answered(Error::NotFound)),
+        rc => Err(SearchFailure::Answered(Error::Unavailable(format!(
             "search under {base} failed: rc={rc} {}",
             res.text
         )))),

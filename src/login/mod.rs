@@ -24,7 +24,7 @@ mod submission;
 use crate::config::Service;
 use crate::directory::{self, ldap::Directory, LoginName, Route, UserSearch, Want};
 use crate::log::Ctx;
-use crate::pool::{Job, Outcome};
+use crate::pool::{Job, LoginResult};
 use crate::protocol::{Credentials, Failure, Protocol, Replay, Who};
 use crate::runtime::{Realm, ServiceRuntime};
 use crate::sanitize::sanitize;
@@ -34,7 +34,7 @@ use crate::tls::ClientCert;
 use std::time::Instant;
 
 /// Runs the login of `job` for its service, with the options of realm `realm`.
-pub fn run(rt: &ServiceRuntime, realm: usize, directory: &mut Directory, job: &Job) -> Outcome {
+pub fn run(rt: &ServiceRuntime, realm: usize, directory: &mut Directory, job: &Job) -> LoginResult {
     let realm = rt.realm(realm);
     let ctx = Ctx {
         sid: job.sid,
@@ -53,7 +53,7 @@ pub fn run(rt: &ServiceRuntime, realm: usize, directory: &mut Directory, job: &J
                 "{ctx} login refused: {} needs a password",
                 service.protocol.name()
             );
-            Err(Outcome::Failed(Failure::AuthFailed))
+            Err(LoginResult::Failed(Failure::AuthFailed))
         }
     };
     match found {
@@ -62,18 +62,18 @@ pub fn run(rt: &ServiceRuntime, realm: usize, directory: &mut Directory, job: &J
     }
 }
 
-fn unavailable(service: &Service) -> Outcome {
-    Outcome::Failed(Failure::Unavailable {
+fn unavailable(service: &Service) -> LoginResult {
+    LoginResult::Failed(Failure::Unavailable {
         alert: service.server_down_alert.clone(),
     })
 }
 
-fn auth_failed() -> Outcome {
-    Outcome::Failed(Failure::AuthFailed)
+fn auth_failed() -> LoginResult {
+    LoginResult::Failed(Failure::AuthFailed)
 }
 
 /// The login name, or the failure to answer with.
-fn parse_name(service: &Service, creds: &Credentials, ctx: &Ctx) -> Result<LoginName, Outcome> {
+fn parse_name(service: &Service, creds: &Credentials, ctx: &Ctx) -> Result<LoginName, LoginResult> {
     let name = LoginName::parse(&creds.user, &service.directory).map_err(|bad| {
         log::warn!("{ctx} login refused: {}", bad.describe());
         auth_failed()
@@ -86,7 +86,7 @@ fn parse_name(service: &Service, creds: &Credentials, ctx: &Ctx) -> Result<Login
 }
 
 /// Maps a directory failure onto the client's answer, logging why.
-fn directory_failure(service: &Service, e: directory::Error, ctx: &Ctx) -> Outcome {
+fn directory_failure(service: &Service, e: directory::Error, ctx: &Ctx) -> LoginResult {
     if e.is_temporary() {
         log::error!("{ctx} login failed: {e}");
         unavailable(service)
@@ -152,7 +152,7 @@ fn lookup(
     job: &Job,
     query: Query<'_>,
     ctx: &Ctx,
-) -> Result<User, Outcome> {
+) -> Result<User, LoginResult> {
     let service = &realm.config;
     let want = want(service);
     let user = match query {
@@ -212,7 +212,7 @@ fn certificate_user(
     cert: &ClientCert,
     want: &Want,
     ctx: &Ctx,
-) -> Result<User, Outcome> {
+) -> Result<User, LoginResult> {
     let service = &realm.config;
     let Some(maps) = service.cert_maps.as_deref() else {
         return Err(refuse_certificate(ctx, "no CertMapFile"));
@@ -243,7 +243,7 @@ fn certificate_user(
     })
 }
 
-fn refuse_certificate(ctx: &Ctx, why: &str) -> Outcome {
+fn refuse_certificate(ctx: &Ctx, why: &str) -> LoginResult {
     log::warn!("{ctx} certificate login refused: {why}");
     auth_failed()
 }
@@ -256,7 +256,7 @@ fn certificate_login(
     job: &Job,
     authzid: &Option<String>,
     ctx: &Ctx,
-) -> Result<User, Outcome> {
+) -> Result<User, LoginResult> {
     let Some(cert) = job.client_cert.as_deref() else {
         return Err(refuse_certificate(ctx, "no client certificate"));
     };
@@ -296,7 +296,7 @@ fn password_route(
     job: &Job,
     creds: &Credentials,
     ctx: &Ctx,
-) -> Result<Found, Outcome> {
+) -> Result<Found, LoginResult> {
     let service = &realm.config;
     if let Some(authzid) = creds.authzid.as_deref() {
         return admin_route(realm, directory, job, creds, authzid, ctx);
@@ -337,7 +337,7 @@ fn admin_route(
     creds: &Credentials,
     authzid: &str,
     ctx: &Ctx,
-) -> Result<Found, Outcome> {
+) -> Result<Found, LoginResult> {
     let service = &realm.config;
     if service.store_admin.as_deref() != Some(creds.user.as_str()) {
         log::warn!(
@@ -376,7 +376,7 @@ fn certificate(
     job: &Job,
     authzid: &Option<String>,
     ctx: &Ctx,
-) -> Result<Found, Outcome> {
+) -> Result<Found, LoginResult> {
     let service = &realm.config;
     let user = certificate_login(realm, directory, job, authzid, ctx)?;
     let (Some(admin), Some(password)) = (&service.store_admin, &service.store_admin_pass) else {
@@ -426,7 +426,7 @@ fn store_port<'a>(rt: &'a ServiceRuntime, service: &Service) -> (u16, StoreTls<'
 }
 
 /// Connects to the user's store and replays the login.
-fn to_store(rt: &ServiceRuntime, realm: &Realm, job: &Job, found: Found, ctx: &Ctx) -> Outcome {
+fn to_store(rt: &ServiceRuntime, realm: &Realm, job: &Job, found: Found, ctx: &Ctx) -> LoginResult {
     let service = &realm.config;
     let Found { user, replay } = found;
     let Some(mail_host) = user.route.mail_host.as_deref() else {
@@ -474,9 +474,9 @@ fn to_store(rt: &ServiceRuntime, realm: &Realm, job: &Job, found: Found, ctx: &C
 }
 
 /// Hands a logged-in store connection back for the loop.
-fn logged_in(service: &Service, done: LoggedIn, user: String, ctx: &Ctx) -> Outcome {
+fn logged_in(service: &Service, done: LoggedIn, user: String, ctx: &Ctx) -> LoginResult {
     match done.stream.into_transport() {
-        Ok(store) => Outcome::LoggedIn {
+        Ok(store) => LoginResult::LoggedIn {
             store,
             store_addr: done.addr,
             answer: done.answer,

@@ -9,7 +9,7 @@ use super::{
 use crate::config::Service;
 use crate::directory::{ldap::Directory, LoginName};
 use crate::log::Ctx;
-use crate::pool::{Job, Outcome};
+use crate::pool::{Job, LoginResult};
 use crate::protocol::{smtp, Helo, Replay, Who};
 use crate::runtime::{Realm, ServiceRuntime};
 use crate::sanitize::sanitize;
@@ -24,7 +24,7 @@ pub(super) fn run(
     directory: &mut Directory,
     job: &Job,
     ctx: &Ctx,
-) -> Outcome {
+) -> LoginResult {
     match smtp_user(realm, directory, job, ctx) {
         Ok(user) => relay(rt, &realm.config, job, user, ctx),
         Err(outcome) => outcome,
@@ -40,7 +40,7 @@ fn smtp_user(
     directory: &mut Directory,
     job: &Job,
     ctx: &Ctx,
-) -> Result<String, Outcome> {
+) -> Result<String, LoginResult> {
     let service = &realm.config;
     match &job.login.who {
         Who::Password(creds) => {
@@ -83,7 +83,13 @@ fn guarded_command(command: &[u8]) -> Option<Vec<u8>> {
 
 /// Tries the MTAs of `SmtpRelays` in turn (round-robin, failover) until one takes the
 /// session as `user`.
-fn relay(rt: &ServiceRuntime, service: &Service, job: &Job, user: String, ctx: &Ctx) -> Outcome {
+fn relay(
+    rt: &ServiceRuntime,
+    service: &Service,
+    job: &Job,
+    user: String,
+    ctx: &Ctx,
+) -> LoginResult {
     let Some(relays) = &rt.relays else {
         log::error!("{ctx} no SmtpRelays");
         return unavailable(service);

@@ -9,15 +9,15 @@ pub struct LineTooLong;
 /// Finds lines at the front of a buffer that only grows at its end between calls, and
 /// remembers how far it looked, so that a line arriving a byte at a time is scanned once.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct LineReader {
+pub struct LineScanner {
     max_line_bytes: usize,
     scanned: usize,
 }
 
-impl LineReader {
+impl LineScanner {
     /// A reader of lines up to `max_line_bytes`, CRLF included.
-    pub fn new(max_line_bytes: usize) -> LineReader {
-        LineReader {
+    pub fn new(max_line_bytes: usize) -> LineScanner {
+        LineScanner {
             max_line_bytes,
             scanned: 0,
         }
@@ -145,7 +145,7 @@ mod tests {
     fn run(input: &[u8], chunk: usize) -> (Vec<Vec<u8>>, usize) {
         let mut ahead = InBuf::default();
         let mut window = Vec::new();
-        let mut reader = LineReader::new(8192);
+        let mut reader = LineScanner::new(8192);
         let mut lines = Vec::new();
         let mut moved = 0;
         let mut chunks = input.chunks(chunk);

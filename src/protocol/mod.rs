@@ -1,8 +1,9 @@
 //! The mail protocols as the loop and the pool see them: one closed set of front ends
 //! (the client's pre-login dialogue) and one of store replays (logging in to the store).
 //!
-//! Each protocol module (`imap`, later `pop` and `smtp`) answers the same few questions:
-//! what to say first ([`Front::greeting`]), what to do with the bytes a client sent
+//! Each protocol module (`imap`, `pop` and `smtp`) answers the same few questions: how to
+//! make a front end from a service's prepared settings ([`FrontSetup::front`]), what to
+//! say first ([`Front::greeting`]), what to do with the bytes a client sent
 //! ([`Front::feed`] → [`Action`]), what to tell the client when the login ends
 //! ([`Front::login_succeeded`], [`Front::login_failed`]), and how to replay the login to a
 //! store line by line ([`Replay::on_line`] → [`ReplayStep`]). The loop and the pool know
@@ -12,6 +13,7 @@ pub mod imap;
 pub mod line;
 pub mod pop;
 pub mod sasl;
+mod setup;
 pub mod smtp;
 #[cfg(test)]
 mod transcript;
@@ -19,6 +21,8 @@ mod transcript;
 pub use crate::client_info::ClientInfo;
 pub use crate::sanitize::sanitize;
 use crate::secret::Secret;
+
+pub use setup::{greeting_text, login_means, FrontSetup, PerConnection};
 
 /// Which mail protocol a listener speaks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

@@ -46,9 +46,7 @@ fn pre_login(
     mut p: Box<PreLogin>,
     now: Instant,
 ) -> Phase {
-    let limits = &session.rt.config.limits;
-    let max_input = limits.max_line_bytes + limits.max_literal_bytes + 1024;
-    match p.turn(max_input) {
+    match p.turn(session.rt.max_prelogin_input()) {
         Next::Wait => Phase::PreLogin(p),
         Next::MoreWork => {
             tools.busy.push(session.sid);

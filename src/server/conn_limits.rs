@@ -4,44 +4,19 @@
 //! service and address and refuses a connection over the limit before anything else
 //! happens. No I/O.
 
+#[cfg(test)]
+use crate::config::net::NetMask;
 use crate::config::ConnLimit;
 use std::collections::HashMap;
 use std::net::IpAddr;
 
 /// The limit for `client` among `realms`: the most specific matching realm's, or none.
 pub fn limit_for(realms: &[ConnLimit], client: IpAddr) -> Option<u32> {
-    let client = canonical(client);
     realms
         .iter()
-        .filter(|r| matches(r, client))
-        .max_by_key(|r| mask_bits(r.mask))
+        .filter(|r| r.net.contains(client))
+        .max_by_key(|r| r.net.mask_bits())
         .map(|r| r.max)
-}
-
-fn canonical(ip: IpAddr) -> IpAddr {
-    match ip {
-        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
-        v4 => v4,
-    }
-}
-
-fn matches(realm: &ConnLimit, client: IpAddr) -> bool {
-    match (canonical(realm.ip), realm.mask, client) {
-        (IpAddr::V4(net), IpAddr::V4(mask), IpAddr::V4(c)) => {
-            u32::from(net) & u32::from(mask) == u32::from(c) & u32::from(mask)
-        }
-        (IpAddr::V6(net), IpAddr::V6(mask), IpAddr::V6(c)) => {
-            u128::from(net) & u128::from(mask) == u128::from(c) & u128::from(mask)
-        }
-        _ => false,
-    }
-}
-
-fn mask_bits(mask: IpAddr) -> u32 {
-    match mask {
-        IpAddr::V4(m) => u32::from(m).count_ones(),
-        IpAddr::V6(m) => u128::from(m).count_ones(),
-    }
 }
 
 /// Live sessions per (service, client address).
@@ -54,19 +29,22 @@ impl Counts {
     /// Sessions `client` has to service `service` now.
     pub fn get(&self, service: usize, client: IpAddr) -> u32 {
         self.live
-            .get(&(service, canonical(client)))
+            .get(&(service, client.to_canonical()))
             .copied()
             .unwrap_or(0)
     }
 
     /// A session was accepted.
     pub fn opened(&mut self, service: usize, client: IpAddr) {
-        *self.live.entry((service, canonical(client))).or_insert(0) += 1;
+        *self
+            .live
+            .entry((service, client.to_canonical()))
+            .or_insert(0) += 1;
     }
 
     /// A session ended.
     pub fn closed(&mut self, service: usize, client: IpAddr) {
-        let key = (service, canonical(client));
+        let key = (service, client.to_canonical());
         if let Some(n) = self.live.get_mut(&key) {
             *n -= 1;
             if *n == 0 {
@@ -82,8 +60,7 @@ mod tests {
 
     fn realm(ip: &str, mask: &str, max: u32) -> ConnLimit {
         ConnLimit {
-            ip: ip.parse().unwrap(),
-            mask: mask.parse().unwrap(),
+            net: NetMask::with_mask(ip.parse().unwrap(), mask.parse().unwrap()).unwrap(),
             max,
         }
     }

@@ -7,7 +7,7 @@ use super::advance::closing;
 use super::event_loop::{EventLoop, Tools};
 use super::session::{Phase, PreLogin, Session, Waiting};
 use super::token;
-use crate::pool::{Done, Job, Outcome};
+use crate::pool::{Done, Job, LoginResult};
 use crate::protocol::Login;
 use crate::protocol::{Failure, Protocol};
 use crate::relay::{Relay, Side};
@@ -35,7 +35,7 @@ impl EventLoop {
         };
         let tools = &mut self.tools;
         session.phase = match done.outcome {
-            Outcome::LoggedIn {
+            LoginResult::LoggedIn {
                 store,
                 store_addr,
                 answer,
@@ -52,7 +52,7 @@ impl EventLoop {
                 };
                 start_relaying(tools, session, *waiting, logged_in, now)
             }
-            Outcome::Failed(failure) => {
+            LoginResult::Failed(failure) => {
                 if failure == Failure::AuthFailed {
                     let (protocol, ip) = (session.rt.config.protocol, session.client_addr.ip());
                     tools.tables.bad_guys(protocol, |t| t.failed(ip, now));

@@ -191,9 +191,7 @@ impl Server {
                 .map_err(|e| Error::Setup("the worker threads", e))?,
         );
         let tables = Arc::new(Tables::new(max_sessions(&self.config)));
-        tables
-            .adopt(&self.generation, max_sessions(&self.config))
-            .map_err(Error::Service)?;
+        tables.adopt(&self.generation, max_sessions(&self.config));
         let health = Arc::new(Health::new(self.loops, HealthRules::default()));
         status::set_global(Arc::clone(&health));
         let _status = match self.status.take() {

@@ -64,9 +64,7 @@ impl Server {
             number: self.generation.number + 1,
             services,
         });
-        tables
-            .adopt(&generation, max_sessions(&config))
-            .map_err(|e| vec![e])?;
+        tables.adopt(&generation, max_sessions(&config));
         for what in needs_restart(&self.config, &config) {
             log::warn!("reload: {what} changed; that takes effect at the next restart");
         }

@@ -5,12 +5,12 @@
 //! written back, and a complete login leaves as a `Job` with the client's socket.
 
 use crate::protocol::line::InBuf;
-use crate::protocol::{self, Action, ClientInfo, Front, Protocol, TlsState};
+use crate::protocol::{self, Action, ClientInfo, Front, TlsState};
 use crate::pump::{receive, send, SendError};
 use crate::relay::Relay;
 use crate::runtime::ServiceRuntime;
 use crate::tls::ClientCert;
-use crate::transport::{Outcome, Transport};
+use crate::transport::{Io, Transport};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
@@ -160,12 +160,12 @@ impl Handshake {
                 Err(e) => return HandshakeNext::Drop(format!("TLS {e}")),
             }
             match self.client.read(&mut chunk) {
-                Outcome::Moved(n) => self.input.extend_from_slice(&chunk[..n]),
-                Outcome::WouldBlock => break,
-                Outcome::Closed => {
+                Io::Moved(n) => self.input.extend_from_slice(&chunk[..n]),
+                Io::WouldBlock => break,
+                Io::Closed => {
                     return HandshakeNext::Drop("client closed the connection during TLS".into())
                 }
-                Outcome::Failed(e) => return HandshakeNext::Drop(format!("TLS handshake: {e}")),
+                Io::Failed(e) => return HandshakeNext::Drop(format!("TLS handshake: {e}")),
             }
             if self.input.len() > MAX_PENDING_OUTPUT {
                 break;
@@ -221,38 +221,7 @@ pub fn new_front(
     tls: TlsState,
     external: bool,
 ) -> Front {
-    let service = &rt.config;
-    match service.protocol {
-        Protocol::Imap => Front::Imap(protocol::imap::Front::new(protocol::imap::FrontConfig {
-            banner: service.banner.clone(),
-            capability: service.capability.clone(),
-            max_line_bytes: service.limits.max_line_bytes,
-            max_literal_bytes: service.limits.max_literal_bytes,
-            max_bad_commands: service.limits.max_bad_commands,
-            tls,
-            restrict_plain_passwords: service.restrict_plain_passwords,
-            external,
-        })),
-        Protocol::Pop => Front::Pop(protocol::pop::Front::new(protocol::pop::FrontConfig {
-            banner: service.banner.clone(),
-            max_line_bytes: service.limits.max_line_bytes,
-            max_bad_commands: service.limits.max_bad_commands,
-            tls,
-            restrict_plain_passwords: service.restrict_plain_passwords,
-            external,
-        })),
-        Protocol::Smtp => Front::Smtp(protocol::smtp::Front::new(protocol::smtp::FrontConfig {
-            host_name: rt.host_name.clone(),
-            banner: service.banner.clone(),
-            max_line_bytes: service.limits.max_line_bytes,
-            max_bad_commands: service.limits.max_bad_commands,
-            tls,
-            restrict_plain_passwords: service.restrict_plain_passwords,
-            ehlo_keywords: service.smtp.ehlo_keywords.clone(),
-            pop_before_smtp: pop_user,
-            external,
-        })),
-    }
+    rt.front.front(tls, external, pop_user)
 }
 
 /// What the dialogue asks of the loop after a turn.
@@ -382,13 +351,13 @@ impl PreLogin {
         let mut chunk = [0u8; 4096];
         let (client, readable) = (&mut self.client, &mut self.readable);
         match receive(client, readable, self.peer_closed, &mut chunk) {
-            Outcome::Moved(n) => {
+            Io::Moved(n) => {
                 self.ahead.extend(&chunk[..n]);
                 None
             }
-            Outcome::WouldBlock => Some(Next::Wait),
-            Outcome::Closed => Some(Next::Drop("client closed the connection".into())),
-            Outcome::Failed(e) => Some(Next::Drop(format!("read failed: {e}"))),
+            Io::WouldBlock => Some(Next::Wait),
+            Io::Closed => Some(Next::Drop("client closed the connection".into())),
+            Io::Failed(e) => Some(Next::Drop(format!("read failed: {e}"))),
         }
     }
 

@@ -72,21 +72,16 @@ impl Tables {
     }
 
     /// Sets up (or, when the `BG*` options changed, replaces) the bad-guy table of each
-    /// service of `generation`. Fails naming the offending `BGExcluded` item.
-    pub fn adopt(&self, generation: &Generation, max_sessions: usize) -> Result<(), String> {
-        let mut fresh = Vec::new();
+    /// service of `generation`, and takes its `MaxSessions`.
+    pub fn adopt(&self, generation: &Generation, max_sessions: usize) {
         for rt in &generation.services {
             let cfg = &rt.config.bad_guy;
-            let table = self.bad_guys[slot(rt.config.protocol)].lock();
+            let mut table = self.bad_guys[slot(rt.config.protocol)].lock();
             if table.as_ref().is_none_or(|(old, _)| old != cfg) {
-                fresh.push((rt.config.protocol, cfg.clone(), BadGuys::new(cfg)?));
+                *table = Some((cfg.clone(), BadGuys::new(cfg)));
             }
         }
-        for (protocol, cfg, table) in fresh {
-            *self.bad_guys[slot(protocol)].lock() = Some((cfg, table));
-        }
         self.max_sessions.store(max_sessions, Ordering::Relaxed);
-        Ok(())
     }
 
     /// Runs `f` on the bad-guy table of `protocol` (a no-op when it has none).

@@ -2,7 +2,7 @@
 //! handshake a worker runs before it hands the socket back.
 //!
 //! [`TlsStream`] pairs a non-blocking `mio` socket with a rustls connection (server side
-//! for clients, client side for stores) and answers with the loop's [`Outcome`]:
+//! for clients, client side for stores) and answers with the loop's [`Io`]:
 //!
 //! | call | does | returns |
 //! |---|---|---|
@@ -28,7 +28,7 @@
 //! ClientHello.
 
 use super::{ClientCert, Error};
-use crate::transport::{classify, Outcome};
+use crate::transport::{classify, Io};
 use mio::net::TcpStream;
 use rustls::pki_types::ServerName;
 use rustls::StreamOwned;
@@ -113,28 +113,28 @@ impl TlsStream {
     }
 
     /// Reads plaintext into `buf`, moving the handshake on as needed.
-    pub fn read(&mut self, buf: &mut [u8]) -> Outcome {
+    pub fn read(&mut self, buf: &mut [u8]) -> Io {
         loop {
             if let Err(e) = self.conn.process_new_packets() {
                 // Send the alert describing the error, if rustls queued one.
                 let _ = self.conn.write_tls(&mut self.sock);
-                return Outcome::Failed(io::Error::new(io::ErrorKind::InvalidData, e));
+                return Io::Failed(io::Error::new(io::ErrorKind::InvalidData, e));
             }
             match self.conn.reader().read(buf) {
-                Ok(0) if !buf.is_empty() => return Outcome::Closed,
-                Ok(n) => return Outcome::Moved(n),
+                Ok(0) if !buf.is_empty() => return Io::Closed,
+                Ok(n) => return Io::Moved(n),
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
-                Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => return Outcome::Closed,
-                Err(e) => return Outcome::Failed(e),
+                Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => return Io::Closed,
+                Err(e) => return Io::Failed(e),
             }
             // Handshake answers go out now; what cannot is left for `flush`.
             if self.conn.wants_write() {
                 if let Flush::Failed(e) = self.flush() {
-                    return Outcome::Failed(e);
+                    return Io::Failed(e);
                 }
             }
             if self.eof {
-                return Outcome::Closed;
+                return Io::Closed;
             }
             match self.conn.read_tls(&mut self.sock) {
                 Ok(0) => self.eof = true,
@@ -149,12 +149,12 @@ impl TlsStream {
     /// n bytes were taken (encrypted or, during the handshake, queued). `WouldBlock`:
     /// rustls holds [`SEND_LIMIT`] bytes and the socket takes no more. An empty `buf`
     /// gives `Moved(0)`. After [`shutdown_write`](TlsStream::shutdown_write): `Closed`.
-    pub fn write(&mut self, buf: &[u8]) -> Outcome {
+    pub fn write(&mut self, buf: &[u8]) -> Io {
         if self.sending != Sending::Open {
-            return Outcome::Closed;
+            return Io::Closed;
         }
         if buf.is_empty() {
-            return Outcome::Moved(0);
+            return Io::Moved(0);
         }
         let mut flushed = false;
         loop {
@@ -162,20 +162,20 @@ impl TlsStream {
                 Ok(0) => {}
                 Ok(n) => {
                     return match self.flush() {
-                        Flush::Done | Flush::Pending => Outcome::Moved(n),
-                        Flush::Closed => Outcome::Closed,
-                        Flush::Failed(e) => Outcome::Failed(e),
+                        Flush::Done | Flush::Pending => Io::Moved(n),
+                        Flush::Closed => Io::Closed,
+                        Flush::Failed(e) => Io::Failed(e),
                     };
                 }
-                Err(e) => return Outcome::Failed(e),
+                Err(e) => return Io::Failed(e),
             }
             if flushed {
-                return Outcome::WouldBlock;
+                return Io::WouldBlock;
             }
             match self.flush() {
                 Flush::Done | Flush::Pending => flushed = true,
-                Flush::Closed => return Outcome::Closed,
-                Flush::Failed(e) => return Outcome::Failed(e),
+                Flush::Closed => return Io::Closed,
+                Flush::Failed(e) => return Io::Failed(e),
             }
         }
     }
@@ -190,9 +190,9 @@ impl TlsStream {
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) => {
                     return match classify(e) {
-                        Outcome::WouldBlock => Flush::Pending,
-                        Outcome::Failed(e) => Flush::Failed(e),
-                        Outcome::Closed | Outcome::Moved(_) => Flush::Closed,
+                        Io::WouldBlock => Flush::Pending,
+                        Io::Failed(e) => Flush::Failed(e),
+                        Io::Closed | Io::Moved(_) => Flush::Closed,
                     }
                 }
             }

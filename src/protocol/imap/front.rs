@@ -25,7 +25,7 @@ use super::capability::{capability_words, PlainPasswords};
 use super::parse::{Arg, Command, Event, Limits, LineTooLong, Parser};
 use super::{FrontConfig, TlsState};
 use crate::protocol::sasl::{self, Response};
-use crate::protocol::{alert_text, clean_text};
+use crate::protocol::{alert_text, greeting_text, login_means, PerConnection};
 use crate::protocol::{Action, Credentials, Failure, Login, StoreAnswer, Who};
 use crate::secret::Secret;
 use zeroize::Zeroizing;
@@ -107,30 +107,58 @@ pub struct Front {
     failed_logins: u32,
 }
 
+/// What every IMAP front end of a service shares, prepared once ([`Setup::new`]): the
+/// greeting text, the limits, and the capability line for each kind of connection.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Setup {
+    capability: PerConnection<String>,
+    banner: String,
+    limits: Limits,
+    max_bad_commands: u32,
+    restrict_plain_passwords: bool,
+}
+
+impl Setup {
+    /// Prepares `cfg`'s service settings; its connection fields (`tls`, `external`) are
+    /// not used.
+    pub fn new(cfg: &FrontConfig) -> Setup {
+        let restrict = cfg.restrict_plain_passwords;
+        let capability = PerConnection::build(|tls, external| {
+            let plain = PlainPasswords::for_connection(restrict, tls);
+            capability_words(cfg.capability.as_deref(), tls, plain, external).join(" ")
+        });
+        Setup {
+            capability,
+            banner: greeting_text(cfg.banner.as_deref(), DEFAULT_BANNER),
+            limits: Limits {
+                max_line_bytes: cfg.max_line_bytes,
+                max_literal_bytes: cfg.max_literal_bytes,
+            },
+            max_bad_commands: cfg.max_bad_commands,
+            restrict_plain_passwords: restrict,
+        }
+    }
+}
+
 impl Front {
     /// A front end for a new connection (or for one that has just finished STARTTLS).
     pub fn new(cfg: FrontConfig) -> Front {
-        let plain = PlainPasswords::for_connection(cfg.restrict_plain_passwords, cfg.tls);
-        // Belt and braces: no certificate exists without TLS.
-        let external = cfg.external && cfg.tls == TlsState::Active;
-        let banner = cfg
-            .banner
-            .as_deref()
-            .map(clean_text)
-            .filter(|b| !b.is_empty());
-        let limits = Limits {
-            max_line_bytes: cfg.max_line_bytes,
-            max_literal_bytes: cfg.max_literal_bytes,
-        };
+        Front::with_setup(&Setup::new(&cfg), cfg.tls, cfg.external)
+    }
+
+    /// A front end of the service `setup` was prepared for, for a connection in state
+    /// `tls`; `external`: it carries a verified client certificate and certificate login
+    /// is configured.
+    pub fn with_setup(setup: &Setup, tls: TlsState, external: bool) -> Front {
+        let (plain, external) = login_means(setup.restrict_plain_passwords, tls, external);
         Front {
-            capability: capability_words(cfg.capability.as_deref(), cfg.tls, plain, external)
-                .join(" "),
-            banner: banner.unwrap_or_else(|| DEFAULT_BANNER.to_string()),
-            tls: cfg.tls,
+            capability: setup.capability.get(tls, external).clone(),
+            banner: setup.banner.clone(),
+            tls,
             plain,
             external,
-            max_bad_commands: cfg.max_bad_commands,
-            parser: Parser::new(limits),
+            max_bad_commands: setup.max_bad_commands,
+            parser: Parser::new(setup.limits),
             state: State::Commands,
             bad_commands: 0,
             failed_logins: 0,

@@ -48,6 +48,7 @@ mod parse_tests;
 mod replay_tests;
 
 pub use front::Front;
+pub use front::Setup;
 pub use replay::Replay;
 
 pub use crate::protocol::TlsState;

@@ -148,7 +148,7 @@ pub enum Event {
     Fatal(&'static str),
 }
 
-pub use crate::protocol::line::{LineReader, LineTooLong};
+pub use crate::protocol::line::{LineScanner, LineTooLong};
 
 /// Literal bytes being read; `Debug` shows only their count (they may be a password).
 struct Hidden(Vec<u8>);
@@ -197,7 +197,7 @@ enum State {
 #[derive(Debug)]
 pub struct Parser {
     limits: Limits,
-    lines: LineReader,
+    lines: LineScanner,
     state: State,
 }
 
@@ -206,7 +206,7 @@ impl Parser {
     pub fn new(limits: Limits) -> Parser {
         Parser {
             limits,
-            lines: LineReader::new(limits.max_line_bytes),
+            lines: LineScanner::new(limits.max_line_bytes),
             state: State::Fresh,
         }
     }

@@ -236,7 +236,7 @@ fn debug_hides_strings() {
 
 #[test]
 fn line_reader_caps_and_resumes() {
-    let mut lines = LineReader::new(5);
+    let mut lines = LineScanner::new(5);
     let mut buf = Vec::new();
     assert_eq!(lines.take(&mut buf), None);
     buf.extend_from_slice(b"ab");
@@ -249,11 +249,14 @@ fn line_reader_caps_and_resumes() {
     buf.extend_from_slice(b"\n");
     assert_eq!(lines.take(&mut buf), Some(Ok(b"x".to_vec())));
     let mut buf = b"abcd\r\n".to_vec();
-    assert_eq!(LineReader::new(5).take(&mut buf), Some(Err(LineTooLong)));
+    assert_eq!(LineScanner::new(5).take(&mut buf), Some(Err(LineTooLong)));
     let mut buf = b"abc\r\n".to_vec();
-    assert_eq!(LineReader::new(5).take(&mut buf), Some(Ok(b"abc".to_vec())));
+    assert_eq!(
+        LineScanner::new(5).take(&mut buf),
+        Some(Ok(b"abc".to_vec()))
+    );
     let mut buf = b"a".to_vec();
-    assert_eq!(LineReader::new(0).take(&mut buf), Some(Err(LineTooLong)));
+    assert_eq!(LineScanner::new(0).take(&mut buf), Some(Err(LineTooLong)));
 }
 
 /// Issue 9 item 14: an atom may be a password (`LOGIN alice hunter2`); a command wipes its

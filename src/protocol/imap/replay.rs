@@ -191,24 +191,8 @@ impl Replay {
     pub fn on_line(&mut self, line: &[u8]) -> ReplayStep {
         let line = line.strip_suffix(b"\r").unwrap_or(line);
         let state = std::mem::replace(&mut self.state, State::Finished);
-        let parsed = parse_line(line);
-        match (state, parsed) {
-            (State::Greeting, StoreLine::Untagged { word, rest }) if is(word, "OK") => {
-                match capability_code(rest) {
-                    Some(capabilities) => self.on_capabilities(capabilities),
-                    None => {
-                        self.state = State::Capability;
-                        ReplayStep::Send(b"M0 CAPABILITY\r\n".to_vec())
-                    }
-                }
-            }
-            (State::Greeting, StoreLine::Untagged { word, .. }) if is(word, "PREAUTH") => {
-                protocol("store greeted with PREAUTH", line)
-            }
-            (State::Greeting, StoreLine::Untagged { word, rest }) if is(word, "BYE") => {
-                ReplayStep::Refused(Refusal::Unavailable(sanitize(rest)))
-            }
-            (State::Greeting, _) => protocol("unexpected greeting", line),
+        match (state, parse_line(line)) {
+            (State::Greeting, parsed) => self.on_greeting(parsed, line),
             (State::Finished, _) => protocol("line after the login ended", line),
             (_, StoreLine::Untagged { word, rest }) if is(word, "BYE") => {
                 ReplayStep::Refused(Refusal::Unavailable(sanitize(rest)))
@@ -219,23 +203,62 @@ impl Replay {
             }
             (state, StoreLine::Untagged { .. }) => self.wait(state),
             (
-                State::Capability,
+                state @ (State::Capability | State::StartTls),
                 StoreLine::Tagged {
-                    tag: b"M0", word, ..
+                    tag: b"M0",
+                    word,
+                    reply,
+                    ..
                 },
-            ) if is(word, "OK") => {
+            ) => self.on_m0(state, word, reply, line),
+            (state, StoreLine::Tagged { tag: b"M1", .. })
+                if !matches!(state, State::Capability | State::StartTls) =>
+            {
+                self.wait(state)
+            }
+            (state, StoreLine::Continuation) => self.on_continuation(state, line),
+            (
+                state,
+                StoreLine::Tagged {
+                    tag: b"M2",
+                    word,
+                    rest,
+                    reply,
+                },
+            ) => on_m2(state, word, rest, reply, line),
+            _ => protocol("unexpected line", line),
+        }
+    }
+
+    /// The store's greeting: its capabilities, or ask for them.
+    fn on_greeting(&mut self, parsed: StoreLine<'_>, line: &[u8]) -> ReplayStep {
+        match parsed {
+            StoreLine::Untagged { word, rest } if is(word, "OK") => match capability_code(rest) {
+                Some(capabilities) => self.on_capabilities(capabilities),
+                None => {
+                    self.state = State::Capability;
+                    ReplayStep::Send(b"M0 CAPABILITY\r\n".to_vec())
+                }
+            },
+            StoreLine::Untagged { word, .. } if is(word, "PREAUTH") => {
+                protocol("store greeted with PREAUTH", line)
+            }
+            StoreLine::Untagged { word, rest } if is(word, "BYE") => {
+                ReplayStep::Refused(Refusal::Unavailable(sanitize(rest)))
+            }
+            _ => protocol("unexpected greeting", line),
+        }
+    }
+
+    /// The tagged answer to `M0 CAPABILITY` or `M0 STARTTLS`.
+    fn on_m0(&mut self, state: State, word: &[u8], reply: &[u8], line: &[u8]) -> ReplayStep {
+        match state {
+            State::Capability if is(word, "OK") => {
                 let capabilities = std::mem::take(&mut self.capabilities);
                 self.on_capabilities(capabilities)
             }
-            (State::Capability, StoreLine::Tagged { tag: b"M0", .. }) => {
-                protocol("CAPABILITY failed", line)
-            }
-            (
-                State::StartTls,
-                StoreLine::Tagged {
-                    tag: b"M0", word, ..
-                },
-            ) if is(word, "OK") => {
+            State::Capability => protocol("CAPABILITY failed", line),
+            State::StartTls if is(word, "OK") => {
                 // Capabilities seen so far came in plain text: forget them, ask again
                 // over TLS.
                 self.tls = Tls::Started;
@@ -243,79 +266,28 @@ impl Replay {
                 self.state = State::Capability;
                 ReplayStep::StartTls(b"M0 CAPABILITY\r\n".to_vec())
             }
-            (
-                State::StartTls,
-                StoreLine::Tagged {
-                    tag: b"M0",
-                    word,
-                    reply,
-                    ..
-                },
-            ) if is(word, "NO") || is(word, "BAD") => ReplayStep::Refused(Refusal::Unavailable(
-                format!("store refused STARTTLS: {}", sanitize(reply)),
-            )),
-            (state, StoreLine::Tagged { tag: b"M1", .. })
-                if !matches!(state, State::Capability | State::StartTls) =>
-            {
-                self.wait(state)
-            }
-            (State::UserLiteral, StoreLine::Continuation) => {
-                let mut out = self.store_user.as_bytes().to_vec();
-                out.extend_from_slice(
-                    format!(" {{{}}}\r\n", self.password.expose().len()).as_bytes(),
-                );
-                self.state = State::PasswordLiteral;
-                ReplayStep::Send(out)
-            }
-            (State::PasswordLiteral, StoreLine::Continuation) => {
-                let mut out = self.password.expose().to_vec();
-                out.extend_from_slice(b"\r\n");
-                self.state = State::Answer;
-                ReplayStep::Send(out)
-            }
-            (State::PlainContinuation, StoreLine::Continuation) => {
-                let mut out = self.plain_base64().into_bytes();
-                out.extend_from_slice(b"\r\n");
-                self.state = State::Answer;
-                ReplayStep::Send(out)
-            }
-            (
-                State::Answer,
-                StoreLine::Tagged {
-                    tag: b"M2",
-                    word,
-                    reply,
-                    ..
-                },
-            ) if is(word, "OK") => ReplayStep::Done(StoreAnswer {
-                line: reply.to_vec(),
-            }),
-            (
-                _,
-                StoreLine::Tagged {
-                    tag: b"M2",
-                    word,
-                    rest,
-                    ..
-                },
-            ) if is(word, "NO") => {
-                // Dovecot's imap-proxy tells a temporary failure by this response code.
-                let unavailable =
-                    rest.len() >= 13 && rest[..13].eq_ignore_ascii_case(b"[UNAVAILABLE]");
-                ReplayStep::Refused(if unavailable {
-                    Refusal::Unavailable(sanitize(rest))
-                } else {
-                    Refusal::AuthFailed(sanitize(rest))
-                })
-            }
-            (
-                _,
-                StoreLine::Tagged {
-                    tag: b"M2", word, ..
-                },
-            ) if is(word, "BAD") => protocol("login rejected as BAD", line),
+            State::StartTls if is(word, "NO") || is(word, "BAD") => ReplayStep::Refused(
+                Refusal::Unavailable(format!("store refused STARTTLS: {}", sanitize(reply))),
+            ),
             _ => protocol("unexpected line", line),
         }
+    }
+
+    /// A `+` continuation: the next literal or the SASL response.
+    fn on_continuation(&mut self, state: State, line: &[u8]) -> ReplayStep {
+        let (mut out, next) = match state {
+            State::UserLiteral => {
+                let mut out = self.store_user.as_bytes().to_vec();
+                out.extend_from_slice(format!(" {{{}}}", self.password.expose().len()).as_bytes());
+                (out, State::PasswordLiteral)
+            }
+            State::PasswordLiteral => (self.password.expose().to_vec(), State::Answer),
+            State::PlainContinuation => (self.plain_base64().into_bytes(), State::Answer),
+            _ => return protocol("unexpected line", line),
+        };
+        out.extend_from_slice(b"\r\n");
+        self.state = next;
+        ReplayStep::Send(out)
     }
 
     fn wait(&mut self, state: State) -> ReplayStep {
@@ -379,6 +351,28 @@ impl Replay {
         }
         ReplayStep::Send(out)
     }
+}
+
+/// The tagged answer to the login (`M2`), in state `state`.
+fn on_m2(state: State, word: &[u8], rest: &[u8], reply: &[u8], line: &[u8]) -> ReplayStep {
+    if state == State::Answer && is(word, "OK") {
+        return ReplayStep::Done(StoreAnswer {
+            line: reply.to_vec(),
+        });
+    }
+    if is(word, "NO") {
+        // Dovecot's imap-proxy tells a temporary failure by this response code.
+        let unavailable = rest.len() >= 13 && rest[..13].eq_ignore_ascii_case(b"[UNAVAILABLE]");
+        return ReplayStep::Refused(if unavailable {
+            Refusal::Unavailable(sanitize(rest))
+        } else {
+            Refusal::AuthFailed(sanitize(rest))
+        });
+    }
+    if is(word, "BAD") {
+        return protocol("login rejected as BAD", line);
+    }
+    protocol("unexpected line", line)
 }
 
 fn protocol(what: &str, line: &[u8]) -> ReplayStep {

@@ -25,9 +25,9 @@
 
 use super::parse::{parse_command, Command};
 use super::{FrontConfig, TlsState};
-use crate::protocol::line::{LineReader, LineTooLong};
+use crate::protocol::line::{LineScanner, LineTooLong};
 use crate::protocol::sasl::{self, Response};
-use crate::protocol::{alert_text, clean_text, PlainPasswords};
+use crate::protocol::{alert_text, greeting_text, login_means, PlainPasswords};
 use crate::protocol::{Action, Credentials, Failure, Login, StoreAnswer, Who};
 use crate::secret::Secret;
 
@@ -67,7 +67,7 @@ pub struct Front {
     /// A verified client certificate may log in with EXTERNAL.
     external: bool,
     max_bad_commands: u32,
-    lines: LineReader,
+    lines: LineScanner,
     state: State,
     /// The name from the last `USER`, waiting for `PASS`.
     user: Option<String>,
@@ -75,26 +75,50 @@ pub struct Front {
     failed_logins: u32,
 }
 
+/// What every POP3 front end of a service shares, prepared once ([`Setup::new`]): the
+/// greeting text and the limits.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Setup {
+    banner: String,
+    max_line_bytes: usize,
+    max_bad_commands: u32,
+    restrict_plain_passwords: bool,
+}
+
+impl Setup {
+    /// Prepares `cfg`'s service settings; its connection fields (`tls`, `external`) are
+    /// not used.
+    pub fn new(cfg: &FrontConfig) -> Setup {
+        // No angle brackets: a client that finds `<…>` in the greeting takes it for an
+        // APOP timestamp (RFC 1939 §7) and may try APOP, which cannot be proxied.
+        let banner = cfg.banner.as_deref().map(|b| b.replace(['<', '>'], ""));
+        Setup {
+            banner: greeting_text(banner.as_deref(), DEFAULT_BANNER),
+            max_line_bytes: cfg.max_line_bytes,
+            max_bad_commands: cfg.max_bad_commands,
+            restrict_plain_passwords: cfg.restrict_plain_passwords,
+        }
+    }
+}
+
 impl Front {
     /// A front end for a new connection (or for one that has just finished STLS).
     pub fn new(cfg: FrontConfig) -> Front {
-        let plain = PlainPasswords::for_connection(cfg.restrict_plain_passwords, cfg.tls);
-        // Belt and braces: no certificate exists without TLS.
-        let external = cfg.external && cfg.tls == TlsState::Active;
-        // No angle brackets: a client that finds `<…>` in the greeting takes it for an
-        // APOP timestamp (RFC 1939 §7) and may try APOP, which cannot be proxied.
-        let banner = cfg
-            .banner
-            .as_deref()
-            .map(|b| clean_text(&b.replace(['<', '>'], "")))
-            .filter(|b| !b.is_empty());
+        Front::with_setup(&Setup::new(&cfg), cfg.tls, cfg.external)
+    }
+
+    /// A front end of the service `setup` was prepared for, for a connection in state
+    /// `tls`; `external`: it carries a verified client certificate and certificate login
+    /// is configured.
+    pub fn with_setup(setup: &Setup, tls: TlsState, external: bool) -> Front {
+        let (plain, external) = login_means(setup.restrict_plain_passwords, tls, external);
         Front {
-            banner: banner.unwrap_or_else(|| DEFAULT_BANNER.to_string()),
-            tls: cfg.tls,
+            banner: setup.banner.clone(),
+            tls,
             plain,
             external,
-            max_bad_commands: cfg.max_bad_commands,
-            lines: LineReader::new(cfg.max_line_bytes),
+            max_bad_commands: setup.max_bad_commands,
+            lines: LineScanner::new(setup.max_line_bytes),
             state: State::Authorization,
             user: None,
             bad_commands: 0,

@@ -136,21 +136,7 @@ impl Replay {
             return self.on_capability(line, lines, sasl_plain, stls);
         }
         match (state, parse_status(line)) {
-            (State::Greeting, Some((Status::Ok, text))) => {
-                self.xclient_offered = contains_ignore_case(text, b"[XCLIENT]");
-                if self.tls == Tls::Wanted {
-                    self.send_capa()
-                } else if self.xclient_offered {
-                    self.state = State::Xclient;
-                    ReplayStep::Send(self.xclient.clone())
-                } else {
-                    self.send_capa()
-                }
-            }
-            (State::Greeting, Some((Status::Err, text))) => {
-                ReplayStep::Refused(Refusal::Unavailable(sanitize(text)))
-            }
-            (State::Greeting, _) => protocol("unexpected greeting", line),
+            (State::Greeting, status) => self.on_greeting(status, line),
             (State::Finished, _) => protocol("line after the login ended", line),
             // A store that does not trust us says -ERR; the login works all the same,
             // only without the client's address in the store's log.
@@ -169,43 +155,80 @@ impl Replay {
                     "store does not offer STLS (no CAPA)".into(),
                 ))
             }
-            (State::Stls, Some((Status::Ok, _))) => {
-                self.tls = Tls::Started;
-                let then = if self.xclient_offered {
-                    self.state = State::Xclient;
-                    self.xclient.clone()
-                } else {
-                    self.state = State::Capa;
-                    b"CAPA\r\n".to_vec()
-                };
-                ReplayStep::StartTls(then)
-            }
+            (State::Stls, Some((Status::Ok, _))) => self.on_stls(),
             (State::Stls, Some((Status::Err, text))) => ReplayStep::Refused(Refusal::Unavailable(
                 format!("store refused STLS: {}", sanitize(text)),
             )),
             // An RFC 1939 store without CAPA: USER and PASS are all it can have.
             (State::Capa, Some((Status::Err, _))) => self.login(false),
-            (State::User, Some((Status::Ok, _))) => {
-                let mut out = b"PASS ".to_vec();
-                out.extend_from_slice(self.password.expose());
-                out.extend_from_slice(b"\r\n");
-                self.state = State::Answer;
-                ReplayStep::Send(out)
-            }
-            (State::PlainContinuation, Some((Status::Continue, _))) => {
-                let mut out = self.plain_base64().into_bytes();
-                out.extend_from_slice(b"\r\n");
-                self.state = State::Answer;
-                ReplayStep::Send(out)
-            }
-            (State::Answer, Some((Status::Ok, _))) => ReplayStep::Done(StoreAnswer {
-                line: line.to_vec(),
-            }),
-            (State::User | State::PlainContinuation | State::Answer, Some((Status::Err, text))) => {
-                ReplayStep::Refused(refusal(text))
-            }
+            (
+                state @ (State::User | State::PlainContinuation | State::Answer),
+                Some((status, text)),
+            ) => self.on_login_reply(state, status, text, line),
             _ => protocol("unexpected line", line),
         }
+    }
+
+    /// The store's greeting: XCLIENT first when it offers it (and no STLS comes first),
+    /// else CAPA.
+    fn on_greeting(&mut self, status: Option<(Status, &[u8])>, line: &[u8]) -> ReplayStep {
+        match status {
+            Some((Status::Ok, text)) => {
+                self.xclient_offered = contains_ignore_case(text, b"[XCLIENT]");
+                if self.tls == Tls::Wanted {
+                    self.send_capa()
+                } else if self.xclient_offered {
+                    self.state = State::Xclient;
+                    ReplayStep::Send(self.xclient.clone())
+                } else {
+                    self.send_capa()
+                }
+            }
+            Some((Status::Err, text)) => ReplayStep::Refused(Refusal::Unavailable(sanitize(text))),
+            _ => protocol("unexpected greeting", line),
+        }
+    }
+
+    /// The store agreed to STLS: upgrade, then XCLIENT or CAPA again over TLS.
+    fn on_stls(&mut self) -> ReplayStep {
+        self.tls = Tls::Started;
+        let then = if self.xclient_offered {
+            self.state = State::Xclient;
+            self.xclient.clone()
+        } else {
+            self.state = State::Capa;
+            b"CAPA\r\n".to_vec()
+        };
+        ReplayStep::StartTls(then)
+    }
+
+    /// A reply during the login itself: to USER (send PASS), to `AUTH PLAIN` (send the
+    /// response), or the final answer.
+    fn on_login_reply(
+        &mut self,
+        state: State,
+        status: Status,
+        text: &[u8],
+        line: &[u8],
+    ) -> ReplayStep {
+        let mut out = match (state, status) {
+            (_, Status::Err) => return ReplayStep::Refused(refusal(text)),
+            (State::Answer, Status::Ok) => {
+                return ReplayStep::Done(StoreAnswer {
+                    line: line.to_vec(),
+                })
+            }
+            (State::User, Status::Ok) => {
+                let mut out = b"PASS ".to_vec();
+                out.extend_from_slice(self.password.expose());
+                out
+            }
+            (State::PlainContinuation, Status::Continue) => self.plain_base64().into_bytes(),
+            _ => return protocol("unexpected line", line),
+        };
+        out.extend_from_slice(b"\r\n");
+        self.state = State::Answer;
+        ReplayStep::Send(out)
     }
 
     /// One line of the CAPA list (RFC 2449 §5), byte-stuffed as every multi-line reply

@@ -27,10 +27,11 @@
 //! `421 4.7.0 Too many errors` and the connection is closed.
 
 use super::ehlo::{ehlo_keywords, multiline};
-use super::parse::{self, LineReader, LineTooLong};
+use super::parse::{self, LineScanner, LineTooLong};
 use super::{FrontConfig, TlsState};
 use crate::protocol::sasl::{self, PlainError, Response};
-use crate::protocol::{alert_text, clean_text, PlainPasswords};
+use crate::protocol::PerConnection;
+use crate::protocol::{alert_text, greeting_text, login_means, PlainPasswords};
 use crate::protocol::{Action, Credentials, Failure, Helo, Login, StoreAnswer, Who};
 use crate::secret::Secret;
 use zeroize::Zeroizing;
@@ -81,37 +82,75 @@ pub struct Front {
     external: bool,
     pop_before_smtp: Option<String>,
     max_bad_commands: u32,
-    lines: LineReader,
+    lines: LineScanner,
     state: State,
     errors: u32,
+}
+
+/// What every SMTP front end of a service shares, prepared once ([`Setup::new`]): the host
+/// name, the greeting text, the limits, and the EHLO reply for each kind of connection.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Setup {
+    host_name: String,
+    banner: String,
+    ehlo_reply: PerConnection<Vec<u8>>,
+    max_line_bytes: usize,
+    max_bad_commands: u32,
+    restrict_plain_passwords: bool,
+}
+
+impl Setup {
+    /// Prepares `cfg`'s service settings; its connection fields (`tls`, `external`,
+    /// `pop_before_smtp`) are not used.
+    pub fn new(cfg: &FrontConfig) -> Setup {
+        let restrict = cfg.restrict_plain_passwords;
+        let host_name = greeting_text(Some(&cfg.host_name), "localhost");
+        let ehlo_reply = PerConnection::build(|tls, external| {
+            let auth_allowed =
+                PlainPasswords::for_connection(restrict, tls) == PlainPasswords::Allowed;
+            let keywords = ehlo_keywords(&cfg.ehlo_keywords, auth_allowed, external, tls);
+            multiline(250, &host_name, &keywords)
+        });
+        Setup {
+            host_name,
+            banner: greeting_text(cfg.banner.as_deref(), DEFAULT_BANNER),
+            ehlo_reply,
+            max_line_bytes: cfg.max_line_bytes,
+            max_bad_commands: cfg.max_bad_commands,
+            restrict_plain_passwords: restrict,
+        }
+    }
 }
 
 impl Front {
     /// A front end for a new connection (or for one that has just finished STARTTLS).
     pub fn new(cfg: FrontConfig) -> Front {
-        let auth_allowed = PlainPasswords::for_connection(cfg.restrict_plain_passwords, cfg.tls)
-            == PlainPasswords::Allowed;
-        // Belt and braces: no certificate exists without TLS.
-        let external = cfg.external && cfg.tls == TlsState::Active;
-        let host_name = Some(clean_text(&cfg.host_name))
-            .filter(|h| !h.is_empty())
-            .unwrap_or_else(|| "localhost".to_string());
-        let banner = cfg
-            .banner
-            .as_deref()
-            .map(clean_text)
-            .filter(|b| !b.is_empty());
-        let keywords = ehlo_keywords(&cfg.ehlo_keywords, auth_allowed, external, cfg.tls);
+        let setup = Setup::new(&cfg);
+        Front::with_setup(&setup, cfg.tls, cfg.external, cfg.pop_before_smtp)
+    }
+
+    /// A front end of the service `setup` was prepared for, for a connection in state
+    /// `tls`; `external`: it carries a verified client certificate and certificate login
+    /// is configured; `pop_before_smtp`: the POP user whose recent POP login from this
+    /// client's address allows mail without AUTH.
+    pub fn with_setup(
+        setup: &Setup,
+        tls: TlsState,
+        external: bool,
+        pop_before_smtp: Option<String>,
+    ) -> Front {
+        let (plain, external) = login_means(setup.restrict_plain_passwords, tls, external);
+        let auth_allowed = plain == PlainPasswords::Allowed;
         Front {
-            ehlo_reply: multiline(250, &host_name, &keywords),
-            host_name,
-            banner: banner.unwrap_or_else(|| DEFAULT_BANNER.to_string()),
-            tls: cfg.tls,
+            ehlo_reply: setup.ehlo_reply.get(tls, external).clone(),
+            host_name: setup.host_name.clone(),
+            banner: setup.banner.clone(),
+            tls,
             auth_allowed,
             external,
-            pop_before_smtp: cfg.pop_before_smtp,
-            max_bad_commands: cfg.max_bad_commands,
-            lines: LineReader::new(cfg.max_line_bytes),
+            pop_before_smtp,
+            max_bad_commands: setup.max_bad_commands,
+            lines: LineScanner::new(setup.max_line_bytes),
             state: State::Start,
             errors: 0,
         }
@@ -239,46 +278,12 @@ impl Front {
         let c = parse::command(line);
         match (c.verb.as_str(), helo) {
             (verb @ ("EHLO" | "HELO"), helo) => match parse::helo_name(c.args) {
-                Some(name) => {
-                    let extended = verb == "EHLO";
-                    let reply = if extended {
-                        self.ehlo_reply.clone()
-                    } else {
-                        format!("250 {}\r\n", self.host_name).into_bytes()
-                    };
-                    self.state = State::Ready {
-                        helo: Helo { name, extended },
-                    };
-                    Action::Send(reply)
-                }
+                Some(name) => self.on_helo(name, verb == "EHLO"),
                 None => self.reply(back(helo), &format!("501 5.5.4 Syntax: {verb} hostname")),
             },
             ("AUTH" | "MAIL", None) => self.reply(State::Start, SEND_HELO_FIRST),
             ("AUTH", Some(helo)) => self.auth(helo, c.args),
-            ("MAIL", Some(helo)) => {
-                if !parse::starts_with_ignore_case(c.args, b"FROM:") {
-                    return self.reply(
-                        State::Ready { helo },
-                        "501 5.5.4 Syntax: MAIL FROM:<address>",
-                    );
-                }
-                match self.pop_before_smtp.clone() {
-                    Some(user) => {
-                        let mut command = line.to_vec();
-                        command.extend_from_slice(b"\r\n");
-                        self.state = State::AwaitingLogin {
-                            helo: helo.clone(),
-                            pop: true,
-                        };
-                        Action::Login(Login {
-                            who: Who::PopBeforeSmtp(user),
-                            helo: Some(helo),
-                            command: Some(command),
-                        })
-                    }
-                    None => self.reply(State::Ready { helo }, "530 5.7.0 Authentication required"),
-                }
-            }
+            ("MAIL", Some(helo)) => self.on_mail(helo, c.args, line),
             ("RCPT", helo) => self.reply(back(helo), "503 5.5.1 Need MAIL command"),
             ("DATA" | "BDAT", helo) => self.reply(back(helo), "503 5.5.1 Need RCPT command"),
             ("NOOP", helo) => self.reply(back(helo), "250 2.0.0 OK"),
@@ -311,6 +316,44 @@ impl Front {
             }
             (_, helo) => self.reply(back(helo), "500 5.5.2 Command unrecognized"),
         }
+    }
+
+    /// A valid EHLO or HELO: the prepared EHLO reply, or HELO's one line.
+    fn on_helo(&mut self, name: String, extended: bool) -> Action {
+        let reply = if extended {
+            self.ehlo_reply.clone()
+        } else {
+            format!("250 {}\r\n", self.host_name).into_bytes()
+        };
+        self.state = State::Ready {
+            helo: Helo { name, extended },
+        };
+        Action::Send(reply)
+    }
+
+    /// `MAIL FROM:` before AUTH: a login for a POP-before-SMTP client (the command is
+    /// replayed to the MTA after its EHLO), else authentication is required.
+    fn on_mail(&mut self, helo: Helo, args: &[u8], line: &[u8]) -> Action {
+        if !parse::starts_with_ignore_case(args, b"FROM:") {
+            return self.reply(
+                State::Ready { helo },
+                "501 5.5.4 Syntax: MAIL FROM:<address>",
+            );
+        }
+        let Some(user) = self.pop_before_smtp.clone() else {
+            return self.reply(State::Ready { helo }, "530 5.7.0 Authentication required");
+        };
+        let mut command = line.to_vec();
+        command.extend_from_slice(b"\r\n");
+        self.state = State::AwaitingLogin {
+            helo: helo.clone(),
+            pop: true,
+        };
+        Action::Login(Login {
+            who: Who::PopBeforeSmtp(user),
+            helo: Some(helo),
+            command: Some(command),
+        })
     }
 
     fn auth(&mut self, helo: Helo, args: &[u8]) -> Action {

@@ -64,6 +64,7 @@ mod guard_tests;
 mod replay_tests;
 
 pub use front::Front;
+pub use front::Setup;
 pub use guard::{Guard, GuardError};
 pub use replay::{RelayRequest, Replay};
 

@@ -10,10 +10,10 @@
 //! | reply lines, one at a time | [`ReplyReader::push`] | a whole [`Reply`] at its last line |
 //! | an EHLO reply line's text | [`ehlo_keyword`] | keyword and parameters |
 //!
-//! Client lines are cut by the shared [`LineReader`] (the same rules: a bare LF
+//! Client lines are cut by the shared [`LineScanner`] (the same rules: a bare LF
 //! ends a line, CR before it is dropped, a cap on the length), re-exported here.
 
-pub use crate::protocol::line::{LineReader, LineTooLong};
+pub use crate::protocol::line::{LineScanner, LineTooLong};
 use std::fmt;
 
 /// The longest EHLO/HELO name accepted (a domain name is at most 255 octets, RFC 1035);

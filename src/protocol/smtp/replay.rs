@@ -248,17 +248,9 @@ impl Replay {
     }
 }
 
-/// An IPv4-mapped IPv6 address as the IPv4 address it is.
-fn canonical(ip: IpAddr) -> IpAddr {
-    match ip {
-        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(IpAddr::V6(v6), IpAddr::V4),
-        v4 => v4,
-    }
-}
-
 /// XCLIENT's ADDR/DESTADDR form: dotted quad, or `IPV6:` and the address.
 fn xclient_addr(addr: &SocketAddr) -> String {
-    match canonical(addr.ip()) {
+    match addr.ip().to_canonical() {
         IpAddr::V4(v4) => v4.to_string(),
         IpAddr::V6(v6) => format!("IPV6:{v6}"),
     }
@@ -267,7 +259,10 @@ fn xclient_addr(addr: &SocketAddr) -> String {
 /// `PROXY TCP4|TCP6 <client> <server> <client port> <server port>\r\n` (PROXY protocol
 /// v1). With one address of each family, the IPv4 one is written IPv4-mapped.
 fn proxy_header(info: &ClientInfo) -> Vec<u8> {
-    let (client, server) = (canonical(info.client.ip()), canonical(info.server.ip()));
+    let (client, server) = (
+        info.client.ip().to_canonical(),
+        info.server.ip().to_canonical(),
+    );
     let (family, client, server) = match (client, server) {
         (IpAddr::V4(c), IpAddr::V4(s)) => ("TCP4", c.to_string(), s.to_string()),
         (c, s) => {

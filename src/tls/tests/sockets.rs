@@ -5,7 +5,7 @@ use super::{client_config, tls_options, Ca, Dir, Leaf, LeafSpec};
 use crate::tls::{
     connect_store_tls, server_config, store_client_config, ClientCert, Flush, TlsStream,
 };
-use crate::transport::Outcome;
+use crate::transport::Io;
 use mio::{Events, Interest, Poll, Token};
 use rustls::pki_types::ServerName;
 use rustls::{ClientConfig, ClientConnection, ServerConnection, StreamOwned};
@@ -83,13 +83,13 @@ fn serve_echo(mut stream: TlsStream) -> Result<Served, String> {
             .map_err(|e| e.to_string())?;
         while !closed {
             match stream.read(&mut buf) {
-                Outcome::Moved(n) => {
+                Io::Moved(n) => {
                     got.extend_from_slice(&buf[..n]);
                     pending.extend_from_slice(&buf[..n]);
                 }
-                Outcome::WouldBlock => break,
-                Outcome::Closed => closed = true,
-                Outcome::Failed(e) => return Err(format!("read: {e}")),
+                Io::WouldBlock => break,
+                Io::Closed => closed = true,
+                Io::Failed(e) => return Err(format!("read: {e}")),
             }
         }
         if identity.is_none() && !stream.is_handshaking() {
@@ -97,8 +97,8 @@ fn serve_echo(mut stream: TlsStream) -> Result<Served, String> {
         }
         while !pending.is_empty() {
             match stream.write(&pending) {
-                Outcome::Moved(n) => drop(pending.drain(..n)),
-                Outcome::WouldBlock => break,
+                Io::Moved(n) => drop(pending.drain(..n)),
+                Io::WouldBlock => break,
                 other => return Err(format!("write: {other:?}")),
             }
         }
@@ -303,7 +303,7 @@ fn hand_back_to_the_loop_keeps_bytes_rustls_already_holds() {
     let mut stream = TlsStream::from_blocking_client(sock, conn).expect("hand-back");
     let mut buf = [0u8; 1024];
     let mut got = match stream.read(&mut buf) {
-        Outcome::Moved(n) => buf[..n].to_vec(),
+        Io::Moved(n) => buf[..n].to_vec(),
         other => panic!("buffered plaintext lost: {other:?}"),
     };
     assert!(got.starts_with(b"* 1 EXISTS\r\n"), "{got:?}");
@@ -317,12 +317,12 @@ fn hand_back_to_the_loop_keeps_bytes_rustls_already_holds() {
     while !got.ends_with(b"pong\r\n") {
         assert!(Instant::now() < deadline, "timed out with {got:?}");
         if !sent_ping && got.ends_with(b"* 2 RECENT\r\n") {
-            assert!(matches!(stream.write(b"ping\r\n"), Outcome::Moved(6)));
+            assert!(matches!(stream.write(b"ping\r\n"), Io::Moved(6)));
             sent_ping = true;
         }
         match stream.read(&mut buf) {
-            Outcome::Moved(n) => got.extend_from_slice(&buf[..n]),
-            Outcome::WouldBlock => {
+            Io::Moved(n) => got.extend_from_slice(&buf[..n]),
+            Io::WouldBlock => {
                 poll.poll(&mut events, Some(Duration::from_millis(100)))
                     .expect("poll");
             }
@@ -336,7 +336,7 @@ fn hand_back_to_the_loop_keeps_bytes_rustls_already_holds() {
         poll.poll(&mut events, Some(Duration::from_millis(100)))
             .expect("poll");
     }
-    assert!(matches!(stream.write(b"late"), Outcome::Closed));
+    assert!(matches!(stream.write(b"late"), Io::Closed));
     handle.join().expect("store thread").expect("store script");
 }
 
@@ -372,7 +372,7 @@ fn a_peer_that_never_reads_cannot_grow_the_send_buffer() {
     while stream.is_handshaking() {
         assert!(Instant::now() < deadline, "handshake timed out");
         match stream.read(&mut buf) {
-            Outcome::WouldBlock => {}
+            Io::WouldBlock => {}
             other => panic!("handshake: {other:?}"),
         }
         let _ = stream.flush();
@@ -383,8 +383,8 @@ fn a_peer_that_never_reads_cannot_grow_the_send_buffer() {
     let mut total = 0usize;
     loop {
         match stream.write(&chunk) {
-            Outcome::Moved(n) => total += n,
-            Outcome::WouldBlock => break,
+            Io::Moved(n) => total += n,
+            Io::WouldBlock => break,
             other => panic!("write: {other:?}"),
         }
         assert!(total < 256 * 1024 * 1024, "writes never blocked");
