@@ -10,6 +10,7 @@ use crate::config::Service;
 use crate::directory::cache::{AuthCache, LookupCache};
 use crate::mta::Relays;
 use crate::protocol::{imap, pop, smtp, FrontSetup, Protocol};
+use crate::store_gate::StoreGate;
 use std::io;
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -65,6 +66,8 @@ pub struct ServiceRuntime {
     /// `SSLBacksidePort` or `SSLBacksideStartTLS`: the TLS configuration towards the
     /// stores, trusting `SSLBacksideCACertFile` (else the system's CAs).
     pub tls_store: Option<Arc<rustls::ClientConfig>>,
+    /// `MaxStoreConnects`: logins in flight per store host (or MTA).
+    pub store_gate: StoreGate,
     /// Realm 0 is the global options; then one per virtual domain, in file order.
     realms: Vec<Realm>,
 }
@@ -117,6 +120,7 @@ impl ServiceRuntime {
             relays,
             tls_server,
             tls_store,
+            store_gate: StoreGate::new(0),
             realms,
         };
         Ok((rt, warnings))

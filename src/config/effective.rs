@@ -245,6 +245,9 @@ fn global_value(opt: Opt, g: &Global, own: Option<&Source>) -> String {
             .unwrap_or_default(),
         Opt::DrainTimeout => secs(g.drain_timeout),
         Opt::StatusListen => g.status_listen.map(|a| a.to_string()).unwrap_or_default(),
+        Opt::LoopThreads => g.loop_threads.map(|n| n.to_string()).unwrap_or_default(),
+        Opt::ListenBacklog => g.listen_backlog.to_string(),
+        Opt::MaxSessions => g.max_sessions.map(|n| n.to_string()).unwrap_or_default(),
         _ => raw(opt, own),
     }
 }
@@ -295,6 +298,10 @@ fn service_value(opt: Opt, s: &Service, own: Option<&Source>) -> String {
         Opt::Timeout => secs(s.timeout),
         Opt::LoginTimeout => secs(s.login_timeout),
         Opt::BacksideTimeout => secs(s.backside_timeout),
+        Opt::MaxStoreConnects => s
+            .max_store_connects
+            .map(|n| n.to_string())
+            .unwrap_or_default(),
         Opt::MaxLineBytes => s.limits.max_line_bytes.to_string(),
         Opt::MaxLiteralBytes => s.limits.max_literal_bytes.to_string(),
         Opt::MaxBadCommands => s.limits.max_bad_commands.to_string(),

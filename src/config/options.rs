@@ -33,6 +33,7 @@ pub enum Opt {
     Banner,
     Capability,
     ServerDownAlert,
+    MaxStoreConnects,
     LdapUrl,
     BindDn,
     BindPass,
@@ -250,6 +251,8 @@ pub const OPTIONS: &[OptionDef] = &[
     row(Opt::Banner, "Banner", IPS),
     row(Opt::Capability, "Capability", &[I]),
     row(Opt::ServerDownAlert, "ServerDownAlert", IPS),
+    // mmp extension (issue 10): logins in flight per store host.
+    row(Opt::MaxStoreConnects, "MaxStoreConnects", IPS),
     list(Opt::LdapUrl, "LdapUrl", IPS),
     row(Opt::BindDn, "BindDN", IPS),
     secret(Opt::BindPass, "BindPass", IPS),

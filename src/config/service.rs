@@ -65,6 +65,9 @@ fn session(cx: &mut Cx<'_>, s: &mut Service) {
     cx.set(Opt::BacksideTimeout, &mut s.backside_timeout, |v| {
         parse_seconds(v, 1)
     });
+    cx.set(Opt::MaxStoreConnects, &mut s.max_store_connects, |v| {
+        parse_u32(v, 1).map(|n| Some(n as usize))
+    });
     cx.text(Opt::Banner, &mut s.banner);
     cx.set(Opt::Capability, &mut s.capability, |v| {
         check_text(v)?;
@@ -198,6 +201,7 @@ fn defaults(file: PathBuf, entry: &ServiceEntry) -> Service {
         timeout: Duration::from_secs(timeout),
         login_timeout: Duration::from_secs(60),
         backside_timeout: Duration::from_secs(15),
+        max_store_connects: None,
         banner: None,
         capability: None,
         server_down_alert: format!("Your {what} server appears to be temporarily out of service."),

@@ -150,6 +150,9 @@ pub struct Service {
     /// `BacksideTimeout` (mmp extension, default 15 s): the bound on each blocking step
     /// of a login in a worker (LDAP operation, store connect, each store reply).
     pub backside_timeout: Duration,
+    /// `MaxStoreConnects` (mmp extension): most logins in flight towards one store host
+    /// (or MTA); `None` = half the worker pool, at least one.
+    pub max_store_connects: Option<usize>,
     /// `Banner`.
     pub banner: Option<String>,
     /// `Capability` (IMAP only), split into words.

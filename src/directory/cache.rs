@@ -11,6 +11,7 @@
 //! Time is a parameter; locks are held only around map operations, never across a search.
 
 use super::{Error, Route};
+use crate::metrics;
 use lru::LruCache;
 use parking_lot::{Condvar, Mutex};
 use ring::hmac;
@@ -124,9 +125,12 @@ impl LookupCache {
         wait: Duration,
         search: impl FnOnce() -> Result<Route, Error>,
     ) -> (Result<Route, Error>, Source) {
+        let m = crate::metrics::get();
         if let Some(route) = self.entries.lock().get(key, now) {
+            m.cache_lookup(metrics::Cache::Route, metrics::CacheResult::Hit);
             return (Ok(route), Source::Cache);
         }
+        m.cache_lookup(metrics::Cache::Route, metrics::CacheResult::Miss);
         let (flight, leader) = {
             let mut in_flight = self.in_flight.lock();
             match in_flight.get(key) {
@@ -212,6 +216,8 @@ impl AuthCache {
     /// True when the directory accepted exactly this password for `dn` within the TTL.
     pub fn is_known(&self, dn: &str, password: &[u8], now: Instant) -> bool {
         let Some(tag) = self.entries.lock().get(dn, now) else {
+            let miss = metrics::CacheResult::Miss;
+            crate::metrics::get().cache_lookup(metrics::Cache::Auth, miss);
             return false;
         };
         let mut ctx_input = Vec::with_capacity(dn.len() + 1 + password.len());
@@ -221,6 +227,11 @@ impl AuthCache {
         let ok = hmac::verify(&self.key, &ctx_input, tag.as_ref()).is_ok();
         // Wipe the copy that held the password.
         ctx_input.iter_mut().for_each(|b| *b = 0);
+        let result = match ok {
+            true => metrics::CacheResult::Hit,
+            false => metrics::CacheResult::Miss,
+        };
+        crate::metrics::get().cache_lookup(metrics::Cache::Auth, result);
         ok
     }
 

@@ -7,6 +7,7 @@ use super::search::{first_value, Ask, Domain, SearchFailure, RC_SUCCESS, USER_CE
 use super::{Error, Route, UserSearch, Want, STATUS_ATTRS};
 use crate::config::certmap::CertSearch;
 use crate::config::{Directory as DirectoryConfig, LdapUrl};
+use crate::metrics;
 use crate::secret::Secret;
 use ldap3::{LdapConn, LdapConnSettings, SearchEntry, StdStream};
 use std::net::TcpStream;
@@ -147,8 +148,12 @@ impl Directory {
         let mut last = None;
         for _attempt in 0..2 {
             let fresh = self.conn.is_none();
-            self.connect_if_needed()?;
+            if let Err(e) = self.connect_if_needed() {
+                unanswered();
+                return Err(e);
+            }
             let Some(open) = self.conn.as_mut() else {
+                unanswered();
                 return Err(Error::Unavailable("no directory connection".into()));
             };
             let url = &self.cfg.ldap_urls[open.url];
@@ -157,11 +162,20 @@ impl Directory {
                 base: &url.base,
                 timeout: self.timeout,
             };
-            match search(&ask, &mut open.ldap) {
-                Ok(found) => return Ok(found),
-                Err(SearchFailure::Answered(e)) => return Err(e),
+            let result = search(&ask, &mut open.ldap);
+            let shown = url.server_url();
+            match result {
+                Ok(found) => {
+                    answered(&shown);
+                    return Ok(found);
+                }
+                Err(SearchFailure::Answered(e)) => {
+                    answered(&shown);
+                    return Err(e);
+                }
                 Err(SearchFailure::Connection(why)) => {
-                    log::warn!("directory {}: {why}; reconnecting", url.server_url());
+                    log::warn!("directory {shown}: {why}; reconnecting");
+                    metrics::get().directory_search(&shown, metrics::Outcome::Failed);
                     self.conn = None;
                     last = Some(why);
                     if fresh {
@@ -170,6 +184,7 @@ impl Directory {
                 }
             }
         }
+        unanswered();
         Err(Error::Unavailable(
             last.unwrap_or_else(|| "no answer".into()),
         ))
@@ -324,4 +339,20 @@ fn connect(
         return Ok(ldap);
     }
     Err(last)
+}
+
+/// The directory at `url` answered (an entry, or a final "no"): counted, and `/health`
+/// hears the directory is up.
+fn answered(url: &str) {
+    metrics::get().directory_search(url, metrics::Outcome::Ok);
+    if let Some(health) = crate::status::global() {
+        health.directory_succeeded();
+    }
+}
+
+/// No `LdapUrl` answered: `/health` hears the directory is down.
+fn unanswered() {
+    if let Some(health) = crate::status::global() {
+        health.directory_failed();
+    }
 }

@@ -20,10 +20,12 @@
 //! says which and why. Passwords never reach a log line.
 
 mod submission;
+mod verdict;
 
 use crate::config::Service;
 use crate::directory::{self, ldap::Directory, LoginName, Route, UserSearch, Want};
 use crate::log::Ctx;
+use crate::metrics::LoginOutcome;
 use crate::pool::{Job, LoginResult};
 use crate::protocol::{Credentials, Failure, Protocol, Replay, Who};
 use crate::runtime::{Realm, ServiceRuntime};
@@ -33,8 +35,19 @@ use crate::store::{self, LoggedIn, StoreTls};
 use crate::tls::ClientCert;
 use std::time::Instant;
 
-/// Runs the login of `job` for its service, with the options of realm `realm`.
+/// Runs the login of `job` for its service, with the options of realm `realm`, and
+/// counts it (`mmp_logins_total`, `mmp_login_duration_seconds`).
 pub fn run(rt: &ServiceRuntime, realm: usize, directory: &mut Directory, job: &Job) -> LoginResult {
+    verdict::clear();
+    let started = Instant::now();
+    let result = attempt(rt, realm, directory, job);
+    let outcome = verdict::take(&result);
+    crate::metrics::get().login(rt.config.protocol, outcome, started.elapsed());
+    result
+}
+
+/// The login itself.
+fn attempt(rt: &ServiceRuntime, realm: usize, directory: &mut Directory, job: &Job) -> LoginResult {
     let realm = rt.realm(realm);
     let ctx = Ctx {
         sid: job.sid,
@@ -87,6 +100,11 @@ fn parse_name(service: &Service, creds: &Credentials, ctx: &Ctx) -> Result<Login
 
 /// Maps a directory failure onto the client's answer, logging why.
 fn directory_failure(service: &Service, e: directory::Error, ctx: &Ctx) -> LoginResult {
+    verdict::note(match &e {
+        e if e.is_temporary() => LoginOutcome::DirectoryUnavailable,
+        directory::Error::Inactive(..) => LoginOutcome::Inactive,
+        _ => LoginOutcome::BadCredentials,
+    });
     if e.is_temporary() {
         log::error!("{ctx} login failed: {e}");
         unavailable(service)
@@ -194,6 +212,7 @@ fn access_allows(service: &Service, route: &Route, job: &Job, ctx: &Ctx) -> bool
     if filter.allows_with_tls(service.protocol, tls, ip) {
         return true;
     }
+    verdict::note(LoginOutcome::Policy);
     log::warn!(
         "{ctx} login refused: {} of {} does not allow {}{} from {ip}",
         service.tcp_access_attr,
@@ -442,6 +461,17 @@ fn to_store(rt: &ServiceRuntime, realm: &Realm, job: &Job, found: Found, ctx: &C
         log::error!("{ctx} no store replay for {}", service.protocol.name());
         return unavailable(service);
     };
+    let _pass = match rt.store_gate.enter(mail_host) {
+        Ok(pass) => pass,
+        Err(n) => {
+            verdict::note(LoginOutcome::StoreUnavailable);
+            log::error!(
+                "{ctx} login refused: {n} logins already in flight to store {mail_host} \
+                 (MaxStoreConnects)"
+            );
+            return unavailable(service);
+        }
+    };
     match store::login(mail_host, port, replay, service.backside_timeout, tls) {
         Ok(done) => {
             log::info!(
@@ -467,6 +497,7 @@ fn to_store(rt: &ServiceRuntime, realm: &Realm, job: &Job, found: Found, ctx: &C
             auth_failed()
         }
         Err(e) => {
+            verdict::note(LoginOutcome::StoreUnavailable);
             log::error!("{ctx} login failed at store {mail_host}:{port}: {e}");
             unavailable(service)
         }
@@ -484,6 +515,7 @@ fn logged_in(service: &Service, done: LoggedIn, user: String, ctx: &Ctx) -> Logi
             user,
         },
         Err(e) => {
+            verdict::note(LoginOutcome::StoreUnavailable);
             log::error!("{ctx} store {}: {e}", done.addr);
             unavailable(service)
         }

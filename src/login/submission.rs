@@ -116,6 +116,10 @@ fn relay(
     let mut reasons = Vec::new();
     for i in relays.order(Instant::now()) {
         let (host, port) = relays.host(i);
+        let Ok(_pass) = rt.store_gate.enter(host) else {
+            reasons.push(format!("{host}:{port}: MaxStoreConnects logins in flight"));
+            continue;
+        };
         let replay = Replay::Smtp(smtp::Replay::new(request.clone()));
         match store::login(
             host,
@@ -142,6 +146,7 @@ fn relay(
             }
         }
     }
+    super::verdict::note(crate::metrics::LoginOutcome::StoreUnavailable);
     log::error!("{ctx} no MTA took the session: {}", reasons.join("; "));
     unavailable(service)
 }

@@ -32,7 +32,7 @@ pub fn cases() -> Vec<Case> {
 
 /// Replaces `attr` of hosted user `login` in `t` with `value` (`None`: deletes it).
 #[track_caller]
-fn set_attr(t: &DomainTree, login: &str, attr: &str, value: Option<&[u8]>) {
+pub(crate) fn set_attr(t: &DomainTree, login: &str, attr: &str, value: Option<&[u8]>) {
     let change = match value {
         Some(v) => format!("replace: {attr}\n{attr}:: {}\n", base64(v)),
         None => format!("delete: {attr}\n"),

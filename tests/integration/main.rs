@@ -29,6 +29,7 @@ mod imap;
 mod migration;
 mod pop;
 mod regressions;
+mod scale;
 mod service;
 mod smtp;
 mod soak;
@@ -113,6 +114,7 @@ fn main() {
     all.extend(regressions::cases());
     all.extend(hostile::cases());
     all.extend(access::cases());
+    all.extend(scale::cases());
     let selected: Vec<&Case> = all
         .iter()
         .filter(|c| {
