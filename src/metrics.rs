@@ -370,6 +370,12 @@ impl Metrics {
         self.cache_entries[cache_index(cache)].store(n, Relaxed);
     }
 
+    /// Entries of one cache of `cache`'s kind changed by `delta` (every cache of a kind
+    /// adds up in one gauge).
+    pub fn add_cache_entries(&self, cache: Cache, delta: i64) {
+        self.cache_entries[cache_index(cache)].fetch_add(delta, Relaxed);
+    }
+
     /// Bytes relayed one way.
     pub fn relayed(&self, direction: Direction, bytes: usize) {
         let d = usize::from(direction == Direction::Down);

@@ -167,7 +167,13 @@ pub fn login(
     tls: StoreTls<'_>,
 ) -> Result<LoggedIn, Error> {
     let deadline = Instant::now() + timeout;
-    let (tcp, addr) = connect(host, port, deadline)?;
+    let connected = connect(host, port, deadline);
+    let outcome = match connected {
+        Ok(_) => crate::metrics::Outcome::Ok,
+        Err(_) => crate::metrics::Outcome::Failed,
+    };
+    crate::metrics::get().store_connect(host, outcome);
+    let (tcp, addr) = connected?;
     // One timeout for every read and write of the dialogue (two system calls per login,
     // not two per line); the deadline itself is checked before each step, so a store that
     // trickles lines is cut off after at most twice the budget.

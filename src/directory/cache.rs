@@ -25,38 +25,72 @@ use std::time::{Duration, Instant};
 struct TtlLru<V> {
     map: Option<LruCache<String, (V, Instant)>>,
     ttl: Duration,
+    /// Which `mmp_cache_entries` gauge counts this cache's entries (every realm's caches
+    /// of a kind add up in one gauge).
+    gauge: metrics::Cache,
 }
 
 impl<V: Clone> TtlLru<V> {
-    fn new(size: usize, ttl: Duration) -> TtlLru<V> {
+    fn new(size: usize, ttl: Duration, gauge: metrics::Cache) -> TtlLru<V> {
         let map = NonZeroUsize::new(size)
             .filter(|_| !ttl.is_zero())
             .map(LruCache::new);
-        TtlLru { map, ttl }
+        TtlLru { map, ttl, gauge }
+    }
+
+    fn len(&self) -> usize {
+        self.map.as_ref().map_or(0, LruCache::len)
+    }
+
+    /// Runs `change` and moves the gauge by how much it changed the length.
+    fn counted<R>(&mut self, change: impl FnOnce(&mut Self) -> R) -> R {
+        let before = self.len();
+        let result = change(self);
+        let after = self.len();
+        if after != before {
+            crate::metrics::get().add_cache_entries(self.gauge, after as i64 - before as i64);
+        }
+        result
     }
 
     fn get(&mut self, key: &str, now: Instant) -> Option<V> {
-        let map = self.map.as_mut()?;
-        match map.get(key) {
-            Some((v, until)) if *until > now => Some(v.clone()),
-            Some(_) => {
-                map.pop(key);
-                None
+        self.counted(|this| {
+            let map = this.map.as_mut()?;
+            match map.get(key) {
+                Some((v, until)) if *until > now => Some(v.clone()),
+                Some(_) => {
+                    map.pop(key);
+                    None
+                }
+                None => None,
             }
-            None => None,
-        }
+        })
     }
 
     fn put(&mut self, key: String, value: V, now: Instant) {
         let until = now + self.ttl;
-        if let Some(map) = self.map.as_mut() {
-            map.put(key, (value, until));
-        }
+        self.counted(|this| {
+            if let Some(map) = this.map.as_mut() {
+                map.put(key, (value, until));
+            }
+        });
     }
 
     fn remove(&mut self, key: &str) {
-        if let Some(map) = self.map.as_mut() {
-            map.pop(key);
+        self.counted(|this| {
+            if let Some(map) = this.map.as_mut() {
+                map.pop(key);
+            }
+        });
+    }
+}
+
+impl<V> Drop for TtlLru<V> {
+    /// A cache replaced by a reload takes its entries out of the gauge.
+    fn drop(&mut self) {
+        let len = self.map.as_ref().map_or(0, LruCache::len);
+        if len > 0 {
+            crate::metrics::get().add_cache_entries(self.gauge, -(len as i64));
         }
     }
 }
@@ -110,7 +144,7 @@ impl LookupCache {
     /// A cache of `size` entries, each kept for `ttl`.
     pub fn new(size: usize, ttl: Duration) -> LookupCache {
         LookupCache {
-            entries: Mutex::new(TtlLru::new(size, ttl)),
+            entries: Mutex::new(TtlLru::new(size, ttl, metrics::Cache::Route)),
             in_flight: Mutex::new(HashMap::new()),
         }
     }
@@ -200,7 +234,7 @@ impl AuthCache {
     pub fn new(size: usize, ttl: Duration) -> Result<AuthCache, ring::error::Unspecified> {
         let rng = ring::rand::SystemRandom::new();
         Ok(AuthCache {
-            entries: Mutex::new(TtlLru::new(size, ttl)),
+            entries: Mutex::new(TtlLru::new(size, ttl, metrics::Cache::Auth)),
             key: hmac::Key::generate(hmac::HMAC_SHA256, &rng)?,
         })
     }

@@ -49,6 +49,8 @@ pub enum Command {
         add: Vec<(SocketAddr, Protocol, TcpListener)>,
         /// Addresses no longer configured.
         remove: Vec<SocketAddr>,
+        /// Addresses that stay but now serve another protocol.
+        retag: Vec<(SocketAddr, Protocol)>,
     },
     /// Stop accepting, say goodbye before login, let relayed sessions run until `until`.
     Drain {
@@ -267,7 +269,8 @@ impl EventLoop {
                     generation,
                     add,
                     remove,
-                } => self.reload(generation, add, &remove),
+                    retag,
+                } => self.reload(generation, add, &remove, &retag),
                 Command::Drain { until } => self.drain(until, now),
                 Command::Halt => {
                     self.close_all("mmp stopped");
@@ -287,8 +290,18 @@ impl EventLoop {
         generation: Arc<Generation>,
         add: Vec<(SocketAddr, Protocol, TcpListener)>,
         remove: &[SocketAddr],
+        retag: &[(SocketAddr, Protocol)],
     ) {
         self.tools.generation = generation;
+        if self.tools.draining.is_some() {
+            // Stopping: the listeners are closed and stay closed.
+            return;
+        }
+        for l in self.listeners.iter_mut().flatten() {
+            if let Some(&(_, protocol)) = retag.iter().find(|(a, _)| *a == l.addr) {
+                l.protocol = protocol;
+            }
+        }
         for slot in &mut self.listeners {
             if slot.as_ref().is_some_and(|l| remove.contains(&l.addr)) {
                 if let Some(mut l) = slot.take() {

@@ -249,6 +249,10 @@ impl Server {
         let mut stopping = false;
         while !threads.iter().all(|t| t.is_finished()) {
             match control.recv_timeout(Duration::from_millis(200)) {
+                Ok(Control::Reload) if stopping => {
+                    crate::log::reopen();
+                    log::warn!("SIGHUP while stopping: logs reopened, no reload");
+                }
                 Ok(Control::Reload) => {
                     log::warn!("SIGHUP: reloading the configuration, reopening the logs");
                     self.reload(inboxes, tables);

@@ -68,7 +68,11 @@ impl Server {
         for what in needs_restart(&self.config, &config) {
             log::warn!("reload: {what} changed; that takes effect at the next restart");
         }
-        let (remove, mut add) = self.rebind(&generation, &config);
+        let Rebind {
+            remove,
+            retag,
+            mut add,
+        } = self.rebind(&generation, &config);
         let mut per_loop: Vec<Vec<_>> = (0..inboxes.len()).map(|_| Vec::new()).collect();
         for b in &mut add {
             for (i, socket) in b.sockets.drain(..).enumerate() {
@@ -80,18 +84,25 @@ impl Server {
                 generation: Arc::clone(&generation),
                 add,
                 remove: remove.clone(),
+                retag: retag.clone(),
             });
         }
         self.bound.retain(|b| !remove.contains(&b.addr));
+        for b in &mut self.bound {
+            if let Some(&(_, protocol)) = retag.iter().find(|(a, _)| *a == b.addr) {
+                b.protocol = protocol;
+            }
+        }
         self.bound.extend(add);
         self.generation = generation;
         self.config = config;
         Ok(self.generation.number)
     }
 
-    /// The addresses to close, and the newly bound ones (a port that cannot be bound, a
-    /// privileged one after the switch to `User` say, is logged and left out).
-    fn rebind(&self, generation: &Generation, config: &Config) -> (Vec<SocketAddr>, Vec<Bound>) {
+    /// What the listeners become: addresses to close, addresses that stay but change
+    /// protocol (their sockets are kept), and the newly bound ones (a port that cannot be
+    /// bound, a privileged one after the switch to `User` say, is logged and left out).
+    fn rebind(&self, generation: &Generation, config: &Config) -> Rebind {
         let wanted: Vec<(SocketAddr, Protocol)> = generation
             .services
             .iter()
@@ -102,26 +113,30 @@ impl Server {
                     .map(move |a| (a, protocol))
             })
             .collect();
-        let remove = self
-            .bound
-            .iter()
-            .filter(|b| !wanted.contains(&(b.addr, b.protocol)))
-            .map(|b| b.addr)
-            .collect::<Vec<_>>();
-        let mut add = Vec::new();
+        let mut out = Rebind::default();
+        for b in &self.bound {
+            match wanted.iter().find(|(a, _)| *a == b.addr) {
+                None => out.remove.push(b.addr),
+                Some(&(addr, protocol)) if protocol != b.protocol => {
+                    log::warn!(
+                        "reload: {addr} now serves {} instead of {}",
+                        protocol.name(),
+                        b.protocol.name()
+                    );
+                    out.retag.push((addr, protocol));
+                }
+                Some(_) => {}
+            }
+        }
         for (addr, protocol) in wanted {
-            if self
-                .bound
-                .iter()
-                .any(|b| b.addr == addr && b.protocol == protocol)
-            {
+            if self.bound.iter().any(|b| b.addr == addr) {
                 continue;
             }
             let backlog = config.global.listen_backlog;
             match listen::bind(addr, protocol, self.loops, backlog) {
                 Ok(b) => {
                     log::warn!("reload: {} proxy now listening on {}", protocol.name(), b.addr);
-                    add.push(b);
+                    out.add.push(b);
                 }
                 Err(e) => log::error!(
                     "reload: cannot listen on {addr} for {}: {e}; the rest of the configuration applies",
@@ -129,11 +144,19 @@ impl Server {
                 ),
             }
         }
-        for addr in &remove {
+        for addr in &out.remove {
             log::warn!("reload: no longer listening on {addr}");
         }
-        (remove, add)
+        out
     }
+}
+
+/// How the listeners change in a reload.
+#[derive(Default)]
+struct Rebind {
+    remove: Vec<SocketAddr>,
+    retag: Vec<(SocketAddr, Protocol)>,
+    add: Vec<Bound>,
 }
 
 /// The options set up once at start that differ between `old` and `new`.

@@ -84,12 +84,20 @@ impl Tables {
         self.max_sessions.store(max_sessions, Ordering::Relaxed);
     }
 
-    /// Runs `f` on the bad-guy table of `protocol` (a no-op when it has none).
+    /// Runs `f` on the bad-guy table of `protocol` (a no-op when it has none), and
+    /// updates `mmp_bad_guys` (every protocol's tables together).
     pub fn bad_guys<R: Default>(&self, protocol: Protocol, f: impl FnOnce(&mut BadGuys) -> R) -> R {
-        match &mut *self.bad_guys[slot(protocol)].lock() {
+        let result = match &mut *self.bad_guys[slot(protocol)].lock() {
             Some((_, table)) => f(table),
             None => R::default(),
-        }
+        };
+        let entries: usize = self
+            .bad_guys
+            .iter()
+            .map(|t| t.lock().as_ref().map_or(0, |(_, t)| t.len()))
+            .sum();
+        crate::metrics::get().set_bad_guys(entries);
+        result
     }
 
     /// Takes a session slot, unless `MaxSessions` are live already (then the number live).
