@@ -25,6 +25,7 @@ mod common;
 mod directory;
 mod hostile;
 mod imap;
+mod lifecycle;
 mod migration;
 mod pop;
 mod regressions;
@@ -111,6 +112,7 @@ fn main() {
     all.extend(migration::cases());
     all.extend(regressions::cases());
     all.extend(hostile::cases());
+    all.extend(lifecycle::cases());
     let selected: Vec<&Case> = all
         .iter()
         .filter(|c| {
