@@ -1,18 +1,20 @@
 //! Lifecycle cases (issues 11 and 10): SIGHUP reloads without dropping sessions or refusing
-//! connections, SIGTERM drains (and a second one stops at once), the raised descriptor limit
-//! holds 5 000 idle sessions, `LoopThreads` loops all accept, and `MaxSessions` answers in
-//! each protocol's words. Each case starts its own mmp (`-f -p PIDFILE`) on 127.0.0.1 and
-//! stops it by PID.
+//! connections, SIGTERM drains (until the last session ends or `DrainTimeout`; a second one
+//! stops at once); [`scale`] has the descriptor limit, `LoopThreads` and `MaxSessions`. Each
+//! case starts its own mmp (`-f -p PIDFILE`) on 127.0.0.1 and stops it by PID.
+
+mod scale;
 
 use crate::cases;
 use crate::common::imap_client::{assert_ok, assert_own_mailbox, quote};
 use crate::common::mmp::{mmp_bin, BANNER};
+use crate::common::pop_client::assert_own_pop_mailbox;
 use crate::common::postfix::dead_port;
 use crate::common::services::{pop_kvs, smtp_kvs, Ports};
 use crate::common::*;
 use crate::Case;
 use std::fs::File;
-use std::io::{Read, Write};
+use std::io::Read;
 use std::net::{SocketAddr, TcpStream};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
@@ -21,17 +23,18 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 pub fn cases() -> Vec<Case> {
-    cases![
+    let mut all = cases![
         lifecycle_hup_new_banner_for_new_connections_old_sessions_complete,
         lifecycle_hup_broken_file_keeps_serving_and_names_file_line,
         lifecycle_hup_adds_and_removes_listeners,
         lifecycle_hup_twenty_reloads_under_login_load_refuse_nothing,
         lifecycle_term_drains_relayed_session_and_says_goodbye_before_login,
+        lifecycle_term_drain_timeout_closes_relayed_sessions,
+        lifecycle_hup_while_draining_opens_no_listener,
         lifecycle_second_term_stops_at_once,
-        lifecycle_descriptor_limit_holds_5000_idle_sessions,
-        lifecycle_loop_threads_honoured_and_every_loop_accepts,
-        lifecycle_max_sessions_refuses_in_protocol_words,
-    ]
+    ];
+    all.extend(scale::cases());
+    all
 }
 
 const SIGHUP: i32 = libc::SIGHUP;
@@ -329,8 +332,8 @@ fn lifecycle_hup_adds_and_removes_listeners(env: &Env) {
     cfg.smtp = None;
     let m = Proc::start(&cfg);
     let (imap, old_pop) = (m.imap(), m.pop());
-    let (_, g) = PopClient::connect_greeted(old_pop);
-    assert!(g.starts_with("+OK"), "{g}");
+    // A session on the port about to be removed: it keeps its service and completes.
+    let mut on_removed = PopClient::connect_greeted(old_pop).0;
     // POP3 leaves ServiceList, SMTP joins on a new port, IMAP stays on its own.
     let smtp_port = (0..20)
         .map(|_| free_port("127.0.0.1"))
@@ -368,6 +371,14 @@ fn lifecycle_hup_adds_and_removes_listeners(env: &Env) {
     assert!(c
         .login("a1", &alice.uid, &alice.password)
         .starts_with("a1 OK"));
+    let bob = user("bob@a.test");
+    let r = on_removed.user_pass(&bob.uid, &bob.password);
+    assert!(
+        r.starts_with("+OK"),
+        "POP3 session of a removed port: {r}\n{}",
+        m.tail()
+    );
+    assert_own_pop_mailbox(&mut on_removed, &bob);
     let log = m.log();
     assert!(log.contains(&format!("now listening on {smtp}")), "{log}");
     assert!(
@@ -414,25 +425,39 @@ fn lifecycle_hup_twenty_reloads_under_login_load_refuse_nothing(env: &Env) {
     let failures: Mutex<Vec<String>> = Mutex::new(Vec::new());
     let at = m.imap();
     std::thread::scope(|s| {
-        s.spawn(|| {
-            let deadline = Instant::now() + Duration::from_secs(120);
-            for i in 0..20_000 {
-                if stop.load(Ordering::SeqCst) || Instant::now() > deadline {
-                    break;
+        // Three clients log in and out, a fourth only connects and reads the greeting (the
+        // probe most sensitive to a listener closed and reopened).
+        for t in 0..4usize {
+            let (stop, done, failures, load) = (&stop, &done, &failures, &load);
+            s.spawn(move || {
+                let deadline = Instant::now() + Duration::from_secs(120);
+                for i in 0..20_000 {
+                    if stop.load(Ordering::SeqCst) || Instant::now() > deadline {
+                        break;
+                    }
+                    let r = match t {
+                        3 => greeted_socket(at).map(drop),
+                        _ => one_login(at, &load[(i * 3 + t) % load.len()]),
+                    };
+                    match r {
+                        Ok(()) => done.fetch_add(1, Ordering::SeqCst),
+                        Err(e) => {
+                            failures
+                                .lock()
+                                .unwrap()
+                                .push(format!("client {t}, try {i}: {e}"));
+                            0
+                        }
+                    };
                 }
-                if let Err(e) = one_login(at, &load[i % load.len()]) {
-                    failures.lock().unwrap().push(format!("login {i}: {e}"));
-                } else {
-                    done.fetch_add(1, Ordering::SeqCst);
-                }
-            }
-        });
+            });
+        }
         let run = || {
             for generation in 2..=21u64 {
-                // Each reload lands while logins are going on: wait for one more login.
+                // Each reload lands while the clients are busy: wait for a few more tries.
                 let before = done.load(Ordering::SeqCst);
                 let more = wait_until(Duration::from_secs(20), || {
-                    done.load(Ordering::SeqCst) > before
+                    done.load(Ordering::SeqCst) >= before + 4
                 });
                 assert!(more, "the login load stalled before reload {generation}");
                 let mut c = cfg.clone();
@@ -450,14 +475,14 @@ fn lifecycle_hup_twenty_reloads_under_login_load_refuse_nothing(env: &Env) {
     let failures = failures.into_inner().unwrap();
     assert!(
         failures.is_empty(),
-        "{} failed logins during 20 reloads ({} ok): {failures:#?}\n{}",
+        "{} failed tries during 20 reloads ({} ok): {failures:#?}\n{}",
         failures.len(),
         done.load(Ordering::SeqCst),
         m.tail()
     );
     assert!(
-        done.load(Ordering::SeqCst) >= 20,
-        "too few logins to mean anything"
+        done.load(Ordering::SeqCst) >= 80,
+        "too few tries to mean anything"
     );
     let g = ImapClient::connect_greeted(at).1;
     assert!(g.ends_with(&format!("{BANNER} 21")), "{g}");
@@ -489,10 +514,13 @@ fn lifecycle_term_drains_relayed_session_and_says_goodbye_before_login(env: &Env
     );
     let bye = imap.expect_line();
     assert!(bye.starts_with("* BYE"), "IMAP before login: {bye}");
+    assert!(bye.contains("Server shutting down"), "{bye}");
     let err = pop.expect_line();
     assert!(err.starts_with("-ERR"), "POP3 before login: {err}");
+    assert!(err.contains("Server shutting down"), "{err}");
     let r = smtp.expect_reply();
     assert_eq!(r.code, 421, "SMTP before login: {:?}", r.lines);
+    assert!(r.text().contains("Server shutting down"), "{:?}", r.lines);
     assert!(
         imap.closes_within(Duration::from_secs(5)) && pop.closes_within(Duration::from_secs(5))
     );
@@ -545,31 +573,87 @@ fn lifecycle_second_term_stops_at_once(env: &Env) {
     assert!(t.elapsed() < Duration::from_secs(5));
 }
 
-fn nofile() -> libc::rlimit {
-    let mut r = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: getrlimit writes into the struct we own.
-    assert_eq!(unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut r) }, 0);
-    r
+fn lifecycle_term_drain_timeout_closes_relayed_sessions(env: &Env) {
+    let mut cfg = imap_only(env);
+    cfg.base = cfg.base.set_aservice("DrainTimeout", "2");
+    let mut m = Proc::start(&cfg);
+    let alice = user("alice@a.test");
+    let mut session = relayed(m.imap(), &alice);
+    let t = Instant::now();
+    m.signal(SIGTERM);
+    m.must_log("stopping", Duration::from_secs(5));
+    still_relays(&mut session, &alice, "relayed session while draining");
+    // The session never ends by itself: DrainTimeout (2 s) ends it, then mmp exits 0.
+    let code = m.exit_within(Duration::from_secs(12));
+    let took = t.elapsed();
+    assert_eq!(
+        code,
+        Some(Some(0)),
+        "exit after DrainTimeout:\n{}",
+        m.tail()
+    );
+    assert!(
+        took >= Duration::from_millis(1500),
+        "exited after {took:?}, before DrainTimeout 2 s"
+    );
+    assert!(
+        session.closes_within(Duration::from_secs(2)),
+        "session left open"
+    );
+    assert!(!m.pidfile.exists(), "pidfile left behind");
 }
 
-/// Soft and hard `Max open files` of `pid`.
-fn limits_of(pid: u32) -> (u64, u64) {
-    let text = std::fs::read_to_string(format!("/proc/{pid}/limits")).unwrap();
-    let line = text
-        .lines()
-        .find(|l| l.starts_with("Max open files"))
-        .unwrap()
-        .to_string();
-    let n: Vec<u64> = line
-        .split_whitespace()
-        .skip(3)
-        .take(2)
-        .filter_map(|v| v.parse().ok())
-        .collect();
-    (n[0], n[1])
+/// A SIGHUP that comes during the drain, with a configuration that adds a port, must not
+/// open a listener again: stopping means accepting nothing more.
+fn lifecycle_hup_while_draining_opens_no_listener(env: &Env) {
+    let mut cfg = all_three(env);
+    cfg.smtp = None;
+    cfg.pop = None;
+    cfg.base = cfg.base.set_aservice("DrainTimeout", "30");
+    let mut m = Proc::start(&cfg);
+    let alice = user("alice@a.test");
+    let mut session = relayed(m.imap(), &alice);
+    m.signal(SIGTERM);
+    m.must_log("stopping", Duration::from_secs(5));
+    let imap = m.imap();
+    must_wait_until(Duration::from_secs(2), "the listener to close", || {
+        !port_accepts(imap)
+    });
+    let mut more = all_three(env);
+    more.smtp = None;
+    more.base = more.base.set_aservice("DrainTimeout", "30");
+    let pop = (0..20)
+        .map(|_| free_port("127.0.0.1"))
+        .find(|p| Some(*p) != m.ports.imap)
+        .unwrap();
+    let ports = Ports {
+        imap: m.ports.imap,
+        pop: Some(pop),
+        smtp: None,
+    };
+    m.rewrite(&more, &ports);
+    m.signal(SIGHUP);
+    m.must_log("SIGHUP", Duration::from_secs(5));
+    let pop = addr("127.0.0.1", pop);
+    let reopened = wait_until(Duration::from_secs(3), || {
+        port_accepts(pop) || port_accepts(imap)
+    });
+    assert!(
+        !reopened,
+        "a SIGHUP during the drain opened a listener (POP3 {} / IMAP {}):\n{}",
+        port_accepts(pop),
+        port_accepts(imap),
+        m.tail()
+    );
+    still_relays(&mut session, &alice, "relayed session after the SIGHUP");
+    assert_ok(&session.command("z1", "LOGOUT"), "z1");
+    let code = m.exit_within(Duration::from_secs(10));
+    assert_eq!(
+        code,
+        Some(Some(0)),
+        "exit once the last session ended:\n{}",
+        m.tail()
+    );
 }
 
 /// Connects and reads the one-line greeting on a bare socket (one descriptor per client).
@@ -591,191 +675,4 @@ fn greeted_socket(at: SocketAddr) -> Result<TcpStream, String> {
         return Err(format!("greeting {:?}", String::from_utf8_lossy(&got)));
     }
     Ok(s)
-}
-
-fn lifecycle_descriptor_limit_holds_5000_idle_sessions(env: &Env) {
-    const SESSIONS: usize = 5_000;
-    // mmp: one descriptor per pre-login session, and MaxSessions' default keeps two per
-    // session plus 256; the test: one per client.
-    let need = (2 * SESSIONS + 512) as u64;
-    let own = nofile();
-    if own.rlim_max < need {
-        println!(
-            "SKIPPED lifecycle_descriptor_limit_holds_5000_idle_sessions: the hard descriptor \
-             limit here is {}, {need} are needed; nothing was tested",
-            own.rlim_max
-        );
-        return;
-    }
-    let mut cfg = imap_only(env);
-    cfg.base = cfg.base.set("LoginTimeout", "600");
-    let m = Proc::start(&cfg);
-    let (soft, hard) = limits_of(m.pid());
-    assert_eq!(soft, hard, "mmp did not raise its soft limit");
-    if own.rlim_cur < need {
-        let raised = libc::rlimit {
-            rlim_cur: need,
-            rlim_max: own.rlim_max,
-        };
-        // SAFETY: setrlimit reads the struct we own.
-        assert_eq!(
-            unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &raised) },
-            0,
-            "setrlimit"
-        );
-    }
-    let t = Instant::now();
-    let mut open = Vec::with_capacity(SESSIONS);
-    for i in 0..SESSIONS {
-        assert!(
-            t.elapsed() < Duration::from_secs(120),
-            "only {i} sessions in 120 s"
-        );
-        match greeted_socket(m.imap()) {
-            Ok(s) => open.push(s),
-            Err(e) => panic!("session {i}: {e}\n{}", m.tail()),
-        }
-    }
-    let fds = std::fs::read_dir(format!("/proc/{}/fd", m.pid()))
-        .unwrap()
-        .count();
-    assert!(
-        fds >= SESSIONS,
-        "mmp holds {fds} descriptors for {SESSIONS} sessions"
-    );
-    for i in [0, SESSIONS / 2, SESSIONS - 1] {
-        let s = &mut open[i];
-        s.write_all(b"x NOOP\r\n").unwrap();
-        let mut buf = [0u8; 256];
-        let n = s.read(&mut buf).unwrap_or(0);
-        let reply = String::from_utf8_lossy(&buf[..n]);
-        assert!(
-            reply.starts_with("x OK"),
-            "session {i} after {SESSIONS}: {reply:?}"
-        );
-    }
-    let alice = user("alice@a.test");
-    let mut c = relayed(m.imap(), &alice);
-    assert_own_mailbox(&mut c, &alice);
-    assert!(!m.log().contains("refused"), "{}", m.tail());
-    println!(
-        "{SESSIONS} idle sessions held in {:.1} s (limit {soft})",
-        t.elapsed().as_secs_f64()
-    );
-}
-
-/// The sid mmp logged for the client connected from local `port`.
-fn sid_of(log: &str, port: u16) -> Option<u64> {
-    let client = format!(" client 127.0.0.1:{port}");
-    log.lines().filter(|l| l.contains(&client)).find_map(|l| {
-        let hex = l.split("(sid 0x").nth(1)?.split(')').next()?;
-        u64::from_str_radix(hex, 16).ok()
-    })
-}
-
-/// Starts mmp with `LoopThreads loops`, makes `n` connections one after the other, and
-/// returns their sids in connection order.
-#[track_caller]
-fn sids_with_loops(env: &Env, loops: usize, n: usize) -> Vec<u64> {
-    let mut cfg = imap_only(env);
-    cfg.base = cfg.base.set_aservice("LoopThreads", &loops.to_string());
-    let m = Proc::start(&cfg);
-    m.must_log(
-        &format!(" {loops} event loops and 4 worker threads started"),
-        Duration::from_secs(5),
-    );
-    let mut ports = Vec::new();
-    for _ in 0..n {
-        let mut c = ImapClient::connect_greeted(m.imap()).0;
-        ports.push(c.stream().local_addr().unwrap().port());
-        assert_ok(&c.command("z1", "LOGOUT"), "z1");
-    }
-    let mut sids = Vec::new();
-    must_wait_until(
-        Duration::from_secs(10),
-        "every connection's sid in the log",
-        || {
-            let log = m.log();
-            sids = ports.iter().filter_map(|p| sid_of(&log, *p)).collect();
-            sids.len() == ports.len()
-        },
-    );
-    sids
-}
-
-fn lifecycle_loop_threads_honoured_and_every_loop_accepts(env: &Env) {
-    // Loop i of n hands out sids i+1, i+1+n, …: with two loops the parity names the loop.
-    let two = sids_with_loops(env, 2, 40);
-    let odd = two.iter().filter(|s| *s % 2 == 1).count();
-    assert!(
-        odd > 0 && odd < two.len(),
-        "2 loops, but one took every connection: sids {two:?}"
-    );
-    // With one loop the sids are consecutive in connection order (n, n+1, n+2, …; the
-    // start-up probe took the first ones); two loops would interleave by the kernel's hash.
-    let one = sids_with_loops(env, 1, 12);
-    let want: Vec<u64> = (one[0]..one[0] + 12).collect();
-    assert_eq!(one, want, "1 loop: sids in connection order");
-}
-
-fn lifecycle_max_sessions_refuses_in_protocol_words(env: &Env) {
-    let mut cfg = all_three(env);
-    cfg.base = cfg.base.set_aservice("MaxSessions", "3");
-    let m = Proc::start(&cfg);
-    m.must_log("at most 3 sessions", Duration::from_secs(5));
-    // Proc::start's readiness probes were sessions too: retry until three are held.
-    let mut held: Vec<ImapClient> = Vec::new();
-    must_wait_until(Duration::from_secs(5), "three sessions admitted", || {
-        if let Ok(mut c) = ImapClient::connect(m.imap()) {
-            if c.read_line()
-                .ok()
-                .flatten()
-                .is_some_and(|g| g.starts_with("* OK"))
-            {
-                held.push(c);
-            }
-        }
-        held.len() == 3
-    });
-    let mut imap = ImapClient::connect(m.imap()).unwrap();
-    let bye = imap.expect_line();
-    assert!(
-        bye.starts_with("* BYE") && bye.contains("Server busy"),
-        "4th IMAP: {bye}"
-    );
-    assert!(imap.closes_within(Duration::from_secs(5)));
-    let mut pop = PopClient::connect(m.pop()).unwrap();
-    let err = pop.expect_line();
-    assert!(
-        err.starts_with("-ERR [SYS/TEMP]") && err.contains("Server busy"),
-        "4th POP3: {err}"
-    );
-    let mut smtp = SmtpClient::connect(m.smtp()).unwrap();
-    let r = smtp.expect_reply();
-    assert_eq!(r.code, 421, "4th SMTP: {:?}", r.lines);
-    assert!(m.log().contains("MaxSessions reached"), "{}", m.tail());
-    let mut gone = held.pop().unwrap();
-    assert_ok(&gone.command("z1", "LOGOUT"), "z1");
-    drop(gone);
-    let mut admitted = None;
-    must_wait_until(
-        Duration::from_secs(5),
-        "a new session once one closed",
-        || {
-            let Ok(mut c) = PopClient::connect(m.pop()) else {
-                return false;
-            };
-            let ok = c
-                .read_line()
-                .ok()
-                .flatten()
-                .is_some_and(|g| g.starts_with("+OK"));
-            admitted = ok.then_some(c);
-            ok
-        },
-    );
-    let mut full = ImapClient::connect(m.imap()).unwrap();
-    let bye = full.expect_line();
-    assert!(bye.starts_with("* BYE"), "full again: {bye}");
-    drop(admitted);
 }
