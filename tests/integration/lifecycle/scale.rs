@@ -4,15 +4,18 @@
 
 use super::{all_three, greeted_socket, imap_only, relayed, Proc};
 use crate::common::imap_client::{assert_ok, assert_own_mailbox};
+use crate::common::services::Ports;
 use crate::common::*;
 use crate::{cases, Case};
 use std::io::{Read, Write};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 pub fn cases() -> Vec<Case> {
     cases![
         lifecycle_descriptor_limit_holds_5000_idle_sessions,
         lifecycle_loop_threads_honoured_and_every_loop_accepts,
+        lifecycle_listen_backlog_and_one_socket_per_loop,
         lifecycle_max_sessions_refuses_in_protocol_words,
     ]
 }
@@ -188,6 +191,11 @@ fn lifecycle_max_sessions_refuses_in_protocol_words(env: &Env) {
         }
         held.len() == 3
     });
+    // The one to be released later relays: a relayed session counts and its end frees it.
+    let alice = user("alice@a.test");
+    let r = held[2].login("a1", &alice.uid, &alice.password);
+    assert!(r.starts_with("a1 OK"), "{r}");
+    assert_own_mailbox(&mut held[2], &alice);
     let mut imap = ImapClient::connect(m.imap()).unwrap();
     let bye = imap.expect_line();
     assert!(
@@ -241,4 +249,54 @@ fn lifecycle_max_sessions_refuses_in_protocol_words(env: &Env) {
     let bye = sixth.expect_line();
     assert!(bye.starts_with("* BYE"), "sixth with MaxSessions 5: {bye}");
     drop(admitted);
+}
+
+/// Send-Q (the backlog) of every listening socket on 127.0.0.1:`port` (`ss -ltnH`).
+fn backlogs(port: u16) -> Vec<u32> {
+    let out = run(
+        Command::new("ss").args(["-ltnH", "src", &format!("127.0.0.1:{port}")]),
+        Duration::from_secs(10),
+    );
+    out.stdout
+        .lines()
+        .filter_map(|l| l.split_whitespace().nth(2)?.parse().ok())
+        .collect()
+}
+
+/// `ListenBacklog` reaches listen(2), the default is 1024, and each loop has its own
+/// `SO_REUSEPORT` socket per address (also for a port added by a reload).
+fn lifecycle_listen_backlog_and_one_socket_per_loop(env: &Env) {
+    if !have_program("ss") {
+        println!("SKIPPED lifecycle_listen_backlog_and_one_socket_per_loop: no ss(8) here");
+        return;
+    }
+    let mut cfg = imap_only(env);
+    cfg.base = cfg.base.set_aservice("LoopThreads", "3");
+    let m = Proc::start(&cfg);
+    let imap = m.ports.imap.unwrap();
+    assert_eq!(backlogs(imap), vec![1024; 3], "default backlog, 3 loops");
+    drop(m);
+    cfg.base = cfg.base.set_aservice("ListenBacklog", "77");
+    let m = Proc::start(&cfg);
+    let imap = m.ports.imap.unwrap();
+    assert_eq!(backlogs(imap), vec![77; 3], "ListenBacklog 77, 3 loops");
+    let mut more = all_three(env);
+    more.smtp = None;
+    more.base = more
+        .base
+        .set_aservice("LoopThreads", "3")
+        .set_aservice("ListenBacklog", "77");
+    let pop = (0..20)
+        .map(|_| free_port("127.0.0.1"))
+        .find(|p| *p != imap)
+        .unwrap();
+    let ports = Ports {
+        imap: Some(imap),
+        pop: Some(pop),
+        smtp: None,
+    };
+    m.rewrite(&more, &ports);
+    m.reload(2);
+    assert_eq!(backlogs(pop), vec![77; 3], "the port added by the reload");
+    assert_eq!(backlogs(imap), vec![77; 3], "the kept port");
 }
