@@ -459,7 +459,11 @@ fn lifecycle_hup_twenty_reloads_under_login_load_refuse_nothing(env: &Env) {
                 let more = wait_until(Duration::from_secs(20), || {
                     done.load(Ordering::SeqCst) >= before + 4
                 });
-                assert!(more, "the login load stalled before reload {generation}");
+                assert!(
+                    more,
+                    "the load stalled before reload {generation}; failures: {:#?}",
+                    failures.lock().unwrap()
+                );
                 let mut c = cfg.clone();
                 c.base = c.base.set("Banner", &format!("{BANNER} {generation}"));
                 m.rewrite(&c, &m.ports);
