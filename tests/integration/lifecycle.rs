@@ -27,6 +27,7 @@ pub fn cases() -> Vec<Case> {
         lifecycle_hup_new_banner_for_new_connections_old_sessions_complete,
         lifecycle_hup_broken_file_keeps_serving_and_names_file_line,
         lifecycle_hup_adds_and_removes_listeners,
+        lifecycle_hup_moves_a_port_to_another_protocol,
         lifecycle_hup_twenty_reloads_under_login_load_refuse_nothing,
         lifecycle_term_drains_relayed_session_and_says_goodbye_before_login,
         lifecycle_term_drain_timeout_closes_relayed_sessions,
@@ -385,6 +386,43 @@ fn lifecycle_hup_adds_and_removes_listeners(env: &Env) {
         log.contains(&format!("no longer listening on {old_pop}")),
         "{log}"
     );
+}
+
+/// The IMAP port becomes the POP3 port (and IMAP moves): once the reload is done, every
+/// new connection on the old IMAP port hears POP3, on every loop.
+fn lifecycle_hup_moves_a_port_to_another_protocol(env: &Env) {
+    let cfg = imap_only(env);
+    let m = Proc::start(&cfg);
+    let port = m.ports.imap.unwrap();
+    let other = (0..20)
+        .map(|_| free_port("127.0.0.1"))
+        .find(|p| *p != port)
+        .unwrap();
+    let mut swapped = all_three(env);
+    swapped.smtp = None;
+    let ports = Ports {
+        imap: Some(other),
+        pop: Some(port),
+        smtp: None,
+    };
+    m.rewrite(&swapped, &ports);
+    m.reload(2);
+    let at = addr("127.0.0.1", port);
+    let greeting = |a: SocketAddr| {
+        let mut c = PopClient::connect(a).ok()?;
+        c.read_line().ok().flatten()
+    };
+    must_wait_until(Duration::from_secs(5), "POP3 on the old IMAP port", || {
+        greeting(at).is_some_and(|g| g.starts_with("+OK"))
+    });
+    let heard: Vec<String> = (0..30).map(|_| greeting(at).unwrap_or_default()).collect();
+    assert!(
+        heard.iter().all(|g| g.starts_with("+OK")),
+        "after the reload the port answered: {heard:?}\n{}",
+        m.tail()
+    );
+    let (_, g) = ImapClient::connect_greeted(addr("127.0.0.1", other));
+    assert!(g.ends_with(BANNER), "{g}");
 }
 
 /// One IMAP login and logout; any failure as text (no panic: the load thread counts).
