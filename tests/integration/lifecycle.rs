@@ -1,8 +1,10 @@
 //! Lifecycle cases (issues 11 and 10): SIGHUP reloads without dropping sessions or refusing
-//! connections, SIGTERM drains (until the last session ends or `DrainTimeout`; a second one
-//! stops at once); [`scale`] has the descriptor limit, `LoopThreads` and `MaxSessions`. Each
-//! case starts its own mmp (`-f -p PIDFILE`) on 127.0.0.1 and stops it by PID.
+//! connections; [`drain`] has SIGTERM (the drain until the last session ends or
+//! `DrainTimeout`, a second one stops at once), [`scale`] the descriptor limit,
+//! `LoopThreads` and `MaxSessions`. Each case starts its own mmp (`-f -p PIDFILE`) on
+//! 127.0.0.1 and stops it by PID; the helpers here serve all three files.
 
+mod drain;
 mod scale;
 
 use crate::cases;
@@ -29,11 +31,8 @@ pub fn cases() -> Vec<Case> {
         lifecycle_hup_adds_and_removes_listeners,
         lifecycle_hup_moves_a_port_to_another_protocol,
         lifecycle_hup_twenty_reloads_under_login_load_refuse_nothing,
-        lifecycle_term_drains_relayed_session_and_says_goodbye_before_login,
-        lifecycle_term_drain_timeout_closes_relayed_sessions,
-        lifecycle_hup_while_draining_opens_no_listener,
-        lifecycle_second_term_stops_at_once,
     ];
+    all.extend(drain::cases());
     all.extend(scale::cases());
     all
 }
@@ -528,174 +527,6 @@ fn lifecycle_hup_twenty_reloads_under_login_load_refuse_nothing(env: &Env) {
     );
     let g = ImapClient::connect_greeted(at).1;
     assert!(g.ends_with(&format!("{BANNER} 21")), "{g}");
-}
-
-fn lifecycle_term_drains_relayed_session_and_says_goodbye_before_login(env: &Env) {
-    let mut cfg = all_three(env);
-    cfg.base = cfg.base.set_aservice("DrainTimeout", "30");
-    let mut m = Proc::start(&cfg);
-    assert!(m.pidfile.exists(), "no pidfile");
-    let alice = user("alice@a.test");
-    let mut session = relayed(m.imap(), &alice);
-    let mut imap = ImapClient::connect_greeted(m.imap()).0;
-    let mut pop = PopClient::connect_greeted(m.pop()).0;
-    let mut smtp = SmtpClient::connect(m.smtp()).unwrap();
-    assert_eq!(smtp.expect_reply().code, 220);
-    let stopped_at = Instant::now();
-    m.signal(SIGTERM);
-    // Listeners close at once: every port refuses within two seconds.
-    let addrs = m.addrs();
-    let closed = wait_until(Duration::from_secs(2), || {
-        addrs.iter().all(|a| !port_accepts(*a))
-    });
-    assert!(
-        closed,
-        "a listener still accepts {:?} after SIGTERM:\n{}",
-        stopped_at.elapsed(),
-        m.tail()
-    );
-    let bye = imap.expect_line();
-    assert!(bye.starts_with("* BYE"), "IMAP before login: {bye}");
-    assert!(bye.contains("Server shutting down"), "{bye}");
-    let err = pop.expect_line();
-    assert!(err.starts_with("-ERR"), "POP3 before login: {err}");
-    assert!(err.contains("Server shutting down"), "{err}");
-    let r = smtp.expect_reply();
-    assert_eq!(r.code, 421, "SMTP before login: {:?}", r.lines);
-    assert!(r.text().contains("Server shutting down"), "{:?}", r.lines);
-    assert!(
-        imap.closes_within(Duration::from_secs(5)) && pop.closes_within(Duration::from_secs(5))
-    );
-    // The relayed session keeps working, and mmp waits for it.
-    still_relays(&mut session, &alice, "relayed session while draining");
-    assert!(
-        m.running(),
-        "mmp exited with a relayed session open:\n{}",
-        m.tail()
-    );
-    assert!(m.pidfile.exists(), "pidfile removed while draining");
-    assert_ok(&session.command("z1", "LOGOUT"), "z1");
-    let code = m.exit_within(Duration::from_secs(10));
-    assert_eq!(
-        code,
-        Some(Some(0)),
-        "exit once the last session ended:\n{}",
-        m.tail()
-    );
-    assert!(!m.pidfile.exists(), "pidfile left behind");
-}
-
-fn lifecycle_second_term_stops_at_once(env: &Env) {
-    let mut cfg = imap_only(env);
-    cfg.base = cfg.base.set_aservice("DrainTimeout", "600");
-    let mut m = Proc::start(&cfg);
-    let alice = user("alice@a.test");
-    let mut session = relayed(m.imap(), &alice);
-    m.signal(SIGTERM);
-    m.must_log("stopping", Duration::from_secs(5));
-    still_relays(&mut session, &alice, "relayed session while draining");
-    assert!(
-        m.running(),
-        "exited with a relayed session and DrainTimeout 600"
-    );
-    let t = Instant::now();
-    m.signal(SIGTERM);
-    let code = m.exit_within(Duration::from_secs(5));
-    assert_eq!(
-        code,
-        Some(Some(0)),
-        "second SIGTERM: exit within 5 s:\n{}",
-        m.tail()
-    );
-    assert!(
-        session.closes_within(Duration::from_secs(2)),
-        "relayed session left open"
-    );
-    assert!(!m.pidfile.exists(), "pidfile left behind");
-    assert!(t.elapsed() < Duration::from_secs(5));
-}
-
-fn lifecycle_term_drain_timeout_closes_relayed_sessions(env: &Env) {
-    let mut cfg = imap_only(env);
-    cfg.base = cfg.base.set_aservice("DrainTimeout", "2");
-    let mut m = Proc::start(&cfg);
-    let alice = user("alice@a.test");
-    let mut session = relayed(m.imap(), &alice);
-    let t = Instant::now();
-    m.signal(SIGTERM);
-    m.must_log("stopping", Duration::from_secs(5));
-    still_relays(&mut session, &alice, "relayed session while draining");
-    // The session never ends by itself: DrainTimeout (2 s) ends it, then mmp exits 0.
-    let code = m.exit_within(Duration::from_secs(12));
-    let took = t.elapsed();
-    assert_eq!(
-        code,
-        Some(Some(0)),
-        "exit after DrainTimeout:\n{}",
-        m.tail()
-    );
-    assert!(
-        took >= Duration::from_millis(1500),
-        "exited after {took:?}, before DrainTimeout 2 s"
-    );
-    assert!(
-        session.closes_within(Duration::from_secs(2)),
-        "session left open"
-    );
-    assert!(!m.pidfile.exists(), "pidfile left behind");
-}
-
-/// A SIGHUP that comes during the drain, with a configuration that adds a port, must not
-/// open a listener again: stopping means accepting nothing more.
-fn lifecycle_hup_while_draining_opens_no_listener(env: &Env) {
-    let mut cfg = all_three(env);
-    cfg.smtp = None;
-    cfg.pop = None;
-    cfg.base = cfg.base.set_aservice("DrainTimeout", "30");
-    let mut m = Proc::start(&cfg);
-    let alice = user("alice@a.test");
-    let mut session = relayed(m.imap(), &alice);
-    m.signal(SIGTERM);
-    m.must_log("stopping", Duration::from_secs(5));
-    let imap = m.imap();
-    must_wait_until(Duration::from_secs(2), "the listener to close", || {
-        !port_accepts(imap)
-    });
-    let mut more = all_three(env);
-    more.smtp = None;
-    more.base = more.base.set_aservice("DrainTimeout", "30");
-    let pop = (0..20)
-        .map(|_| free_port("127.0.0.1"))
-        .find(|p| Some(*p) != m.ports.imap)
-        .unwrap();
-    let ports = Ports {
-        imap: m.ports.imap,
-        pop: Some(pop),
-        smtp: None,
-    };
-    m.rewrite(&more, &ports);
-    m.signal(SIGHUP);
-    m.must_log("SIGHUP", Duration::from_secs(5));
-    let pop = addr("127.0.0.1", pop);
-    let reopened = wait_until(Duration::from_secs(3), || {
-        port_accepts(pop) || port_accepts(imap)
-    });
-    assert!(
-        !reopened,
-        "a SIGHUP during the drain opened a listener (POP3 {} / IMAP {}):\n{}",
-        port_accepts(pop),
-        port_accepts(imap),
-        m.tail()
-    );
-    still_relays(&mut session, &alice, "relayed session after the SIGHUP");
-    assert_ok(&session.command("z1", "LOGOUT"), "z1");
-    let code = m.exit_within(Duration::from_secs(10));
-    assert_eq!(
-        code,
-        Some(Some(0)),
-        "exit once the last session ended:\n{}",
-        m.tail()
-    );
 }
 
 /// Connects and reads the one-line greeting on a bare socket (one descriptor per client).
