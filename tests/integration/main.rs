@@ -26,6 +26,7 @@ mod common;
 mod directory;
 mod hostile;
 mod imap;
+mod lifecycle;
 mod migration;
 mod pop;
 mod regressions;
@@ -115,6 +116,7 @@ fn main() {
     all.extend(hostile::cases());
     all.extend(access::cases());
     all.extend(scale::cases());
+    all.extend(lifecycle::cases());
     let selected: Vec<&Case> = all
         .iter()
         .filter(|c| {
