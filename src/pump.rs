@@ -105,11 +105,11 @@ pub fn send(
     Ok(moved)
 }
 
-/// One side of a relayed session.
-#[derive(Debug)]
-pub struct Endpoint {
-    /// The connection.
-    pub transport: Transport,
+/// What the poll last said about one socket (sozu's `Readiness`), for the pre-login
+/// dialogue and both sides of a relay alike. Readiness is edge-triggered: only a read or
+/// write that would block clears a flag, and only an event sets it again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Readiness {
     /// The poll said readable (or closed) and no read has blocked since.
     pub readable: bool,
     /// The poll said writable and no write has blocked since.
@@ -117,6 +117,34 @@ pub struct Endpoint {
     /// The poll said the peer closed its side (EPOLLRDHUP): the end of stream may already
     /// be queued behind the data, with no edge left to announce it.
     pub peer_closed: bool,
+}
+
+impl Readiness {
+    /// A socket assumed ready both ways until it says otherwise.
+    pub fn both() -> Readiness {
+        Readiness {
+            readable: true,
+            writable: true,
+            peer_closed: false,
+        }
+    }
+
+    /// Takes in what one poll event says.
+    pub fn note(&mut self, event: &mio::event::Event) {
+        let closed = event.is_read_closed() || event.is_error();
+        self.readable |= event.is_readable() || closed;
+        self.writable |= event.is_writable() || event.is_write_closed() || event.is_error();
+        self.peer_closed |= closed;
+    }
+}
+
+/// One side of a relayed session.
+#[derive(Debug)]
+pub struct Endpoint {
+    /// The connection.
+    pub transport: Transport,
+    /// What the poll last said about it.
+    pub ready: Readiness,
     pub(crate) reading: Half,
     pub(crate) writing: Half,
 }
@@ -133,9 +161,7 @@ impl Endpoint {
     pub fn new(transport: Transport) -> Endpoint {
         Endpoint {
             transport,
-            readable: true,
-            writable: true,
-            peer_closed: false,
+            ready: Readiness::both(),
             reading: Half::Open,
             writing: Half::Open,
         }
@@ -286,7 +312,7 @@ pub fn pump(
     let mut moved = Moved::default();
     deliver(dst, slot, filter.spill(way), pool, &mut moved)?;
     let room = slot.as_ref().is_none_or(|b| !b.is_full());
-    if src.readable && src.reading == Half::Open && room && filter.may_read(way) {
+    if src.ready.readable && src.reading == Half::Open && room && filter.may_read(way) {
         let read = match filter {
             Filter::Pass => {
                 let buf = slot.get_or_insert_with(|| pool.take());
@@ -345,7 +371,8 @@ fn deliver(
                 *spill = Vec::new();
             }
         }
-        let n = send(&mut dst.transport, &mut dst.writable, slot).map_err(PumpError::Write)?;
+        let n =
+            send(&mut dst.transport, &mut dst.ready.writable, slot).map_err(PumpError::Write)?;
         moved.bytes += n;
         moved.progress |= n > 0;
         if n == 0 || spill.as_deref().is_none_or(Vec::is_empty) {
@@ -358,8 +385,8 @@ fn deliver(
 fn read_some(src: &mut Endpoint, space: &mut [u8]) -> Read {
     match receive(
         &mut src.transport,
-        &mut src.readable,
-        src.peer_closed,
+        &mut src.ready.readable,
+        src.ready.peer_closed,
         space,
     ) {
         Io::Moved(n) => Read::Got(n),

@@ -76,7 +76,7 @@ impl Relay {
                 // already waiting; TLS may hold decrypted bytes no event will announce.
                 let plain = store.is_plain();
                 let mut end = Endpoint::new(store);
-                end.readable = !plain;
+                end.ready.readable = !plain;
                 end
             },
             up_bytes: 0,
@@ -203,8 +203,8 @@ mod tests {
         let until = Instant::now() + Duration::from_secs(5);
         loop {
             for end in [&mut relay.client, &mut relay.store] {
-                end.readable = true;
-                end.writable = true;
+                end.ready.readable = true;
+                end.ready.writable = true;
             }
             let turn = relay.run(pool);
             if done(relay) || matches!(turn, Turn::Finished | Turn::Failed(..)) {
@@ -297,8 +297,8 @@ mod tests {
         });
         for _ in 0..200 {
             for end in [&mut relay.client, &mut relay.store] {
-                end.readable = true;
-                end.writable = true;
+                end.ready.readable = true;
+                end.ready.writable = true;
             }
             relay.run(&mut pool);
             std::thread::sleep(Duration::from_millis(2));

@@ -320,23 +320,14 @@ impl EventLoop {
         let Some(session) = self.sessions.get_mut(&sid) else {
             return;
         };
-        let readable = event.is_readable() || event.is_read_closed() || event.is_error();
-        let writable = event.is_writable() || event.is_write_closed() || event.is_error();
-        let closed = event.is_read_closed() || event.is_error();
         match &mut session.phase {
-            Phase::PreLogin(p) => {
-                p.readable |= readable;
-                p.writable |= writable;
-                p.peer_closed |= closed;
-            }
+            Phase::PreLogin(p) => p.ready.note(event),
             Phase::Relay(r) => {
                 let end = match side {
                     Side::Client => &mut r.client,
                     Side::Store => &mut r.store,
                 };
-                end.readable |= readable;
-                end.writable |= writable;
-                end.peer_closed |= closed;
+                end.ready.note(event);
                 // Lazy: the armed check finds the later deadline when it comes due.
                 session.deadline = now + session.rt.config.timeout;
             }

@@ -6,7 +6,7 @@
 
 use crate::protocol::line::InBuf;
 use crate::protocol::{self, Action, ClientInfo, Front, TlsState};
-use crate::pump::{receive, send, SendError};
+use crate::pump::{receive, send, Readiness, SendError};
 use crate::relay::Relay;
 use crate::runtime::ServiceRuntime;
 use crate::tls::ClientCert;
@@ -107,15 +107,11 @@ pub struct PreLogin {
     pub input: Vec<u8>,
     /// Replies not yet written.
     pub output: Vec<u8>,
-    /// The poll said readable and no read has blocked since.
-    pub readable: bool,
-    /// The poll said writable and no write has blocked since.
-    pub writable: bool,
+    /// What the poll last said about the client's socket.
+    pub ready: Readiness,
     /// STARTTLS was accepted: once its reply is out, the connection switches to TLS; no
     /// more plaintext is read.
     pub upgrading: bool,
-    /// The poll said the client closed its side: keep reading to find the end of stream.
-    pub peer_closed: bool,
     /// Bytes read ahead of the front, moved into `input` a line at a time (so the front's
     /// per-line shift never moves everything a client pipelined).
     ahead: InBuf,
@@ -259,10 +255,12 @@ impl PreLogin {
             front,
             input: Vec::new(),
             output,
-            readable,
-            writable: true,
+            ready: Readiness {
+                readable,
+                writable: true,
+                peer_closed: false,
+            },
             upgrading: false,
-            peer_closed: false,
             ahead: InBuf::from_vec(input),
             shifted: 0,
         }
@@ -275,7 +273,7 @@ impl PreLogin {
     pub fn turn(&mut self, max_input: usize) -> Next {
         let mut actions = 0;
         loop {
-            match send(&mut self.client, &mut self.writable, &mut self.output) {
+            match send(&mut self.client, &mut self.ready.writable, &mut self.output) {
                 Ok(_) => {}
                 Err(SendError::Closed) => return Next::Drop("client closed the connection".into()),
                 Err(e) => return Next::Drop(e.to_string()),
@@ -321,7 +319,7 @@ impl PreLogin {
             if self.ahead.stage_line(&mut self.input) > 0 {
                 continue;
             }
-            if !self.readable {
+            if !self.ready.readable {
                 return Next::Wait;
             }
             if self.input.len() > max_input {
@@ -349,8 +347,8 @@ impl PreLogin {
     /// One read from the client into `ahead`; `Some` when the turn ends here.
     fn read(&mut self) -> Option<Next> {
         let mut chunk = [0u8; 4096];
-        let (client, readable) = (&mut self.client, &mut self.readable);
-        match receive(client, readable, self.peer_closed, &mut chunk) {
+        let (client, readable) = (&mut self.client, &mut self.ready.readable);
+        match receive(client, readable, self.ready.peer_closed, &mut chunk) {
             Io::Moved(n) => {
                 self.ahead.extend(&chunk[..n]);
                 None

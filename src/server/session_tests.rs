@@ -41,7 +41,7 @@ fn pipelined_commands_after_a_handshake_are_answered_in_bounded_turns_and_in_ord
     assert!(input.len() > 64 * 1024);
     let mut p = PreLogin::new(client, imap_front(), input.clone(), Vec::new(), true);
     // The client takes nothing yet: mmp must stop at its output cap, in bounded turns.
-    p.writable = false;
+    p.ready.writable = false;
     let mut turns = 0;
     loop {
         let next = p.turn(1 << 20);
@@ -78,12 +78,12 @@ fn pipelined_commands_after_a_handshake_are_answered_in_bounded_turns_and_in_ord
     });
     let until = Instant::now() + Duration::from_secs(10);
     loop {
-        p.writable = true;
+        p.ready.writable = true;
         let next = p.turn(1 << 20);
         assert!(p.output.len() < MAX_PENDING_OUTPUT + MAX_REPLY);
         match next {
             Next::MoreWork => continue,
-            Next::Wait if p.output.is_empty() && !p.readable => break,
+            Next::Wait if p.output.is_empty() && !p.ready.readable => break,
             Next::Wait => {}
             other => panic!("unexpected {other:?}"),
         }
@@ -117,7 +117,7 @@ fn login_takes_every_byte_pipelined_after_it() {
     let mut input = b"a1 NOOP\r\na2 LOGIN alice secret\r\n".to_vec();
     input.extend_from_slice(b"a3 SELECT INBOX\r\na4 NOOP\r\n");
     let mut p = PreLogin::new(client, imap_front(), input, Vec::new(), false);
-    p.writable = false;
+    p.ready.writable = false;
     match p.turn(1 << 20) {
         Next::Login(_) => {}
         other => panic!("unexpected {other:?}"),
