@@ -151,7 +151,7 @@ pub struct Service {
     /// of a login in a worker (LDAP operation, store connect, each store reply).
     pub backside_timeout: Duration,
     /// `MaxStoreConnects` (mmp extension): most logins in flight towards one store host
-    /// (or MTA); `None` = half the worker pool, at least one.
+    /// (or MTA); `None` = no cap.
     pub max_store_connects: Option<usize>,
     /// `Banner`.
     pub banner: Option<String>,

@@ -88,13 +88,11 @@ pub fn prepare(config: &Config) -> Result<(Vec<Arc<ServiceRuntime>>, Vec<String>
     let host_name = runtime::host_name();
     let mut services = Vec::new();
     let mut warnings = Vec::new();
-    // MaxStoreConnects' default: half the pool, so that one hanging store leaves the
-    // other half to everyone else.
-    let half_the_pool = (config.global.worker_threads / 2).max(1);
     for s in config.services() {
         let (mut rt, w) = ServiceRuntime::new(s.clone(), &host_name).map_err(Error::Service)?;
-        let cap = s.max_store_connects.unwrap_or(half_the_pool);
-        rt.store_gate = crate::store_gate::StoreGate::new(cap);
+        // MaxStoreConnects: no cap unless set (a default cap would refuse logins in an
+        // ordinary burst towards one store of a small farm).
+        rt.store_gate = crate::store_gate::StoreGate::new(s.max_store_connects.unwrap_or(0));
         services.push(Arc::new(rt));
         warnings.extend(w);
     }
