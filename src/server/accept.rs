@@ -41,6 +41,9 @@ impl EventLoop {
                     return;
                 }
             };
+            // Replies are small and each one is awaited: no Nagle delay behind the peer's
+            // delayed ACK (40 ms per TLS flight otherwise).
+            let _ = stream.set_nodelay(true);
             let (protocol, port) = (listener.protocol, listener.addr.port());
             let server_addr = stream.local_addr().unwrap_or(listener.addr);
             // A service removed by a reload whose listener is not closed yet: drop.
@@ -206,6 +209,11 @@ pub(super) fn start(
             let front = front_for(tools, session, TlsState::Available, now);
             let output = front.greeting();
             let client = Transport::Plain(stream);
+            if pending {
+                // Bytes after a PROXY header may wait with no edge to announce them, and
+                // the greeting must go out without one.
+                tools.busy.push(session.sid);
+            }
             Phase::PreLogin(Box::new(PreLogin::new(
                 client,
                 front,
