@@ -237,7 +237,7 @@ pub(super) fn proxy_header(
     let mut buf = vec![0u8; proxy_protocol::MAX_HEADER_BYTES];
     let seen = match h.stream.peek(&mut buf) {
         Ok(0) => {
-            log::info!(target: session.target(),"{} closed before its PROXY header", session.ctx());
+            log::info!(target: session.target(), "{} closed before its PROXY header", session.ctx());
             return Phase::Closed;
         }
         Ok(n) => n,
