@@ -20,6 +20,7 @@
 //! Postfix started on first use and stopped with the other fixtures. Directory cases
 //! (`directory.rs`, names `dir_*`) start their own domain-tree slapd each.
 
+mod balancer;
 #[path = "../common/mod.rs"]
 mod common;
 mod directory;
@@ -111,6 +112,7 @@ fn main() {
     all.extend(migration::cases());
     all.extend(regressions::cases());
     all.extend(hostile::cases());
+    all.extend(balancer::cases());
     let selected: Vec<&Case> = all
         .iter()
         .filter(|c| {
