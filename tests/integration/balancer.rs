@@ -40,6 +40,8 @@ pub fn cases() -> Vec<Case> {
 
 /// The balancer's address as mmp sees it (trusted in every case here).
 const BALANCER: &str = "127.0.0.1";
+/// `ProxyProtocolTrusted` of every case: the balancer and one more client address.
+const TRUSTED: &str = "127.0.0.1 127.0.0.120/32";
 
 // ---------------------------------------------------------------------------------------------
 // PROXY headers
@@ -267,7 +269,7 @@ impl LbMmp {
                 &format!("ImapProxyAService@{BALANCER}:{plain}|{BALANCER}:{proxied}"),
             )
             .set("ProxyProtocolPorts", &proxied.to_string())
-            .set("ProxyProtocolTrusted", BALANCER);
+            .set("ProxyProtocolTrusted", TRUSTED);
         if let Some(a) = status_addr {
             cfg = cfg.set_aservice("StatusListen", &a.to_string());
         }
