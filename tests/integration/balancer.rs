@@ -36,6 +36,7 @@ pub fn cases() -> Vec<Case> {
         lb_proxy_garbage_truncated_and_split_headers,
         lb_tcp_access_and_conn_limits_act_on_header_source,
         lb_pop3_xclient_carries_header_address_to_store,
+        lb_proxy_header_then_tls_handshake_on_ssl_port,
         lb_haproxy_scale_out_two_instances_and_sigterm_drain,
         lb_status_metrics_count_connections_refusals_sessions_and_bytes,
         lb_status_logins_by_outcome_needs_login_metrics,
@@ -243,6 +244,14 @@ impl Drop for Proc {
     }
 }
 
+/// What the `ProxyProtocolPorts` port of an [`LbMmp`] speaks after the header.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum ProxyPort {
+    Plain,
+    /// Also in `SSLPorts` (mmp's test certificate): the TLS handshake follows the header.
+    ImplicitTls,
+}
+
 /// mmp with IMAP on `plain` and `proxied` (a `ProxyProtocolPorts` port), both on 127.0.0.1,
 /// and optionally the status listener.
 struct LbMmp {
@@ -255,6 +264,11 @@ struct LbMmp {
 impl LbMmp {
     #[track_caller]
     fn start(cfg: MmpConfig, status: bool) -> LbMmp {
+        LbMmp::start_with(cfg, status, ProxyPort::Plain)
+    }
+
+    #[track_caller]
+    fn start_with(cfg: MmpConfig, status: bool, kind: ProxyPort) -> LbMmp {
         let dir = temp_dir("lb-mmp");
         let plain = free_port(BALANCER);
         let proxied = (0..20)
@@ -277,6 +291,14 @@ impl LbMmp {
             .set("ProxyProtocolTrusted", TRUSTED);
         if let Some(a) = status_addr {
             cfg = cfg.set_aservice("StatusListen", &a.to_string());
+        }
+        if kind == ProxyPort::ImplicitTls {
+            let p = tls::pki();
+            cfg = cfg
+                .set("SSLEnable", "yes")
+                .set("SSLCertFile", &p.mmp.cert.display().to_string())
+                .set("SSLKeyFile", &p.mmp.key.display().to_string())
+                .set("SSLPorts", &proxied.to_string());
         }
         let config = cfg.write(&dir.join("config"));
         let mut proc = Proc::spawn(

@@ -371,6 +371,60 @@ pub(super) fn lb_pop3_xclient_carries_header_address_to_store(env: &Env) {
     );
 }
 
+pub(super) fn lb_proxy_header_then_tls_handshake_on_ssl_port(env: &Env) {
+    let mut m = LbMmp::start_with(env.config(), true, ProxyPort::ImplicitTls);
+    let (to, st) = (m.proxy_addr(), m.status.unwrap());
+    let tls_cfg = tls::client_config(None);
+    let alice = user("alice@a.test");
+    let before = status::quiet(st);
+    // The header, a pause (mmp must not start TLS before it), then the handshake.
+    for (what, header) in [
+        ("v2", v2("10.77.7.1:47001", "10.77.7.2:993", &sample_tlvs())),
+        ("v1", v1("[2001:db8::77:71]:47002", "[2001:db8::77:72]:993")),
+    ] {
+        let mut c = tls::LineClient::plain_from(BALANCER, to).unwrap();
+        c.send_raw(&header).unwrap();
+        std::thread::sleep(Duration::from_millis(100));
+        c.starttls(&tls_cfg)
+            .unwrap_or_else(|e| panic!("{what}: TLS after the header: {e}\n{}", m.proc.tail()));
+        let g = c.expect_line();
+        assert!(g.starts_with("* OK"), "{what}: greeting over TLS {g:?}");
+        let r = c.imap_login("a1", &alice.uid, &alice.password);
+        assert!(r.starts_with("a1 OK"), "{what}: {r}");
+        c.assert_imap_own_mailbox(&alice);
+    }
+    for src in ["client 10.77.7.1:47001 ", "client [2001:db8::77:71]:47002 "] {
+        assert!(
+            has_line(&m.log(), &[src, "logged in to store"]),
+            "TLS after the header: {src} not in mmp's log:\n{}",
+            m.proc.tail()
+        );
+    }
+    // Not TLS after the header: the handshake fails, nothing in clear text is answered.
+    let mut s = send_header(BALANCER, to, &v1("10.77.7.3:47003", "10.77.7.4:993"));
+    s.write_all(b"a1 LOGIN alice x\r\n").unwrap();
+    let got = read_all_until_eof(&mut s, Duration::from_secs(8)).unwrap_or_default();
+    assert!(
+        !String::from_utf8_lossy(&got).contains("OK"),
+        "plain IMAP answered on the TLS port: {got:?}"
+    );
+    // From an untrusted address: closed before the handshake.
+    let s = send_header("127.0.0.122", to, &v1("10.77.7.5:47005", "10.77.7.6:993"));
+    assert_closed_silently(s, Duration::from_secs(3), "untrusted on the TLS port");
+    let after = status::quiet(st);
+    let hs = "mmp_tls_handshakes_total{service=\"imap\"}";
+    let failed = "mmp_tls_handshake_failures_total{service=\"imap\"}";
+    assert_eq!(
+        (
+            status::val(&after, hs) - status::val(&before, hs),
+            status::val(&after, failed) - status::val(&before, failed)
+        ),
+        (3.0, 1.0),
+        "TLS handshakes (ended, failed): two clients and one plain-text speaker"
+    );
+    m.assert_still_serving();
+}
+
 /// A POP3 dialogue on a connected stream: greeting, USER/PASS, STAT, QUIT; the STAT figures.
 fn pop_stat(s: TcpStream, u: &User) -> Result<(usize, usize), String> {
     use std::io::BufRead;

@@ -66,7 +66,7 @@ fn scrape(to: SocketAddr) -> BTreeMap<String, f64> {
 
 /// A sample's value; panics when the exposition lacks it.
 #[track_caller]
-fn val(m: &BTreeMap<String, f64>, sample: &str) -> f64 {
+pub(super) fn val(m: &BTreeMap<String, f64>, sample: &str) -> f64 {
     *m.get(sample).unwrap_or_else(|| {
         let names: Vec<&String> = m
             .keys()
@@ -91,7 +91,7 @@ const BYTES_DOWN: &str = "mmp_relayed_bytes_total{direction=\"down\"}";
 /// A scrape once nothing moves: no session open and the accepted count the same over 300 ms
 /// (connections still in the listen backlog are accepted, and counted, a little later).
 #[track_caller]
-fn quiet(to: SocketAddr) -> BTreeMap<String, f64> {
+pub(super) fn quiet(to: SocketAddr) -> BTreeMap<String, f64> {
     let mut last = scrape(to);
     for _ in 0..20 {
         std::thread::sleep(Duration::from_millis(300));
