@@ -21,6 +21,7 @@
 //! (`directory.rs`, names `dir_*`) start their own domain-tree slapd each.
 
 mod access;
+mod balancer;
 #[path = "../common/mod.rs"]
 mod common;
 mod directory;
@@ -117,6 +118,7 @@ fn main() {
     all.extend(access::cases());
     all.extend(scale::cases());
     all.extend(lifecycle::cases());
+    all.extend(balancer::cases());
     let selected: Vec<&Case> = all
         .iter()
         .filter(|c| {
