@@ -131,9 +131,7 @@ impl Settings {
             batch: env_num("MMP_BENCH_BATCH", 200usize).clamp(1, 2000),
             openers: env_num("MMP_BENCH_OPENERS", 4usize).clamp(1, 64),
             only: std::env::var("MMP_BENCH_ONLY")
-                .unwrap_or_else(|_| {
-                    "login,noop,fetch,idle,preauth,tls,pop,cost,smtp,loops".into()
-                })
+                .unwrap_or_else(|_| "login,noop,fetch,idle,preauth,tls,pop,cost,smtp,loops".into())
                 .split(',')
                 .map(|s| s.trim().to_ascii_lowercase())
                 .filter(|s| !s.is_empty())
@@ -220,7 +218,9 @@ service pop3-login {{
   client_limit = {slots}
 }}
 service pop3 {{
-  process_limit = 1000
+  service_count = 0
+  client_limit = {per_process}
+  process_limit = {processes}
   process_min_avail = 4
 }}
 protocol pop3 {{
@@ -1365,6 +1365,15 @@ fn main() {
         "idle: mmp's VmRSS (/proc/PID/status) after opening minus before, / sessions held; the store figure is the",
         "  growth of the summed Pss (smaps_rollup) of both Dovecot instances' processes, / sessions, for context.",
         "All on one 2-CPU box: the clients, mmp, slapd and Dovecot share the CPUs, in both columns alike.",
+        "[6]-[10]: each mode runs for the same time in every round, rounds rotate the order; a rate is the median",
+        "  over rounds, a ratio the median of the ratios within each round (so drift hits both sides alike).",
+        "  TLS clients: rustls; `resumed` = one Arc<ClientConfig> with rustls's default in-memory session cache",
+        "  shared by all threads (the count of resumed handshakes is printed per round), `full` = resumption off.",
+        "SMTP: through mmp EHLO, AUTH PLAIN, MAIL, RCPT, DATA, QUIT (mmp relays with XCLIENT); direct the same",
+        "  without AUTH (Postfix delivers the recipients' domain); one message per connection, ~MMP_BENCH_SMTP_BYTES.",
+        "cost table: mmp's threads' CPU (schedstat ns) after minus before each timed run, split by thread name",
+        "  (mmp-loop-N, mmp-worker-N, other = main, signals, LDAP client runtime), / the run's logins, MiB or",
+        "  session-hours; idle = sessions logged in, nothing sent, CPU over the hold time.",
     ] {
         println!("  {l}");
     }

@@ -38,7 +38,14 @@ pub struct CostBook {
 
 impl CostBook {
     /// Record `cost` spent on `units` units of `unit`; returns the per-unit figures.
-    pub fn add(&mut self, what: &str, unit: &'static str, cost: Cost, units: f64, basis: String) -> PerUnit {
+    pub fn add(
+        &mut self,
+        what: &str,
+        unit: &'static str,
+        cost: Cost,
+        units: f64,
+        basis: String,
+    ) -> PerUnit {
         let per = cost.per(units);
         self.lines.push(Line {
             what: what.into(),
@@ -55,7 +62,15 @@ impl CostBook {
             return;
         }
         println!("\nmmp CPU cost (its own threads, /proc/PID/task/*/schedstat, before/after each phase):");
-        let head = ["mmp CPU", "per", "loops us", "workers us", "other us", "total us", "basis"];
+        let head = [
+            "mmp CPU",
+            "per",
+            "loops us",
+            "workers us",
+            "other us",
+            "total us",
+            "basis",
+        ];
         let f = |x: f64| format!("{x:.1}");
         let rows: Vec<Vec<String>> = self
             .lines
@@ -109,16 +124,28 @@ fn fetch_session(
 ) -> Result<(Wire, String), String> {
     let mut w = Wire::connect(addr, tls).map_err(|e| format!("connect: {e}"))?;
     w.line().map_err(|e| format!("greeting: {e}"))?;
-    let (uq, pq) = (super::client::quote(&u.uid), super::client::quote(&u.password));
-    w.send(format!("a LOGIN {uq} {pq}\r\nb SELECT INBOX\r\nc UID SEARCH LARGER {}\r\n", size / 2).as_bytes())
-        .map_err(|e| format!("send: {e}"))?;
+    let (uq, pq) = (
+        super::client::quote(&u.uid),
+        super::client::quote(&u.password),
+    );
+    w.send(
+        format!(
+            "a LOGIN {uq} {pq}\r\nb SELECT INBOX\r\nc UID SEARCH LARGER {}\r\n",
+            size / 2
+        )
+        .as_bytes(),
+    )
+    .map_err(|e| format!("send: {e}"))?;
     w.imap_until("a")?;
     w.imap_until("b")?;
     let mut uid = None;
     for _ in 0..1000 {
         let l = w.line().map_err(|e| format!("SEARCH: {e}"))?;
         if let Some(rest) = l.strip_prefix(b"* SEARCH ") {
-            uid = String::from_utf8_lossy(rest).split_whitespace().next().map(str::to_string);
+            uid = String::from_utf8_lossy(rest)
+                .split_whitespace()
+                .next()
+                .map(str::to_string);
         } else if l.starts_with(b"c ") {
             break;
         }
@@ -139,8 +166,14 @@ pub fn measure_fetch(
 ) -> Result<(), String> {
     let pid = mmp.pid().ok_or("the TLS mmp is gone")?;
     let mut paths = [
-        ("plain", fetch_session(mmp.plain_addr(Proto::Imap), None, u, size)?),
-        ("TLS", fetch_session(mmp.ssl_addr(Proto::Imap), Some(tls), u, size)?),
+        (
+            "plain",
+            fetch_session(mmp.plain_addr(Proto::Imap), None, u, size)?,
+        ),
+        (
+            "TLS",
+            fetch_session(mmp.ssl_addr(Proto::Imap), Some(tls), u, size)?,
+        ),
     ];
     let mut cost = [Cost::default(); 2];
     let mut rates: [Vec<f64>; 2] = Default::default();
@@ -163,13 +196,20 @@ pub fn measure_fetch(
     }
     let mib = size as f64 / f64::from(1 << 20) * fetches as f64;
     for (i, (name, _)) in paths.iter().enumerate() {
-        println!("  FETCH through mmp {name:<5}: median {:.0} MiB/s over {fetches}", super::median(&rates[i]));
+        println!(
+            "  FETCH through mmp {name:<5}: median {:.0} MiB/s over {fetches}",
+            super::median(&rates[i])
+        );
         book.add(
             &format!("relay, {name} (IMAP FETCH)"),
             "MiB",
             cost[i],
             mib,
-            format!("{fetches} x {} MiB, median {:.0} MiB/s", size >> 20, super::median(&rates[i])),
+            format!(
+                "{fetches} x {} MiB, median {:.0} MiB/s",
+                size >> 20,
+                super::median(&rates[i])
+            ),
         );
     }
     Ok(())
@@ -192,7 +232,10 @@ pub fn measure_idle(
         let u = &users[i % users.len()];
         let mut w = Wire::connect(addr, tls).map_err(|e| format!("connect #{i}: {e}"))?;
         w.line().map_err(|e| format!("greeting #{i}: {e}"))?;
-        let (uq, pq) = (super::client::quote(&u.uid), super::client::quote(&u.password));
+        let (uq, pq) = (
+            super::client::quote(&u.uid),
+            super::client::quote(&u.password),
+        );
         w.send(format!("a LOGIN {uq} {pq}\r\n").as_bytes())
             .map_err(|e| format!("send #{i}: {e}"))?;
         w.imap_until("a").map_err(|e| format!("LOGIN #{i}: {e}"))?;
@@ -236,8 +279,10 @@ fn project(per: &PerUnit, hold_us: f64) -> (f64, &'static str, [f64; 3]) {
 /// The 16-core projection from the cost table, with its formula.
 pub fn print_projection(book: &CostBook) {
     let Some(hold) = book.store_login_us else {
-        println!("
-no 16-core projection: the `tls` measurement (login costs) did not run");
+        println!(
+            "
+no 16-core projection: the `tls` measurement (login costs) did not run"
+        );
         return;
     };
     println!("
@@ -248,7 +293,9 @@ projection for a {CORES:.0}-core box running mmp alone (stores and directory on 
     println!("  loop_us = mmp CPU in its loop threads per login (accept, relay, TLS handshake and record crypto: scales with loops);");
     println!("  pool_us = mmp CPU in workers + other threads (login dialogue, directory client); hold_us = how long a worker is");
     println!("  held by one login = the store's own login latency, measured direct here: p50 {hold:.0} us (a store on its own");
-    println!("  box answers faster; the directory and the stores' own capacity are not in this model).");
+    println!(
+        "  box answers faster; the directory and the stores' own capacity are not in this model)."
+    );
     for (name, per) in [
         ("plain IMAP logins", book.plain_login),
         ("IMAPS logins, resumed", book.tls_login),

@@ -12,7 +12,10 @@ use super::wire::imap_login;
 use super::{row, Row, Settings};
 
 fn busiest(t: &Tally) -> String {
-    format!("{:.0} %", t.cpu.busiest_loop as f64 / 1e9 / t.secs.max(1e-9) * 100.0)
+    format!(
+        "{:.0} %",
+        t.cpu.busiest_loop as f64 / 1e9 / t.secs.max(1e-9) * 100.0
+    )
 }
 
 pub fn measure_loops(

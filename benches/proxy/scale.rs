@@ -10,7 +10,13 @@ use super::cost::{self, CostBook};
 use super::{failed_row, Row, Settings};
 
 /// Run the selected scaling measurements; returns the cost table.
-pub fn run(s: &Settings, env: &Env, size: usize, rows: &mut Vec<Row>, notes: &mut Vec<String>) -> CostBook {
+pub fn run(
+    s: &Settings,
+    env: &Env,
+    size: usize,
+    rows: &mut Vec<Row>,
+    notes: &mut Vec<String>,
+) -> CostBook {
     let mut book = CostBook::default();
     if s.runs("tls") || s.runs("pop") || s.runs("cost") {
         let mmp = TlsMmp::start(&super::tls::tls_mmp_config(env, None), true);
@@ -37,7 +43,10 @@ pub fn run(s: &Settings, env: &Env, size: usize, rows: &mut Vec<Row>, notes: &mu
             measure_cost(s, &mmp, size, &mut book, notes);
         }
         if mmp.log().contains("panicked") {
-            notes.push(format!("the TLS mmp's log shows a panic:\n{}", mmp.log_tail()));
+            notes.push(format!(
+                "the TLS mmp's log shows a panic:\n{}",
+                mmp.log_tail()
+            ));
         }
     }
     if s.runs("smtp") {
@@ -66,7 +75,11 @@ fn print_tls_params(mmp: &TlsMmp) {
         }) {
             Ok(w) => {
                 params = w.tls_params().unwrap_or_default();
-                let kind = if w.resumed() == Some(true) { "resumed" } else { "full" };
+                let kind = if w.resumed() == Some(true) {
+                    "resumed"
+                } else {
+                    "full"
+                };
                 kinds.push(kind.to_string());
             }
             Err(e) => kinds.push(format!("failed: {e}")),
@@ -79,7 +92,13 @@ fn print_tls_params(mmp: &TlsMmp) {
 }
 
 /// [8] FETCH relay cost (plain and TLS) and idle session cost (plain and TLS).
-fn measure_cost(s: &Settings, mmp: &TlsMmp, size: usize, book: &mut CostBook, notes: &mut Vec<String>) {
+fn measure_cost(
+    s: &Settings,
+    mmp: &TlsMmp,
+    size: usize,
+    book: &mut CostBook,
+    notes: &mut Vec<String>,
+) {
     println!(
         "\n[8] cost: {} FETCHes of the {} MiB message per path (plain, IMAPS); {} idle sessions per path held {:.0}s",
         s.cost_fetches,
@@ -97,7 +116,9 @@ fn measure_cost(s: &Settings, mmp: &TlsMmp, size: usize, book: &mut CostBook, no
         ("IMAP plain", mmp.plain_addr(Proto::Imap), None),
         ("IMAPS", mmp.ssl_addr(Proto::Imap), Some(&tls)),
     ] {
-        if let Err(e) = cost::measure_idle(mmp, (label, addr, cfg), &users, s.idle_n, s.idle_secs, book) {
+        if let Err(e) =
+            cost::measure_idle(mmp, (label, addr, cfg), &users, s.idle_n, s.idle_secs, book)
+        {
             notes.push(format!("cost: idle {label}: {e}"));
         }
     }

@@ -76,7 +76,10 @@ pub fn measure_smtp(
     );
     let ratio = paired_ratio(m, d);
     rows.push(row(
-        &format!("SMTP messages/s ({} clients, ~{} bytes, median of {} paired rounds)", s.clients, s.smtp_bytes, s.rounds),
+        &format!(
+            "SMTP messages/s ({} clients, ~{} bytes, median of {} paired rounds)",
+            s.clients, s.smtp_bytes, s.rounds
+        ),
         format!("{:.0}/s", d.rate()),
         format!("{:.0}/s", m.rate()),
         format!("{ratio:.2}x"),
@@ -93,7 +96,10 @@ pub fn measure_smtp(
     ));
     let log = mmp.log();
     if log.contains("panicked") {
-        notes.push(format!("the SMTP mmp's log shows a panic:\n{}", mmp.log_tail()));
+        notes.push(format!(
+            "the SMTP mmp's log shows a panic:\n{}",
+            mmp.log_tail()
+        ));
     }
     Ok(())
 }

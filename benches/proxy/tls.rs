@@ -90,7 +90,14 @@ pub fn measure_imap(
     let modes = vec![
         Mode {
             name: "IMAP direct".into(),
-            op: Box::new(move |i| imap_login(super::store_addr(env, &u[i]), None, &u[i].uid, &u[i].password)),
+            op: Box::new(move |i| {
+                imap_login(
+                    super::store_addr(env, &u[i]),
+                    None,
+                    &u[i].uid,
+                    &u[i].password,
+                )
+            }),
             mmp_pid: None,
         },
         Mode {
@@ -115,11 +122,26 @@ pub fn measure_imap(
     book.store_login_us = Some(d.p50_us());
     let basis = |x: &Tally| format!("{} logins, {} clients", x.ops, s.clients);
     book.plain_login = Some(book.add("login, IMAP plain", "login", p.cpu, p.ops as f64, basis(p)));
-    book.tls_login = Some(book.add("login, IMAPS resumed", "login", r.cpu, r.ops as f64, basis(r)));
-    book.tls_full_login = Some(book.add("login, IMAPS full handshake", "login", f.cpu, f.ops as f64, basis(f)));
+    book.tls_login = Some(book.add(
+        "login, IMAPS resumed",
+        "login",
+        r.cpu,
+        r.ops as f64,
+        basis(r),
+    ));
+    book.tls_full_login = Some(book.add(
+        "login, IMAPS full handshake",
+        "login",
+        f.cpu,
+        f.ops as f64,
+        basis(f),
+    ));
     let ratio = paired_ratio(p, d);
     rows.push(row(
-        &format!("IMAP logins/s ({} clients, median of {} paired rounds)", s.clients, s.rounds),
+        &format!(
+            "IMAP logins/s ({} clients, median of {} paired rounds)",
+            s.clients, s.rounds
+        ),
         format!("{:.0}/s", d.rate()),
         format!("{:.0}/s", p.rate()),
         format!("{ratio:.2}x"),
@@ -140,7 +162,12 @@ pub fn measure_imap(
     rows.push(row(
         "  login latency p50: direct / mmp / IMAPS resumed / full",
         format!("{:.0} us", d.p50_us()),
-        format!("{:.0} / {:.0} / {:.0} us", p.p50_us(), r.p50_us(), f.p50_us()),
+        format!(
+            "{:.0} / {:.0} / {:.0} us",
+            p.p50_us(),
+            r.p50_us(),
+            f.p50_us()
+        ),
         format!("+{:.0} us plain", p.p50_us() - d.p50_us()),
         "-",
         None,
@@ -185,10 +212,19 @@ pub fn measure_pop(
     let [d, p, r] = [&t[0], &t[1], &t[2]];
     let basis = |x: &Tally| format!("{} logins, {} clients", x.ops, s.clients);
     book.add("login, POP3 plain", "login", p.cpu, p.ops as f64, basis(p));
-    book.add("login, POP3S resumed", "login", r.cpu, r.ops as f64, basis(r));
+    book.add(
+        "login, POP3S resumed",
+        "login",
+        r.cpu,
+        r.ops as f64,
+        basis(r),
+    );
     let ratio = paired_ratio(p, d);
     rows.push(row(
-        &format!("POP3 logins/s ({} clients, median of {} paired rounds)", s.clients, s.rounds),
+        &format!(
+            "POP3 logins/s ({} clients, median of {} paired rounds)",
+            s.clients, s.rounds
+        ),
         format!("{:.0}/s", d.rate()),
         format!("{:.0}/s", p.rate()),
         format!("{ratio:.2}x"),

@@ -252,7 +252,8 @@ pub fn imap_login(
         .map_err(|e| format!("send LOGIN: {e}"))?;
     w.imap_until("a").map_err(|e| format!("LOGIN {uid}: {e}"))?;
     let latency = t.elapsed();
-    w.send(b"b LOGOUT\r\n").map_err(|e| format!("LOGOUT: {e}"))?;
+    w.send(b"b LOGOUT\r\n")
+        .map_err(|e| format!("LOGOUT: {e}"))?;
     w.imap_until("b")?;
     w.wait_close();
     Ok(Outcome {
@@ -271,9 +272,13 @@ pub fn pop_login(
     let t = Instant::now();
     let mut w = Wire::connect(addr, tls).map_err(|e| format!("connect: {e}"))?;
     w.pop_ok("greeting")?;
-    w.send(format!("USER {uid}\r\nPASS {pw}\r\n").as_bytes())
-        .map_err(|e| format!("send USER/PASS: {e}"))?;
+    // One command per round trip, as clients do (pipelined USER and PASS would make a server
+    // without TCP_NODELAY wait for the client's delayed ACK between its two answers).
+    w.send(format!("USER {uid}\r\n").as_bytes())
+        .map_err(|e| format!("send USER: {e}"))?;
     w.pop_ok("USER")?;
+    w.send(format!("PASS {pw}\r\n").as_bytes())
+        .map_err(|e| format!("send PASS: {e}"))?;
     w.pop_ok(&format!("PASS {uid}"))?;
     let latency = t.elapsed();
     w.send(b"QUIT\r\n").map_err(|e| format!("QUIT: {e}"))?;
