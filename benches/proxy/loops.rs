@@ -27,17 +27,18 @@ pub fn measure_loops(
     let one = TlsMmp::start(&tls_mmp_config(env, Some(1)), true);
     let two = TlsMmp::start(&tls_mmp_config(env, Some(2)), true);
     let users = thread_users(s.clients);
-    let resume = client_config(true);
+    // One client config (so one session cache) per mmp: both listen on 127.0.0.1, the name
+    // rustls keys its cache by, and one mmp cannot resume the other's sessions.
+    let resume = [client_config(true), client_config(true)];
     let u = &users;
     let mut modes = Vec::new();
-    for (n, m) in [(1, &one), (2, &two)] {
+    for (n, m, resume) in [(1, &one, &resume[0]), (2, &two, &resume[1])] {
         let (plain, ssl, pid) = (m.plain_addr(Proto::Imap), m.ssl_addr(Proto::Imap), m.pid());
         modes.push(Mode {
             name: format!("IMAP, LoopThreads {n}"),
             op: Box::new(move |i| imap_login(plain, None, &u[i].uid, &u[i].password)),
             mmp_pid: pid,
         });
-        let resume = &resume;
         modes.push(Mode {
             name: format!("IMAPS resumed, LoopThreads {n}"),
             op: Box::new(move |i| imap_login(ssl, Some(resume), &u[i].uid, &u[i].password)),

@@ -70,6 +70,22 @@ fn notes_of(t: &[Tally], notes: &mut Vec<String>) {
     notes.extend(t.iter().filter_map(Tally::failure_note));
 }
 
+/// A note when TLS logins take 30 ms or more longer than plain ones: far beyond a handshake's
+/// CPU, the signature of Nagle's algorithm on the server meeting the client's delayed ACK
+/// (the server writes its session tickets and its greeting separately without TCP_NODELAY).
+fn stall_note(tls: &Tally, plain: &Tally, notes: &mut Vec<String>) {
+    let extra = tls.p50_us() - plain.p50_us();
+    if extra >= 30_000.0 && tls.ops > 0 {
+        notes.push(format!(
+            "{}: p50 {:.0} us over plain, far beyond its CPU ({:.0} us mmp CPU/login): a delayed-ACK \
+             stall, e.g. no TCP_NODELAY on mmp's accepted sockets",
+            tls.name,
+            extra,
+            tls.cpu_per_op().total
+        ));
+    }
+}
+
 fn resumed_share(t: &Tally) -> String {
     format!("{} of {} resumed", t.resumed, t.tls_ops)
 }
@@ -118,9 +134,16 @@ pub fn measure_imap(
     ];
     let t = paired(&modes, s.clients, s.round_secs, s.rounds);
     notes_of(&t, notes);
+    stall_note(&t[2], &t[1], notes);
+    book_imap(book, &t, s.clients);
+    imap_rows(rows, &t, s);
+}
+
+/// The IMAP login costs of the modes of [`measure_imap`], and the store's login latency.
+fn book_imap(book: &mut CostBook, t: &[Tally], clients: usize) {
     let [d, p, r, f] = [&t[0], &t[1], &t[2], &t[3]];
     book.store_login_us = Some(d.p50_us());
-    let basis = |x: &Tally| format!("{} logins, {} clients", x.ops, s.clients);
+    let basis = |x: &Tally| format!("{} logins, {} clients", x.ops, clients);
     book.plain_login = Some(book.add("login, IMAP plain", "login", p.cpu, p.ops as f64, basis(p)));
     book.tls_login = Some(book.add(
         "login, IMAPS resumed",
@@ -136,6 +159,11 @@ pub fn measure_imap(
         f.ops as f64,
         basis(f),
     ));
+}
+
+/// The table rows of [`measure_imap`].
+fn imap_rows(rows: &mut Vec<Row>, t: &[Tally], s: &Settings) {
+    let [d, p, r, f] = [&t[0], &t[1], &t[2], &t[3]];
     let ratio = paired_ratio(p, d);
     rows.push(row(
         &format!(
@@ -210,6 +238,7 @@ pub fn measure_pop(
     let t = paired(&modes, s.clients, s.round_secs, s.rounds);
     notes_of(&t, notes);
     let [d, p, r] = [&t[0], &t[1], &t[2]];
+    stall_note(r, p, notes);
     let basis = |x: &Tally| format!("{} logins, {} clients", x.ops, s.clients);
     book.add("login, POP3 plain", "login", p.cpu, p.ops as f64, basis(p));
     book.add(
