@@ -1373,7 +1373,10 @@ fn main() {
         "  without AUTH (Postfix delivers the recipients' domain); one message per connection, ~MMP_BENCH_SMTP_BYTES.",
         "cost table: mmp's threads' CPU (schedstat ns) after minus before each timed run, split by thread name",
         "  (mmp-loop-N, mmp-worker-N, other = main, signals, LDAP client runtime), / the run's logins, MiB or",
-        "  session-hours; idle = sessions logged in, nothing sent, CPU over the hold time.",
+        "  session-hours; idle = sessions logged in, nothing sent, CPU over the hold time less mmp's CPU over",
+        "  the same time with no session (measured just before).",
+        "projection: printed with its formula below the cost table; a model from this box's per-login CPU,",
+        "  not a measurement (the stores, slapd and the clients share these 2 CPUs here).",
     ] {
         println!("  {l}");
     }

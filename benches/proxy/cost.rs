@@ -226,6 +226,10 @@ pub fn measure_idle(
     book: &mut CostBook,
 ) -> Result<f64, String> {
     let pid = mmp.pid().ok_or("the TLS mmp is gone")?;
+    // What mmp spends with no session at all over the same time (timers, housekeeping).
+    let b0 = Sample::of(pid);
+    std::thread::sleep(Duration::from_secs_f64(secs));
+    let base = Sample::of(pid).since(&b0);
     let rss0 = super::sys::rss_kib(pid).unwrap_or(0);
     let mut held = Vec::with_capacity(n);
     for i in 0..n {
@@ -246,7 +250,7 @@ pub fn measure_idle(
     let rss1 = super::sys::rss_kib(pid).unwrap_or(0);
     let before = Sample::of(pid);
     std::thread::sleep(Duration::from_secs_f64(secs));
-    let cost = Sample::of(pid).since(&before);
+    let cost = Sample::of(pid).since(&before).minus(&base);
     drop(held);
     let hours = n as f64 * secs / 3600.0;
     let kib = (rss1 as f64 - rss0 as f64) / n.max(1) as f64;
@@ -255,7 +259,10 @@ pub fn measure_idle(
         "session-hour",
         cost,
         hours,
-        format!("{n} sessions x {secs:.0} s; VmRSS +{kib:.2} KiB/session"),
+        format!(
+            "{n} sessions x {secs:.0} s, less {:.0} us/s without sessions; VmRSS +{kib:.2} KiB/session",
+            base.total() as f64 / 1000.0 / secs
+        ),
     );
     println!("  idle {label}: {n} sessions held {secs:.1}s, mmp VmRSS {rss0} -> {rss1} KiB ({kib:.2} KiB/session)");
     Ok(kib)

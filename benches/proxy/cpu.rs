@@ -100,6 +100,16 @@ impl Cost {
         self.busiest_loop += o.busiest_loop;
     }
 
+    /// This cost less `base` (each kind, not below zero).
+    pub fn minus(&self, base: &Cost) -> Cost {
+        Cost {
+            loops: self.loops.saturating_sub(base.loops),
+            workers: self.workers.saturating_sub(base.workers),
+            other: self.other.saturating_sub(base.other),
+            busiest_loop: self.busiest_loop.saturating_sub(base.busiest_loop),
+        }
+    }
+
     pub fn total(&self) -> u64 {
         self.loops + self.workers + self.other
     }
