@@ -15,6 +15,21 @@
 //!    with PreAuth binds as the user) and warm caches (TTL 900, primed before timing), beside
 //!    direct logins, in rotated order in the same run.
 //!
+//! 6. (`tls`) IMAP logins direct, through mmp's plain port, and through its IMAPS port with
+//!    resumed TLS sessions and with full handshakes, in paired rounds (one more mmp with IMAP
+//!    and POP3 on plain and SSL ports, the test PKI);
+//! 7. (`pop`) POP3 logins direct, through mmp, and through its POP3S port (the same mmp);
+//! 8. (`cost`) mmp's CPU per MiB relayed (FETCH of the big message, plain and IMAPS) and per
+//!    idle session-hour (plain and IMAPS), on the same mmp;
+//! 9. (`smtp`) SMTP messages/s through an SMTP mmp (AUTH PLAIN, XCLIENT) beside the private
+//!    Postfix directly;
+//! 10. (`loops`) IMAP and IMAPS logins through two more mmps, `LoopThreads 1` and `2`.
+//!
+//! [6]-[10] run each mode for `MMP_BENCH_ROUND_SECS` per round, `MMP_BENCH_ROUNDS` rounds in
+//! rotated order, and report medians over rounds, ratios as the median of the per-round
+//! ratios. mmp's own CPU (its threads' schedstat, loops / workers / other) around each run
+//! makes the cost table, printed after the main table with a 16-core projection.
+//!
 //! It prints a table `measurement | direct to store | through mmp | ratio/added | target | met?`.
 //! Every process is stopped by PID when the fixtures are dropped at the end of `main` (also on
 //! a panic, which unwinds through them); nothing calls `process::exit`.
@@ -25,20 +40,38 @@
 //! `MMP_BENCH_FETCHES` [15] timed FETCHes per target, `MMP_BENCH_FETCH_MIB` [10] message size,
 //! `MMP_BENCH_SESSIONS` [10000, or the most the open-files limit allows] idle sessions, `MMP_BENCH_BATCH` [200] sessions opened at once
 //! per opener thread, `MMP_BENCH_OPENERS` [4] opener threads, `MMP_BENCH_ONLY`
-//! [login,noop,fetch,idle,preauth] which measurements to run, `MMP_BENCH_DIR_SECS` [1.5] seconds
-//! per mode and round of the `preauth` logins, `MMP_BENCH_KEEP=1` keeps the temp dirs.
+//! [login,noop,fetch,idle,preauth,tls,pop,cost,smtp,loops] which measurements to run,
+//! `MMP_BENCH_DIR_SECS` [1.5] seconds per mode and round of the `preauth` logins,
+//! `MMP_BENCH_ROUNDS` [3] and `MMP_BENCH_ROUND_SECS` [2] paired rounds of [6]-[10],
+//! `MMP_BENCH_COST_FETCHES` [5] FETCHes per path in [8], `MMP_BENCH_IDLE_N` [500] and
+//! `MMP_BENCH_IDLE_SECS` [20] idle sessions per path and how long they are held in [8],
+//! `MMP_BENCH_SMTP_BYTES` [2000] message size in [9], `MMP_BENCH_KEEP=1` keeps the temp dirs.
 
 #[path = "../tests/common/mod.rs"]
 mod common;
 
 #[path = "proxy/client.rs"]
 mod client;
+#[path = "proxy/cost.rs"]
+mod cost;
+#[path = "proxy/cpu.rs"]
+mod cpu;
 #[path = "proxy/forwarder.rs"]
 mod forwarder;
+#[path = "proxy/loops.rs"]
+mod loops;
+#[path = "proxy/rounds.rs"]
+mod rounds;
+#[path = "proxy/scale.rs"]
+mod scale;
+#[path = "proxy/smtp.rs"]
+mod smtp;
 #[path = "proxy/sys.rs"]
 mod sys;
 #[path = "proxy/tls.rs"]
 mod tls;
+#[path = "proxy/wire.rs"]
+mod wire;
 
 use client::Conn;
 use common::*;
@@ -63,6 +96,15 @@ struct Settings {
     only: Vec<String>,
     /// Seconds per mode and round of the directory (PreAuth / cache) logins.
     dir_secs: f64,
+    /// Paired rounds of [6]-[10], and seconds per mode and round.
+    rounds: usize,
+    round_secs: f64,
+    /// FETCHes per path, idle sessions per path and their seconds held, in [8].
+    cost_fetches: usize,
+    idle_n: usize,
+    idle_secs: f64,
+    /// Size of the SMTP messages of [9].
+    smtp_bytes: usize,
     keep: bool,
 }
 
@@ -89,12 +131,18 @@ impl Settings {
             batch: env_num("MMP_BENCH_BATCH", 200usize).clamp(1, 2000),
             openers: env_num("MMP_BENCH_OPENERS", 4usize).clamp(1, 64),
             only: std::env::var("MMP_BENCH_ONLY")
-                .unwrap_or_else(|_| "login,noop,fetch,idle,preauth".into())
+                .unwrap_or_else(|_| "login,noop,fetch,idle,preauth,tls,pop,cost,smtp,loops".into())
                 .split(',')
                 .map(|s| s.trim().to_ascii_lowercase())
                 .filter(|s| !s.is_empty())
                 .collect(),
             dir_secs: env_num("MMP_BENCH_DIR_SECS", 1.5f64).clamp(0.2, 120.0),
+            rounds: env_num("MMP_BENCH_ROUNDS", 3usize).clamp(1, 50),
+            round_secs: env_num("MMP_BENCH_ROUND_SECS", 2.0f64).clamp(0.2, 120.0),
+            cost_fetches: env_num("MMP_BENCH_COST_FETCHES", 5usize).clamp(1, 100),
+            idle_n: env_num("MMP_BENCH_IDLE_N", 500usize).clamp(1, 20_000),
+            idle_secs: env_num("MMP_BENCH_IDLE_SECS", 20.0f64).clamp(0.5, 3600.0),
+            smtp_bytes: env_num("MMP_BENCH_SMTP_BYTES", 2000usize).clamp(200, 10 << 20),
             keep: std::env::var("MMP_BENCH_KEEP").as_deref() == Ok("1"),
         }
     }
@@ -162,6 +210,20 @@ service imap {{
   vsz_limit = 2G
 }}
 protocol imap {{
+  mail_max_userip_connections = 100000
+}}
+service pop3-login {{
+  service_count = 0
+  process_min_avail = 2
+  client_limit = {slots}
+}}
+service pop3 {{
+  service_count = 0
+  client_limit = {per_process}
+  process_limit = {processes}
+  process_min_avail = 4
+}}
+protocol pop3 {{
   mail_max_userip_connections = 100000
 }}"
     )
@@ -528,8 +590,8 @@ fn measure_logins(
         format!("{:.0}/s", d.rate()),
         format!("{:.0}/s", m.rate()),
         format!("{ratio:.2}x"),
-        ">= 0.80x",
-        Some(ratio >= 0.8 && m.failures == 0),
+        ">= 0.90x",
+        Some(ratio >= 0.9 && m.failures == 0),
     ));
     let (dp, mp) = (percentile(&d.latencies, 50), percentile(&m.latencies, 50));
     rows.push(row(
@@ -682,7 +744,7 @@ fn measure_directory(s: &Settings, env: &Env, rows: &mut Vec<Row>, notes: &mut V
         let bad = log
             .lines()
             .filter(|l| l.contains(" WARN ") || l.contains(" ERROR "))
-            .filter(|l| !l.contains(" started from "))
+            .filter(|l| !l.contains(" started from ") && !l.contains("descriptor limit"))
             .count();
         if bad > 0 {
             notes.push(format!(
@@ -765,8 +827,8 @@ fn measure_noop(s: &Settings, env: &Env, mmp: &Mmp, rows: &mut Vec<Row>) -> Resu
         format!("{:.1} us", p(0, 50)),
         format!("{:.1} us", p(1, 50)),
         format!("+{added:.1} us"),
-        "<= +25 us",
-        Some(added <= 25.0),
+        "<= +15 us",
+        Some(added <= 15.0),
     ));
     rows.push(row(
         "NOOP round trip p99",
@@ -925,8 +987,8 @@ fn measure_fetch(
         format!("{db:.0} MiB/s"),
         format!("{mb:.0} MiB/s"),
         format!("{:.2}x", mb / db),
-        ">= 0.90x",
-        Some(mb / db >= 0.9),
+        ">= 1.00x",
+        Some(mb / db >= 1.0),
     ));
     let (dm, mm) = (median(&dr), median(&mr));
     rows.push(row(
@@ -934,8 +996,8 @@ fn measure_fetch(
         format!("{dm:.0} MiB/s"),
         format!("{mm:.0} MiB/s"),
         format!("{:.2}x", mm / dm),
-        ">= 0.90x",
-        Some(mm / dm >= 0.9),
+        ">= 1.00x",
+        Some(mm / dm >= 1.0),
     ));
     rows.push(row(
         "  reference: FETCH median via minimal relay",
@@ -1258,10 +1320,6 @@ fn main() {
         println!("\n[1] logins: {} threads, each its own loadNN user, connect -> greeting -> LOGIN -> LOGOUT -> server closes, {:.1}s per mode in two rounds of rotated order", s.clients, s.login_secs);
         measure_logins(&s, &env, &mmp, &mut rows, &mut notes);
     }
-    if s.runs("login") || s.runs("tls") {
-        println!("\n[1b] TLS logins: {} threads, direct plain vs mmp plain vs mmp IMAPS (full handshake each)", s.clients);
-        tls::measure_tls_logins(s.clients, s.login_secs, &env, &mut rows, &mut notes);
-    }
     if s.runs("preauth") {
         println!("\n[5] directory: {} threads as in [1], PreAuth off/on x cold/warm caches, four more mmps, beside direct logins, {:.1}s per mode in two rounds of rotated order", s.clients, s.dir_secs);
         measure_directory(&s, &env, &mut rows, &mut notes);
@@ -1282,6 +1340,7 @@ fn main() {
         println!("\n[4] idle sessions: {} through mmp, {} opener threads x batches of {} (LOGIN, then SELECT INBOX), held idle", s.sessions, s.openers, s.batch);
         measure_idle(&s, &env, &mmp, &mut rows, &mut notes);
     }
+    let book = scale::run(&s, &env, size, &mut rows, &mut notes);
 
     println!(
         "\nresults (total {:.0}s; load average before {load0}, after {}):",
@@ -1289,6 +1348,7 @@ fn main() {
         loadavg()
     );
     print_table(&rows);
+    scale::print(&book);
     println!("\nhow each figure was measured:");
     for l in [
         "logins/s: completed cycles / wall time, summed over both rounds; latency = connect start to LOGIN's tagged OK.",
@@ -1305,6 +1365,18 @@ fn main() {
         "idle: mmp's VmRSS (/proc/PID/status) after opening minus before, / sessions held; the store figure is the",
         "  growth of the summed Pss (smaps_rollup) of both Dovecot instances' processes, / sessions, for context.",
         "All on one 2-CPU box: the clients, mmp, slapd and Dovecot share the CPUs, in both columns alike.",
+        "[6]-[10]: each mode runs for the same time in every round, rounds rotate the order; a rate is the median",
+        "  over rounds, a ratio the median of the ratios within each round (so drift hits both sides alike).",
+        "  TLS clients: rustls; `resumed` = one Arc<ClientConfig> with rustls's default in-memory session cache",
+        "  shared by all threads (the count of resumed handshakes is printed per round), `full` = resumption off.",
+        "SMTP: through mmp EHLO, AUTH PLAIN, MAIL, RCPT, DATA, QUIT (mmp relays with XCLIENT); direct the same",
+        "  without AUTH (Postfix delivers the recipients' domain); one message per connection, ~MMP_BENCH_SMTP_BYTES.",
+        "cost table: mmp's threads' CPU (schedstat ns) after minus before each timed run, split by thread name",
+        "  (mmp-loop-N, mmp-worker-N, other = main, signals, LDAP client runtime), / the run's logins, MiB or",
+        "  session-hours; idle = sessions logged in, nothing sent, CPU over the hold time less mmp's CPU over",
+        "  the same time with no session (measured just before).",
+        "projection: printed with its formula below the cost table; a model from this box's per-login CPU,",
+        "  not a measurement (the stores, slapd and the clients share these 2 CPUs here).",
     ] {
         println!("  {l}");
     }

@@ -1,270 +1,272 @@
-//! TLS logins per second: the same K client threads and users log in (connect, greeting,
-//! LOGIN, LOGOUT, server closes) directly to the store over plain TCP, through mmp's plain
-//! port, and through mmp's IMAPS port (implicit TLS, a full handshake every time: session
-//! resumption is off), in two rounds of rotated order within one run. The mmp here is its own
-//! instance (`SSLEnable yes`, `SSLPorts`, the test PKI of `tests/common/tls.rs`), started and
-//! stopped by PID inside this measurement; the store leg stays plain.
+//! Logins per second over TLS and over POP3, each beside its baseline in paired rounds:
+//! IMAP direct to the store, through mmp's plain port, through its IMAPS port (resumed TLS
+//! sessions, and full handshakes); POP3 direct, through mmp's plain port, through its POP3S
+//! port. The mmp here is its own instance (IMAP and POP3, `SSLEnable yes`, `SSLPorts`, the
+//! certificates of `tests/common/tls.rs`), started and stopped by PID by the caller; the store
+//! leg stays plain. The mmp CPU of each mode goes to the cost table.
 
-use super::common::tls::{pki, with_ssl, LineClient, Proto, TlsMmp};
+use super::common::services::pop_kvs;
+use super::common::tls::{pki, set_all, with_ssl, Proto, TlsMmp};
 use super::common::*;
-use super::{percentile, row, us, Row};
+use super::cost::CostBook;
+use super::rounds::{paired, paired_ratio, Mode, Tally};
+use super::wire::{imap_login, pop_login};
+use super::{row, Row, Settings};
 use rustls::client::Resumption;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::CertificateDer;
 use rustls::{ClientConfig, RootCertStore};
-use std::net::SocketAddr;
-use std::sync::{Arc, Barrier, Mutex};
-use std::time::{Duration, Instant};
+use std::sync::Arc;
 
-#[derive(Default)]
-struct Run {
-    logins: u64,
-    failures: u64,
-    first_error: Option<String>,
-    secs: f64,
-    latencies: Vec<Duration>,
-}
-
-impl Run {
-    fn add(&mut self, o: Run) {
-        self.logins += o.logins;
-        self.failures += o.failures;
-        self.secs += o.secs;
-        self.latencies.extend(o.latencies);
-        if self.first_error.is_none() {
-            self.first_error = o.first_error;
-        }
-    }
-    fn rate(&self) -> f64 {
-        self.logins as f64 / self.secs.max(1e-9)
-    }
-}
-
-/// A client trusting the test CA, without session resumption (every login pays a full
-/// handshake, the worst case for the server).
-fn full_handshake_config() -> Arc<ClientConfig> {
+/// A client trusting the test CA. With `resume`, rustls's default resumption: an in-memory
+/// cache (256 sessions) in the `ClientConfig`, shared by every thread that uses this `Arc`
+/// (TLS 1.3 tickets, TLS 1.2 session IDs and tickets); without, every handshake is full.
+pub fn client_config(resume: bool) -> Arc<ClientConfig> {
     let mut roots = RootCertStore::empty();
-    for c in CertificateDer::pem_file_iter(&pki().ca).expect("CA PEM") {
-        roots.add(c.expect("CA")).expect("CA accepted");
+    for c in CertificateDer::pem_file_iter(&pki().ca)
+        .expect("the test CA's PEM file")
+        .flatten()
+    {
+        let _ = roots.add(c);
     }
     let mut cfg =
         ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
             .with_safe_default_protocol_versions()
-            .expect("versions")
+            .expect("rustls protocol versions")
             .with_root_certificates(roots)
             .with_no_client_auth();
-    cfg.resumption = Resumption::disabled();
+    if !resume {
+        cfg.resumption = Resumption::disabled();
+    }
     Arc::new(cfg)
 }
 
-/// One cycle; `tls` = implicit TLS. Latency = connect start to LOGIN's tagged OK.
-fn login_once(
-    addr: SocketAddr,
-    u: &User,
-    tls: Option<&Arc<ClientConfig>>,
-) -> Result<Duration, String> {
-    let t = Instant::now();
-    let mut c = match tls {
-        Some(cfg) => LineClient::tls(addr, cfg),
-        None => LineClient::plain(addr),
+/// IMAP and POP3 on plain and SSL ports, low logging, `LoopThreads loops` when given.
+pub fn tls_mmp_config(env: &Env, loops: Option<usize>) -> ServicesConfig {
+    let mut base = super::bench_config(env);
+    if let Some(n) = loops {
+        base = base.set_aservice("LoopThreads", &n.to_string());
     }
-    .map_err(|e| format!("connect: {e}"))?;
-    let g = c
-        .read_line()
-        .map_err(|e| format!("greeting: {e}"))?
-        .unwrap_or_default();
-    if !g.starts_with("* OK") {
-        return Err(format!("greeting {g:?}"));
-    }
-    c.send_raw(
-        format!(
-            "a LOGIN {} {}\r\n",
-            super::client::quote(&u.uid),
-            super::client::quote(&u.password)
-        )
-        .as_bytes(),
-    )
-    .map_err(|e| e.to_string())?;
-    let lat = until_tagged(&mut c, "a")?;
-    let lat = lat.map(|_| t.elapsed())?;
-    c.send_raw(b"b LOGOUT\r\n").map_err(|e| e.to_string())?;
-    until_tagged(&mut c, "b")?.map_err(|e| format!("LOGOUT: {e}"))?;
-    // Wait (bounded) for the server to close.
-    let _ = c.lines_within(Duration::from_secs(2));
-    Ok(lat)
-}
-
-/// Read to the line tagged `tag`: Ok(Ok) for OK, Ok(Err) for another answer.
-fn until_tagged(c: &mut LineClient, tag: &str) -> Result<Result<(), String>, String> {
-    let prefix = format!("{tag} ");
-    for _ in 0..1000 {
-        match c.read_line() {
-            Ok(Some(l)) if l.starts_with(&prefix) => {
-                return Ok(if l.starts_with(&format!("{tag} OK")) {
-                    Ok(())
-                } else {
-                    Err(l)
-                })
-            }
-            Ok(Some(_)) => {}
-            Ok(None) => return Err(format!("EOF before {tag}")),
-            Err(e) => return Err(format!("{tag}: {e}")),
-        }
-    }
-    Err(format!("no {tag} reply in 1000 lines"))
-}
-
-fn run(targets: &[(SocketAddr, User)], dur: Duration, tls: Option<&Arc<ClientConfig>>) -> Run {
-    const MAX_PER_THREAD: u64 = 1_000_000;
-    const MAX_FAILURES: u64 = 200;
-    let barrier = Barrier::new(targets.len() + 1);
-    let results = Mutex::new(Run::default());
-    std::thread::scope(|s| {
-        for (a, u) in targets {
-            let (barrier, results) = (&barrier, &results);
-            s.spawn(move || {
-                let mut r = Run::default();
-                barrier.wait();
-                let deadline = Instant::now() + dur;
-                for _ in 0..MAX_PER_THREAD {
-                    if Instant::now() >= deadline || r.failures >= MAX_FAILURES {
-                        break;
-                    }
-                    match login_once(*a, u, tls) {
-                        Ok(lat) => {
-                            r.logins += 1;
-                            r.latencies.push(lat);
-                        }
-                        Err(e) => {
-                            r.failures += 1;
-                            r.first_error.get_or_insert(e);
-                        }
-                    }
-                }
-                results.lock().unwrap().add(r);
-            });
-        }
-        barrier.wait();
-    });
-    results.into_inner().unwrap()
-}
-
-/// Measure and add the rows: TLS logins/s through mmp next to plain logins through mmp and
-/// direct plain logins to the store.
-pub fn measure_tls_logins(
-    clients: usize,
-    login_secs: f64,
-    env: &Env,
-    rows: &mut Vec<Row>,
-    notes: &mut Vec<String>,
-) {
-    let cfg = with_ssl(ServicesConfig {
-        base: env
-            .config()
-            .set_aservice("LogLevel", "1")
-            .set("LogLevel", "1")
-            .set("BacksideTimeout", "10"),
+    let cfg = ServicesConfig {
+        base,
         imap: true,
-        pop: None,
+        pop: Some(pop_kvs(&env.slapd.url(), env.store_pop3_port())),
         smtp: None,
-    });
-    let mmp = TlsMmp::start(&cfg, true);
+    };
+    let cfg = set_all(cfg, "LogLevel", "1");
+    with_ssl(set_all(cfg, "BacksideTimeout", "10"))
+}
+
+/// The load users the client threads log in as (one each, round robin).
+pub fn thread_users(clients: usize) -> Vec<User> {
     let load: Vec<User> = users()
         .into_iter()
-        .filter(|u| u.uid.starts_with("load"))
+        .filter(|u| u.uid.starts_with("load") && u.uid != super::FETCH_USER)
         .collect();
-    let users: Vec<User> = (0..clients).map(|i| load[i % load.len()].clone()).collect();
-    let direct: Vec<(SocketAddr, User)> = users
-        .iter()
-        .map(|u| {
-            let store = if u.host == STORE2_IP {
-                &env.store2
-            } else {
-                &env.store3
-            };
-            (store.addr(), u.clone())
-        })
-        .collect();
-    let plain: Vec<_> = users
-        .iter()
-        .map(|u| (mmp.plain_addr(Proto::Imap), u.clone()))
-        .collect();
-    let tls: Vec<_> = users
-        .iter()
-        .map(|u| (mmp.ssl_addr(Proto::Imap), u.clone()))
-        .collect();
-    let tls_cfg = full_handshake_config();
-    let half = Duration::from_secs_f64(login_secs / 2.0);
-    let names = ["direct plain", "mmp plain", "mmp TLS (IMAPS)"];
-    let mut runs: [Run; 3] = Default::default();
-    for round in 0..2 {
-        for k in 0..3 {
-            let i = (round + k) % 3;
-            let t = Instant::now();
-            let mut r = match i {
-                0 => run(&direct, half, None),
-                1 => run(&plain, half, None),
-                _ => run(&tls, half, Some(&tls_cfg)),
-            };
-            r.secs = t.elapsed().as_secs_f64();
-            println!(
-                "  TLS logins round {} {:<16}: {:>6} in {:.2}s = {:>7.0}/s, {} failed",
-                round + 1,
-                names[i],
-                r.logins,
-                r.secs,
-                r.rate(),
-                r.failures
-            );
-            runs[i].add(r);
-        }
+    (0..clients).map(|i| load[i % load.len()].clone()).collect()
+}
+
+fn notes_of(t: &[Tally], notes: &mut Vec<String>) {
+    notes.extend(t.iter().filter_map(Tally::failure_note));
+}
+
+/// A note when TLS logins take 30 ms or more longer than plain ones: far beyond a handshake's
+/// CPU, the signature of Nagle's algorithm on the server meeting the client's delayed ACK
+/// (the server writes its session tickets and its greeting separately without TCP_NODELAY).
+fn stall_note(tls: &Tally, plain: &Tally, notes: &mut Vec<String>) {
+    let extra = tls.p50_us() - plain.p50_us();
+    if extra >= 30_000.0 && tls.ops > 0 {
+        notes.push(format!(
+            "{}: p50 {:.0} us over plain, far beyond its CPU ({:.0} us mmp CPU/login): a delayed-ACK \
+             stall, e.g. no TCP_NODELAY on mmp's accepted sockets",
+            tls.name,
+            extra,
+            tls.cpu_per_op().total
+        ));
     }
-    for (i, r) in runs.iter().enumerate() {
-        if r.failures > 0 {
-            notes.push(format!(
-                "TLS logins, {}: {} failed (first: {})",
-                names[i],
-                r.failures,
-                r.first_error.as_deref().unwrap_or("-")
-            ));
-        }
-    }
-    let [mut d, mut p, mut t] = runs;
-    d.latencies.sort();
-    p.latencies.sort();
-    t.latencies.sort();
-    let ratio = t.rate() / d.rate().max(1e-9);
-    rows.push(row(
-        &format!("TLS logins/s, IMAPS through mmp ({clients} clients)"),
-        format!("{:.0}/s (plain)", d.rate()),
-        format!("{:.0}/s (plain {:.0}/s)", t.rate(), p.rate()),
-        format!(
-            "{ratio:.2}x of direct, {:.2}x of mmp plain",
-            t.rate() / p.rate().max(1e-9)
-        ),
-        "-",
-        Some(t.failures == 0 && t.logins > 0),
-    ));
-    let (d50, p50, t50) = (
-        percentile(&d.latencies, 50),
-        percentile(&p.latencies, 50),
-        percentile(&t.latencies, 50),
-    );
-    rows.push(row(
-        "  TLS login latency p50 (connect..LOGIN OK)",
-        format!("{:.0} us (plain)", us(d50)),
-        format!("{:.0} us (plain {:.0} us)", us(t50), us(p50)),
-        if t.logins == 0 {
-            "-".to_string()
-        } else {
-            format!("+{:.0} us over mmp plain", us(t50) - us(p50))
+}
+
+fn resumed_share(t: &Tally) -> String {
+    format!("{} of {} resumed", t.resumed, t.tls_ops)
+}
+
+/// IMAP: direct, mmp plain, IMAPS resumed, IMAPS full handshakes.
+pub fn measure_imap(
+    s: &Settings,
+    env: &Env,
+    mmp: &TlsMmp,
+    out: (&mut Vec<Row>, &mut Vec<String>, &mut CostBook),
+) {
+    let (rows, notes, book) = out;
+    let users = thread_users(s.clients);
+    let (resume, full) = (client_config(true), client_config(false));
+    let (plain, ssl) = (mmp.plain_addr(Proto::Imap), mmp.ssl_addr(Proto::Imap));
+    let pid = mmp.pid();
+    let u = &users;
+    let modes = vec![
+        Mode {
+            name: "IMAP direct".into(),
+            op: Box::new(move |i| {
+                imap_login(
+                    super::store_addr(env, &u[i]),
+                    None,
+                    &u[i].uid,
+                    &u[i].password,
+                )
+            }),
+            mmp_pid: None,
         },
+        Mode {
+            name: "IMAP through mmp".into(),
+            op: Box::new(move |i| imap_login(plain, None, &u[i].uid, &u[i].password)),
+            mmp_pid: pid,
+        },
+        Mode {
+            name: "IMAPS through mmp, resumed".into(),
+            op: Box::new(|i| imap_login(ssl, Some(&resume), &u[i].uid, &u[i].password)),
+            mmp_pid: pid,
+        },
+        Mode {
+            name: "IMAPS through mmp, full handshake".into(),
+            op: Box::new(|i| imap_login(ssl, Some(&full), &u[i].uid, &u[i].password)),
+            mmp_pid: pid,
+        },
+    ];
+    let t = paired(&modes, s.clients, s.round_secs, s.rounds);
+    notes_of(&t, notes);
+    stall_note(&t[2], &t[1], notes);
+    book_imap(book, &t, s.clients);
+    imap_rows(rows, &t, s);
+}
+
+/// The IMAP login costs of the modes of [`measure_imap`], and the store's login latency.
+fn book_imap(book: &mut CostBook, t: &[Tally], clients: usize) {
+    let [d, p, r, f] = [&t[0], &t[1], &t[2], &t[3]];
+    book.store_login_us = Some(d.p50_us());
+    let basis = |x: &Tally| format!("{} logins, {} clients", x.ops, clients);
+    book.plain_login = Some(book.add("login, IMAP plain", "login", p.cpu, p.ops as f64, basis(p)));
+    book.tls_login = Some(book.add(
+        "login, IMAPS resumed",
+        "login",
+        r.cpu,
+        r.ops as f64,
+        basis(r),
+    ));
+    book.tls_full_login = Some(book.add(
+        "login, IMAPS full handshake",
+        "login",
+        f.cpu,
+        f.ops as f64,
+        basis(f),
+    ));
+}
+
+/// The table rows of [`measure_imap`].
+fn imap_rows(rows: &mut Vec<Row>, t: &[Tally], s: &Settings) {
+    let [d, p, r, f] = [&t[0], &t[1], &t[2], &t[3]];
+    let ratio = paired_ratio(p, d);
+    rows.push(row(
+        &format!(
+            "IMAP logins/s ({} clients, median of {} paired rounds)",
+            s.clients, s.rounds
+        ),
+        format!("{:.0}/s", d.rate()),
+        format!("{:.0}/s", p.rate()),
+        format!("{ratio:.2}x"),
+        ">= 0.90x",
+        Some(ratio >= 0.9 && p.failures == 0),
+    ));
+    for (x, target) in [(r, Some(0.8)), (f, None)] {
+        let ratio = paired_ratio(x, p);
+        rows.push(row(
+            &format!("{} logins/s vs mmp plain", x.name),
+            format!("mmp plain {:.0}/s", p.rate()),
+            format!("{:.0}/s ({})", x.rate(), resumed_share(x)),
+            format!("{ratio:.2}x"),
+            if target.is_some() { ">= 0.80x" } else { "-" },
+            Some(target.is_none_or(|g| ratio >= g) && x.failures == 0 && x.ops > 0),
+        ));
+    }
+    rows.push(row(
+        "  login latency p50: direct / mmp / IMAPS resumed / full",
+        format!("{:.0} us", d.p50_us()),
+        format!(
+            "{:.0} / {:.0} / {:.0} us",
+            p.p50_us(),
+            r.p50_us(),
+            f.p50_us()
+        ),
+        format!("+{:.0} us plain", p.p50_us() - d.p50_us()),
         "-",
         None,
     ));
-    let log = mmp.log();
-    if log.contains("panicked") {
-        notes.push("the TLS mmp's log shows a panic".into());
-    }
-    drop(mmp);
+}
+
+/// POP3: direct, mmp plain, POP3S resumed.
+pub fn measure_pop(
+    s: &Settings,
+    env: &Env,
+    mmp: &TlsMmp,
+    out: (&mut Vec<Row>, &mut Vec<String>, &mut CostBook),
+) {
+    let (rows, notes, book) = out;
+    let users = thread_users(s.clients);
+    let resume = client_config(true);
+    let (plain, ssl) = (mmp.plain_addr(Proto::Pop), mmp.ssl_addr(Proto::Pop));
+    let pid = mmp.pid();
+    let u = &users;
+    let modes = vec![
+        Mode {
+            name: "POP3 direct".into(),
+            op: Box::new(move |i| {
+                let a = env.store(u[i].store()).pop3_addr();
+                pop_login(a, None, &u[i].uid, &u[i].password)
+            }),
+            mmp_pid: None,
+        },
+        Mode {
+            name: "POP3 through mmp".into(),
+            op: Box::new(move |i| pop_login(plain, None, &u[i].uid, &u[i].password)),
+            mmp_pid: pid,
+        },
+        Mode {
+            name: "POP3S through mmp, resumed".into(),
+            op: Box::new(|i| pop_login(ssl, Some(&resume), &u[i].uid, &u[i].password)),
+            mmp_pid: pid,
+        },
+    ];
+    let t = paired(&modes, s.clients, s.round_secs, s.rounds);
+    notes_of(&t, notes);
+    let [d, p, r] = [&t[0], &t[1], &t[2]];
+    stall_note(r, p, notes);
+    let basis = |x: &Tally| format!("{} logins, {} clients", x.ops, s.clients);
+    book.add("login, POP3 plain", "login", p.cpu, p.ops as f64, basis(p));
+    book.add(
+        "login, POP3S resumed",
+        "login",
+        r.cpu,
+        r.ops as f64,
+        basis(r),
+    );
+    let ratio = paired_ratio(p, d);
+    rows.push(row(
+        &format!(
+            "POP3 logins/s ({} clients, median of {} paired rounds)",
+            s.clients, s.rounds
+        ),
+        format!("{:.0}/s", d.rate()),
+        format!("{:.0}/s", p.rate()),
+        format!("{ratio:.2}x"),
+        ">= 0.90x",
+        Some(ratio >= 0.9 && p.failures == 0),
+    ));
+    let ratio = paired_ratio(r, p);
+    rows.push(row(
+        "POP3S through mmp, resumed logins/s vs mmp plain",
+        format!("mmp plain {:.0}/s", p.rate()),
+        format!("{:.0}/s ({})", r.rate(), resumed_share(r)),
+        format!("{ratio:.2}x"),
+        "-",
+        Some(r.failures == 0 && r.ops > 0),
+    ));
 }
