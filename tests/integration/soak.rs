@@ -80,6 +80,14 @@ fn rss_kb(pid: u32) -> u64 {
         .unwrap_or(0)
 }
 
+fn hwm_kb(pid: u32) -> u64 {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    s.lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or(0)
+}
+
 /// The PIDs of `root` and all its descendants (from /proc).
 fn tree(root: u32) -> Vec<u32> {
     let mut all = vec![root];
@@ -274,14 +282,27 @@ fn faults(
     pause(Duration::from_secs(10));
     slapd.start();
     pause(step);
+    // Killed first (SIGKILL to the whole store, as a crash), then started again on the same
+    // addresses: started first, the new store found them in use and never listened.
     let pop3 = stores.1.pop3_addr().port();
+    if let Some(root) = stores.1.pid() {
+        for p in tree(root) {
+            signal(p, 9);
+        }
+    }
+    let gone = wait_until(Duration::from_secs(15), || {
+        TcpStream::connect(addr(STORE3_IP, port)).is_err()
+    });
+    pause(Duration::from_secs(5));
     let old = std::mem::replace(
         &mut stores.1,
         Dovecot::start_full("store3", STORE3_IP, port, pop3, &users(), STORE_CONF)
             .unwrap_or_else(|e| panic!("{e}")),
     );
     drop(old);
-    log.push("store3 killed and restarted".to_string());
+    log.push(format!(
+        "store3 killed (listener gone: {gone}), down 5 s, restarted"
+    ));
     pause(step);
     if let Some(root) = stores.0.pid() {
         let pids = tree(root);
@@ -362,12 +383,16 @@ fn soak_churn_under_directory_and_store_faults(env: &Env) {
                     .and_then(|mut c| {
                         c.set_read_timeout(TIMEOUT);
                         let _ = c.read_line();
-                        let r = try_command(&mut c, "h", &format!("LOGIN {} {}", u.uid, u.password));
+                        let r =
+                            try_command(&mut c, "h", &format!("LOGIN {} {}", u.uid, u.password));
                         r.filter(|r| r.starts_with("h OK")).map(|_| c)
                     });
                 fig.took(t, opened.is_some());
                 if let Some(c) = opened {
-                    held.push(Held { c, last: Instant::now() });
+                    held.push(Held {
+                        c,
+                        last: Instant::now(),
+                    });
                 }
                 for _ in 0..2 {
                     let Some(at) = (0..held.len()).min_by_key(|&j| held[j].last) else {
@@ -411,7 +436,8 @@ fn soak_churn_under_directory_and_store_faults(env: &Env) {
                     .ok()
                     .map(|s| (s, Instant::now()))
             };
-            let mut cs: Vec<(TcpStream, Instant)> = (0..trickle).filter_map(|_| connect()).collect();
+            let mut cs: Vec<(TcpStream, Instant)> =
+                (0..trickle).filter_map(|_| connect()).collect();
             while !stop.load(Ordering::Relaxed) && Instant::now() < end {
                 for (s, since) in cs.iter_mut() {
                     let sent = since.elapsed().as_secs() as usize;
@@ -432,6 +458,23 @@ fn soak_churn_under_directory_and_store_faults(env: &Env) {
             cs
         })
     };
+    // RSS once a minute under load: a leak grows with the work done, the allocator's
+    // high-water mark stays flat (the end figure alone cannot tell them apart).
+    let rss_trend = Arc::new(Mutex::new(Vec::new()));
+    {
+        let (trend, stop) = (rss_trend.clone(), stop.clone());
+        threads.push(thread::spawn(move || {
+            while !stop.load(Ordering::Relaxed) && Instant::now() < end {
+                for _ in 0..120 {
+                    if stop.load(Ordering::Relaxed) || Instant::now() >= end {
+                        return;
+                    }
+                    thread::sleep(Duration::from_millis(500));
+                }
+                trend.lock().unwrap().push(rss_kb(pid));
+            }
+        }));
+    }
     let fault_log = faults(&mut slapd, &mut stores, port, minutes, &stop);
     while Instant::now() < end {
         thread::sleep(Duration::from_millis(500));
@@ -514,6 +557,17 @@ fn soak_churn_under_directory_and_store_faults(env: &Env) {
         format!("{rss0} -> {rss1}"),
         "+10 %".into(),
     );
+    let trend = rss_trend.lock().unwrap().clone();
+    row(
+        "RSS kB each minute under load",
+        trend
+            .iter()
+            .map(|k| k.to_string())
+            .collect::<Vec<_>>()
+            .join(" "),
+        "flat".into(),
+    );
+    row("RSS kB peak (VmHWM)", hwm_kb(pid).to_string(), "-".into());
     row(
         "operations (failed)",
         format!(
@@ -597,7 +651,10 @@ fn soak_churn_under_directory_and_store_faults(env: &Env) {
         trickle_oldest <= LOGIN_TIMEOUT + SLACK,
         "a trickling client lived {trickle_oldest:?}"
     );
-    assert_eq!(waits1, waits0, "mmp threads not back in their start waits (a busy worker)");
+    assert_eq!(
+        waits1, waits0,
+        "mmp threads not back in their start waits (a busy worker)"
+    );
     assert!(
         probe_ok && probe_t <= Duration::from_secs(2),
         "login after the soak: {probe_ok} {probe_t:?}"
