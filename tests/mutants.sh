@@ -29,15 +29,16 @@ out_dir=${MMP_MUTANTS_OUT:-target/mutants}
 for a in ${MMP_MUTANTS_TEST_ARGS:-}; do
     args="$args --cargo-test-arg=$a"
 done
-# One job: the integration suite starts its own slapd, stores and Postfix per run.
+# One job (in place implies it): the integration suite starts its own slapd, stores and
+# Postfix per run.
 # shellcheck disable=SC2086
-cargo mutants --in-place --output "$out_dir" --no-shuffle -j 1 --timeout "${MMP_MUTANTS_TIMEOUT:-300}" \
-    ${MMP_MUTANTS_EXTRA:-} $args -- --test-threads=2 ${MMP_MUTANTS_FILTERS:-} || true
+cargo mutants --in-place --output "$out_dir" --no-shuffle --timeout "${MMP_MUTANTS_TIMEOUT:-300}" \
+    ${MMP_MUTANTS_EXTRA:-} $args -- -- --test-threads=2 ${MMP_MUTANTS_FILTERS:-} || true
 out=$out_dir/mutants.out
-caught=$(wc -l <"$out/caught.txt" 2>/dev/null || echo 0)
-missed=$(wc -l <"$out/missed.txt" 2>/dev/null || echo 0)
-timeout=$(wc -l <"$out/timeout.txt" 2>/dev/null || echo 0)
-unviable=$(wc -l <"$out/unviable.txt" 2>/dev/null || echo 0)
+caught=$(cat "$out/caught.txt" 2>/dev/null | wc -l)
+missed=$(cat "$out/missed.txt" 2>/dev/null | wc -l)
+timeout=$(cat "$out/timeout.txt" 2>/dev/null | wc -l)
+unviable=$(cat "$out/unviable.txt" 2>/dev/null | wc -l)
 printf '%-10s %8s\n' caught "$caught" missed "$missed" timeout "$timeout" unviable "$unviable"
 # Per file: caught missed timeout unviable.
 for k in caught missed timeout unviable; do
