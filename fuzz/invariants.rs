@@ -5,7 +5,7 @@
 
 use mmp::config::{access, certmap, lexer, vdmap};
 use mmp::directory::filter;
-use mmp::protocol::smtp::{Guard, GuardError};
+use mmp::protocol::smtp::Guard;
 use mmp::protocol::{
     imap, pop, sasl, smtp, Action, ClientInfo, Credentials, Failure, Helo, ReplayStep, TlsState,
 };

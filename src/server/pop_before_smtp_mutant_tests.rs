@@ -12,7 +12,9 @@ fn the_window_is_closed_at_its_end() {
     let until = t + Duration::from_secs(5);
     table.record(ip, "alice@a.test", until);
     assert_eq!(
-        table.lookup(ip, until - Duration::from_millis(1)).as_deref(),
+        table
+            .lookup(ip, until - Duration::from_millis(1))
+            .as_deref(),
         Some("alice@a.test")
     );
     assert_eq!(table.lookup(ip, until), None, "AuthServiceTTL is over");
