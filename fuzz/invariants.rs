@@ -5,7 +5,7 @@
 
 use mmp::config::{access, certmap, lexer, vdmap};
 use mmp::directory::filter;
-use mmp::protocol::smtp::{Guard, GuardError};
+use mmp::protocol::smtp::Guard;
 use mmp::protocol::{
     imap, pop, sasl, smtp, Action, ClientInfo, Credentials, Failure, Helo, ReplayStep, TlsState,
 };
@@ -324,17 +324,21 @@ pub fn guard_both_ways(data: &[u8]) {
             return;
         }
         assert!(g.held_bytes() <= 64 * 1024 + 2048);
-        let replies = std::mem::take(&mut mta.replies);
-        match g.from_store(&replies, &mut to_client) {
-            Err(GuardError::TooManyPending) | Err(_) => return,
-            Ok(()) => {}
-        }
-        g.released(&mut to_mta);
-        mta.read(&to_mta, accept);
-        to_mta.clear();
-        let replies = std::mem::take(&mut mta.replies);
-        if g.from_store(&replies, &mut to_client).is_err() {
-            return;
+        // As the relay does: every `from_store` is followed by `released`, and the
+        // released bytes reach the MTA before any later client bytes. Held bytes can
+        // release more held bytes (DATA refused, then DATA again), so this goes on
+        // until the MTA has nothing more to say; each round answers at least one line.
+        for _ in 0..=data.len() {
+            let replies = std::mem::take(&mut mta.replies);
+            if replies.is_empty() {
+                break;
+            }
+            if g.from_store(&replies, &mut to_client).is_err() {
+                return;
+            }
+            g.released(&mut to_mta);
+            mta.read(&to_mta, accept);
+            to_mta.clear();
         }
         for line in to_client.split(|&b| b == b'\n') {
             let up = line.to_ascii_uppercase();

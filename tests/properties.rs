@@ -226,3 +226,17 @@ fn tcp_access_filters() {
 fn dn_and_filter_escaping() {
     property("dn", 0xcccc, dn);
 }
+
+/// The input of the `smtp_guard` fuzz crash of 2026-12-05 ("client offered XCLIENT"): a
+/// refused DATA whose held bytes held another DATA, so the second `from_store` released
+/// bytes that the target (not the relay) left queued behind the next client chunk; the
+/// MTA then answered EHLO where the guard owed a plain reply. The target now releases
+/// after every `from_store`, as `Relay::run` does.
+#[test]
+fn smtp_guard_fuzz_case_release_order() {
+    let input: &[u8] =
+        b",\x20FROM:-<a@\na@\xff\xff>A\xff\xc9A\r\nDATA\r\nSe\nDATA\r\n<cje\nDATA\r\n\
+<c@ATA\r\n)\n\n\n\n\nRTrw\n\n\n\n\n\n\nEHLO\n\n\n\n\n\nRTr";
+    assert_eq!(input.len(), 87);
+    guard_both_ways(input);
+}

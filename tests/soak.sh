@@ -11,6 +11,8 @@ minutes=${1:?usage: tests/soak.sh MINUTES}
 cd "$(dirname "$0")/.."
 # The held sessions, the trickling clients and mmp's store connections need descriptors.
 ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)"
+# mmp is the release build; the driver (the integration harness) need not be, and a debug
+# build of it is what the integration suite already compiled.
 cargo build --release --bin mmp
 MMP_BIN="$PWD/target/release/mmp" MMP_SOAK_MINUTES="$minutes" \
-    cargo test --release --test integration -- --nocapture --exact soak_churn_under_directory_and_store_faults
+    cargo test --test integration -- --nocapture --exact soak_churn_under_directory_and_store_faults

@@ -102,3 +102,7 @@ mod tests {
         assert!(c.live.len() == 1, "empty entries are dropped");
     }
 }
+
+#[cfg(test)]
+#[path = "conn_limits_mutant_tests.rs"]
+mod mutant_tests;

@@ -89,3 +89,7 @@ mod tests {
             .is_some());
     }
 }
+
+#[cfg(test)]
+#[path = "pop_before_smtp_mutant_tests.rs"]
+mod mutant_tests;

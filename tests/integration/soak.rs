@@ -3,10 +3,13 @@
 //! For the given minutes it churns sessions (IMAP login/SELECT/FETCH/IDLE, POP3 RETR, SMTP
 //! messages) while holding up to `MMP_SOAK_SESSIONS` (2 000) logged-in IMAP sessions and
 //! 500 clients that trickle a byte a second, and meanwhile stops and starts its own slapd,
-//! kills and restarts a store, and freezes (SIGSTOP) and thaws a store. At the end it
+//! kills and restarts a store, and freezes (SIGSTOP) and thaws a store. The held sessions
+//! are kept alive by a NOOP each well within `Timeout`; at the end every client falls
+//! silent for `Timeout` + slack, and all of them must have been closed by mmp by then. It
 //! prints a table and fails when descriptors or RSS are not within 10 % of the start, a
-//! client waited longer than `Timeout`, or an accepted SMTP message was not delivered
-//! exactly once.
+//! session outlived its timeout, mmp's threads are not back in the waits they were in at
+//! the start (a worker still busy), a client waited longer than `Timeout`, or an accepted
+//! SMTP message was not delivered exactly once.
 
 use crate::cases;
 use crate::common::dovecot::Dovecot;
@@ -19,6 +22,7 @@ use crate::common::*;
 use crate::Case;
 use std::io::Write;
 use std::net::TcpStream;
+use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread;
@@ -26,6 +30,26 @@ use std::time::{Duration, Instant};
 
 /// mmp's `Timeout` in the soak: no client may wait longer for an answer.
 const TIMEOUT: Duration = Duration::from_secs(60);
+/// mmp's `LoginTimeout` in the soak: a trickling client is closed by then.
+const LOGIN_TIMEOUT: Duration = Duration::from_secs(60);
+/// How late after its timeout a silent session may still be open (timer and poll slack).
+const SLACK: Duration = Duration::from_secs(5);
+
+/// Settings appended to each store's dovecot.conf so that 2 000 held sessions of one user
+/// fit: `imap` processes serve many sessions each (as in `benches/proxy.rs`; every user has
+/// the same UID), and the per-user-and-address cap is lifted.
+const STORE_CONF: &str = "default_client_limit = 6000
+service imap-login {
+  client_limit = 6000
+}
+service imap {
+  service_count = 0
+  client_limit = 250
+  process_limit = 40
+}
+protocol imap {
+  mail_max_userip_connections = 100000
+}";
 
 pub fn cases() -> Vec<Case> {
     if std::env::var("MMP_SOAK_MINUTES").is_ok() {
@@ -52,6 +76,14 @@ fn rss_kb(pid: u32) -> u64 {
     let s = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
     s.lines()
         .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or(0)
+}
+
+fn hwm_kb(pid: u32) -> u64 {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    s.lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
         .unwrap_or(0)
 }
@@ -88,7 +120,10 @@ struct Figures {
     failed_ops: AtomicU64,
     slowest_ms: AtomicU64,
     held_peak: AtomicU64,
+    held_lost: AtomicU64,
+    held_lost_early: AtomicU64,
     trickle_closed: AtomicU64,
+    trickle_oldest_ms: AtomicU64,
 }
 
 impl Figures {
@@ -102,12 +137,19 @@ impl Figures {
     }
 }
 
+/// One churn step of kind `k`, timed; a panic of the client helpers (a connection closed
+/// under a fault) counts as a failed operation instead of ending the churning thread.
+fn churn_timed(m: &MmpServices, k: u64, fig: &Figures, accepted: &Mutex<Vec<String>>) {
+    let t = Instant::now();
+    let ok = catch_unwind(AssertUnwindSafe(|| churn_once(m, k, accepted))).unwrap_or(false);
+    fig.took(t, ok);
+}
+
 /// One churn step of kind `k`; SMTP tokens accepted by mmp go into `accepted`.
-fn churn_once(m: &MmpServices, k: u64, fig: &Figures, accepted: &Mutex<Vec<String>>) {
+fn churn_once(m: &MmpServices, k: u64, accepted: &Mutex<Vec<String>>) -> bool {
     let users = ["alice@a.test", "bob@a.test"];
     let u = user(users[(k % 2) as usize]);
-    let t = Instant::now();
-    let ok = match k % 4 {
+    match k % 4 {
         0 | 1 => ImapClient::connect(addr("127.0.0.1", m.ports.imap.expect("imap"))).map_or(
             false,
             |mut c| {
@@ -131,6 +173,7 @@ fn churn_once(m: &MmpServices, k: u64, fig: &Figures, accepted: &Mutex<Vec<Strin
             },
         ),
         2 => PopClient::connect(m.pop_addr()).map_or(false, |mut p| {
+            p.set_read_timeout(TIMEOUT);
             let _ = p.read_line();
             let ok = p.user_pass(&u.uid, &u.password).starts_with("+OK");
             if ok && p.stat().0 > 0 {
@@ -158,8 +201,64 @@ fn churn_once(m: &MmpServices, k: u64, fig: &Figures, accepted: &Mutex<Vec<Strin
             let _ = c.command("QUIT");
             true
         }),
-    };
-    fig.took(t, ok);
+    }
+}
+
+/// A held IMAP session and when it last had an answer.
+struct Held {
+    c: ImapClient,
+    last: Instant,
+}
+
+/// Sends `tag text` and reads to the tagged reply without panicking: the tagged line, or
+/// None when the session was closed or did not answer within the client's read timeout.
+fn try_command(c: &mut ImapClient, tag: &str, text: &str) -> Option<String> {
+    c.send_raw(format!("{tag} {text}\r\n").as_bytes()).ok()?;
+    c.read_until_tagged(tag).ok()?.pop()
+}
+
+/// Whether mmp has closed `s`: unread bytes (a greeting, a refusal, a BYE) are drained,
+/// then end of file or an error means closed, and nothing more to read means open.
+fn closed_by_peer(s: &TcpStream) -> bool {
+    use std::io::Read;
+    let _ = s.set_nonblocking(true);
+    let mut b = [0u8; 4096];
+    let mut closed = true;
+    for _ in 0..1000 {
+        match (&mut &*s).read(&mut b) {
+            Ok(0) => break,
+            Ok(_) => continue,
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                closed = false;
+                break;
+            }
+            Err(_) => break,
+        }
+    }
+    let _ = s.set_nonblocking(false);
+    closed
+}
+
+/// Threads of `pid` per system call they are blocked in (`/proc/<pid>/task/*/syscall`,
+/// first field; "running" for a thread on a CPU): idle workers, loops and the signal
+/// thread each wait in their own call, so a busy worker changes the histogram.
+fn thread_waits(pid: u32) -> std::collections::BTreeMap<String, usize> {
+    let mut h = std::collections::BTreeMap::new();
+    if let Ok(rd) = std::fs::read_dir(format!("/proc/{pid}/task")) {
+        for e in rd.flatten() {
+            let s = std::fs::read_to_string(e.path().join("syscall")).unwrap_or_default();
+            let call = s.split_whitespace().next().unwrap_or("?").to_string();
+            *h.entry(call).or_insert(0) += 1;
+        }
+    }
+    h
+}
+
+fn waits_text(h: &std::collections::BTreeMap<String, usize>) -> String {
+    h.iter()
+        .map(|(k, v)| format!("{k}:{v}"))
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 fn faults(
@@ -183,14 +282,27 @@ fn faults(
     pause(Duration::from_secs(10));
     slapd.start();
     pause(step);
+    // Killed first (SIGKILL to the whole store, as a crash), then started again on the same
+    // addresses: started first, the new store found them in use and never listened.
     let pop3 = stores.1.pop3_addr().port();
+    if let Some(root) = stores.1.pid() {
+        for p in tree(root) {
+            signal(p, 9);
+        }
+    }
+    let gone = wait_until(Duration::from_secs(15), || {
+        TcpStream::connect(addr(STORE3_IP, port)).is_err()
+    });
+    pause(Duration::from_secs(5));
     let old = std::mem::replace(
         &mut stores.1,
-        Dovecot::start_full("store3", STORE3_IP, port, pop3, &users(), "")
+        Dovecot::start_full("store3", STORE3_IP, port, pop3, &users(), STORE_CONF)
             .unwrap_or_else(|e| panic!("{e}")),
     );
     drop(old);
-    log.push("store3 killed and restarted".to_string());
+    log.push(format!(
+        "store3 killed (listener gone: {gone}), down 5 s, restarted"
+    ));
     pause(step);
     if let Some(root) = stores.0.pid() {
         let pids = tree(root);
@@ -211,11 +323,13 @@ fn soak_churn_under_directory_and_store_faults(env: &Env) {
     let sessions = env_num("MMP_SOAK_SESSIONS", 2000) as usize;
     let trickle = env_num("MMP_SOAK_TRICKLE", 500) as usize;
     let mut slapd = Slapd::start_new();
-    let mut stores = Dovecot::start_pair();
+    let mut stores = Dovecot::start_pair_with(STORE_CONF);
     let port = stores.0.addr().port();
     let mut cfg = env.pop_smtp_config();
     cfg.imap = true;
-    cfg.base = MmpConfig::new(&slapd.url(), port).set("Timeout", &TIMEOUT.as_secs().to_string());
+    cfg.base = MmpConfig::new(&slapd.url(), port)
+        .set("Timeout", &TIMEOUT.as_secs().to_string())
+        .set("LoginTimeout", &LOGIN_TIMEOUT.as_secs().to_string());
     let cfg = cfg
         .pop("LdapUrl", &slapd.url())
         .pop("BacksidePort", &stores.0.pop3_addr().port().to_string())
@@ -229,7 +343,7 @@ fn soak_churn_under_directory_and_store_faults(env: &Env) {
     let warm: Vec<_> = (0..16u64)
         .map(|k| {
             let (m, fig, acc) = (m.clone(), fig.clone(), accepted.clone());
-            thread::spawn(move || churn_once(&m, k, &fig, &acc))
+            thread::spawn(move || churn_timed(&m, k, &fig, &acc))
         })
         .collect();
     for w in warm {
@@ -237,6 +351,7 @@ fn soak_churn_under_directory_and_store_faults(env: &Env) {
     }
     thread::sleep(Duration::from_secs(3));
     let (fd0, rss0) = (fd_count(pid), rss_kb(pid));
+    let waits0 = thread_waits(pid);
     let stop = Arc::new(AtomicBool::new(false));
     let end = Instant::now() + Duration::from_secs(minutes * 60);
     let mut threads = Vec::new();
@@ -245,16 +360,17 @@ fn soak_churn_under_directory_and_store_faults(env: &Env) {
         threads.push(thread::spawn(move || {
             let mut k = w;
             while !stop.load(Ordering::Relaxed) && Instant::now() < end {
-                churn_once(&m, k, &fig, &acc);
+                churn_timed(&m, k, &fig, &acc);
                 k += 1;
             }
         }));
     }
-    // Held sessions: opened gradually, one replaced per tick.
-    {
+    // Held sessions: opened gradually, one replaced per tick once all are open, and two
+    // NOOPed per tick (oldest answer first) so that each stays well within `Timeout`.
+    let held_thread = {
         let (m, fig, stop) = (m.clone(), fig.clone(), stop.clone());
-        threads.push(thread::spawn(move || {
-            let mut held: Vec<ImapClient> = Vec::new();
+        thread::spawn(move || {
+            let mut held: Vec<Held> = Vec::new();
             let u = user("alice@a.test");
             let mut i = 0u64;
             while !stop.load(Ordering::Relaxed) && Instant::now() < end {
@@ -262,51 +378,100 @@ fn soak_churn_under_directory_and_store_faults(env: &Env) {
                     held.remove((i as usize * 7919) % held.len());
                 }
                 let t = Instant::now();
-                let ok = ImapClient::connect(addr("127.0.0.1", m.ports.imap.expect("imap")))
-                    .map_or(false, |mut c| {
+                let opened = ImapClient::connect(addr("127.0.0.1", m.ports.imap.expect("imap")))
+                    .ok()
+                    .and_then(|mut c| {
                         c.set_read_timeout(TIMEOUT);
                         let _ = c.read_line();
-                        let ok = c.login("h", &u.uid, &u.password).starts_with("h OK");
-                        if ok {
-                            held.push(c);
-                        }
-                        ok
+                        let r =
+                            try_command(&mut c, "h", &format!("LOGIN {} {}", u.uid, u.password));
+                        r.filter(|r| r.starts_with("h OK")).map(|_| c)
                     });
-                fig.took(t, ok);
+                fig.took(t, opened.is_some());
+                if let Some(c) = opened {
+                    held.push(Held {
+                        c,
+                        last: Instant::now(),
+                    });
+                }
+                for _ in 0..2 {
+                    let Some(at) = (0..held.len()).min_by_key(|&j| held[j].last) else {
+                        break;
+                    };
+                    let t = Instant::now();
+                    let idle = t - held[at].last;
+                    let ok = try_command(&mut held[at].c, "n", "NOOP")
+                        .is_some_and(|r| r.starts_with("n OK"));
+                    fig.took(t, ok);
+                    if ok {
+                        held[at].last = Instant::now();
+                    } else {
+                        // Closed by mmp (a store fault) or by its Timeout: count it, and
+                        // count it as early when it had been silent for less than Timeout.
+                        fig.held_lost.fetch_add(1, Ordering::Relaxed);
+                        if idle < TIMEOUT {
+                            fig.held_lost_early.fetch_add(1, Ordering::Relaxed);
+                        }
+                        held.swap_remove(at);
+                    }
+                }
                 fig.held_peak
                     .fetch_max(held.len() as u64, Ordering::Relaxed);
                 i += 1;
                 thread::sleep(Duration::from_millis(20));
             }
-        }));
-    }
-    // Trickling clients: a byte a second each.
-    {
+            held
+        })
+    };
+    // Trickling clients: a byte a second each of a LOGIN line that never ends, so that
+    // mmp's LoginTimeout closes them (then they reconnect). A line that ended would make
+    // 500 failed logins every 30 s: that queues every real login behind them for longer
+    // than Timeout on 4 workers (seen in the first 10-minute run), a flood test of its own.
+    let trickle_thread = {
         let (m, fig, stop) = (m.clone(), fig.clone(), stop.clone());
-        threads.push(thread::spawn(move || {
-            let line = b"t1 LOGIN alice@a.test secret\r\n";
-            let mut cs: Vec<(TcpStream, usize)> = (0..trickle)
-                .filter_map(|_| {
-                    TcpStream::connect(addr("127.0.0.1", m.ports.imap.expect("imap")))
-                        .ok()
-                        .map(|s| (s, 0))
-                })
-                .collect();
+        thread::spawn(move || {
+            let line = b"t1 LOGIN alice@a.test ";
+            let connect = || {
+                TcpStream::connect(addr("127.0.0.1", m.ports.imap.expect("imap")))
+                    .ok()
+                    .map(|s| (s, Instant::now()))
+            };
+            let mut cs: Vec<(TcpStream, Instant)> =
+                (0..trickle).filter_map(|_| connect()).collect();
             while !stop.load(Ordering::Relaxed) && Instant::now() < end {
-                for (s, at) in cs.iter_mut() {
-                    if s.write_all(&line[*at % line.len()..][..1]).is_err() {
+                for (s, since) in cs.iter_mut() {
+                    let sent = since.elapsed().as_secs() as usize;
+                    let byte = line.get(sent).copied().unwrap_or(b'x');
+                    if s.write_all(&[byte]).is_err() {
                         fig.trickle_closed.fetch_add(1, Ordering::Relaxed);
-                        *s = match TcpStream::connect(addr(
-                            "127.0.0.1",
-                            m.ports.imap.expect("imap"),
-                        )) {
-                            Ok(n) => n,
-                            Err(_) => continue,
-                        };
+                        if let Some((n, t)) = connect() {
+                            (*s, *since) = (n, t);
+                        }
+                    } else {
+                        // The first write after mmp's close still succeeds: up to a second late.
+                        fig.trickle_oldest_ms
+                            .fetch_max(since.elapsed().as_millis() as u64, Ordering::Relaxed);
                     }
-                    *at += 1;
                 }
                 thread::sleep(Duration::from_secs(1));
+            }
+            cs
+        })
+    };
+    // RSS once a minute under load: a leak grows with the work done, the allocator's
+    // high-water mark stays flat (the end figure alone cannot tell them apart).
+    let rss_trend = Arc::new(Mutex::new(Vec::new()));
+    {
+        let (trend, stop) = (rss_trend.clone(), stop.clone());
+        threads.push(thread::spawn(move || {
+            while !stop.load(Ordering::Relaxed) && Instant::now() < end {
+                for _ in 0..120 {
+                    if stop.load(Ordering::Relaxed) || Instant::now() >= end {
+                        return;
+                    }
+                    thread::sleep(Duration::from_millis(500));
+                }
+                trend.lock().unwrap().push(rss_kb(pid));
             }
         }));
     }
@@ -318,20 +483,52 @@ fn soak_churn_under_directory_and_store_faults(env: &Env) {
     for t in threads {
         let _ = t.join();
     }
+    let held = held_thread.join().unwrap_or_default();
+    let trickling = trickle_thread.join().unwrap_or_default();
+    // Every client now falls silent: after Timeout (and LoginTimeout) + slack, mmp must
+    // have closed every held and every trickling session.
+    let silent = Instant::now();
+    thread::sleep(TIMEOUT.max(LOGIN_TIMEOUT) + SLACK);
+    let held_open: Vec<Duration> = held
+        .iter()
+        .filter(|h| !closed_by_peer(h.c.stream()))
+        .map(|h| h.last.elapsed())
+        .collect();
+    let trickle_open = trickling.iter().filter(|(s, _)| !closed_by_peer(s)).count();
+    let oldest_open = held_open.iter().max().copied().unwrap_or_default();
+    let silent_for = silent.elapsed();
+    drop(held);
+    drop(trickling);
     let settled = wait_until(TIMEOUT, || {
         fd_count(pid) as f64 <= fd0 as f64 * 1.1 + 1.0 && rss_kb(pid) as f64 <= rss0 as f64 * 1.1
     });
     let (fd1, rss1) = (fd_count(pid), rss_kb(pid));
+    // A worker still busy shows as a thread outside the wait it was in at the start.
+    let mut waits1 = thread_waits(pid);
+    for _ in 0..10 {
+        if waits1 == waits0 {
+            break;
+        }
+        thread::sleep(Duration::from_millis(500));
+        waits1 = thread_waits(pid);
+    }
     let tokens = accepted.lock().unwrap().clone();
     thread::sleep(Duration::from_secs(5));
     let _ = env
         .postfix()
         .wait_for_message(|_| true, Duration::from_secs(30));
-    let msgs = env.postfix().messages();
+    // Deliveries per token, in one pass (tens of thousands of messages: a search per
+    // token would be quadratic).
+    let mut delivered: std::collections::HashMap<String, usize> = Default::default();
+    for m in env.postfix().messages() {
+        let token = m.lines().find_map(|l| l.strip_prefix("Subject: mmp test "));
+        if let Some(t) = token {
+            *delivered.entry(t.trim_end().to_string()).or_insert(0) += 1;
+        }
+    }
     let mut wrong = Vec::new();
     for t in &tokens {
-        let want = format!("Subject: mmp test {t}");
-        let n = msgs.iter().filter(|m| m.contains(&want)).count();
+        let n = delivered.get(t.as_str()).copied().unwrap_or(0);
         if n != 1 {
             wrong.push(format!("{t}: {n}"));
         }
@@ -360,6 +557,17 @@ fn soak_churn_under_directory_and_store_faults(env: &Env) {
         format!("{rss0} -> {rss1}"),
         "+10 %".into(),
     );
+    let trend = rss_trend.lock().unwrap().clone();
+    row(
+        "RSS kB each minute under load",
+        trend
+            .iter()
+            .map(|k| k.to_string())
+            .collect::<Vec<_>>()
+            .join(" "),
+        "flat".into(),
+    );
+    row("RSS kB peak (VmHWM)", hwm_kb(pid).to_string(), "-".into());
     row(
         "operations (failed)",
         format!(
@@ -375,9 +583,44 @@ fn soak_churn_under_directory_and_store_faults(env: &Env) {
         sessions.to_string(),
     );
     row(
+        "held sessions lost (silent < Timeout)",
+        format!(
+            "{} ({})",
+            fig.held_lost.load(Ordering::Relaxed),
+            fig.held_lost_early.load(Ordering::Relaxed)
+        ),
+        "-".into(),
+    );
+    row(
         "trickle clients (closed by mmp)",
         format!("{trickle} ({})", fig.trickle_closed.load(Ordering::Relaxed)),
         "-".into(),
+    );
+    let trickle_oldest = Duration::from_millis(fig.trickle_oldest_ms.load(Ordering::Relaxed));
+    row(
+        "oldest trickle connection",
+        format!("{trickle_oldest:.0?}"),
+        format!("{:?}", LOGIN_TIMEOUT + SLACK),
+    );
+    row(
+        &format!("open after {silent_for:.0?} silent: held/trickle"),
+        format!("{} / {trickle_open}", held_open.len()),
+        "0 / 0".into(),
+    );
+    row(
+        "oldest silent session still open",
+        format!("{oldest_open:.0?}"),
+        format!("{:?}", TIMEOUT + SLACK),
+    );
+    row(
+        "mmp threads by wait, start",
+        waits_text(&waits0),
+        "-".into(),
+    );
+    row(
+        "mmp threads by wait, end",
+        waits_text(&waits1),
+        "= start".into(),
     );
     row(
         "slowest answer",
@@ -399,6 +642,19 @@ fn soak_churn_under_directory_and_store_faults(env: &Env) {
         "descriptors {fd0} -> {fd1} or RSS {rss0} -> {rss1} kB not within 10 %"
     );
     assert!(slowest <= TIMEOUT, "a client waited {slowest:?}");
+    assert!(
+        held_open.is_empty() && trickle_open == 0,
+        "{} held and {trickle_open} trickling sessions open after {silent_for:?} of silence",
+        held_open.len()
+    );
+    assert!(
+        trickle_oldest <= LOGIN_TIMEOUT + SLACK,
+        "a trickling client lived {trickle_oldest:?}"
+    );
+    assert_eq!(
+        waits1, waits0,
+        "mmp threads not back in their start waits (a busy worker)"
+    );
     assert!(
         probe_ok && probe_t <= Duration::from_secs(2),
         "login after the soak: {probe_ok} {probe_t:?}"
