@@ -74,6 +74,9 @@ impl Default for HealthRules {
     }
 }
 
+/// `directory_success` before the first success.
+const NEVER: u64 = u64::MAX;
+
 /// The last directory attempt.
 const DIR_NEVER: u8 = 0;
 const DIR_OK: u8 = 1;
@@ -101,7 +104,7 @@ impl Health {
             loops: (0..loops).map(|_| AtomicU64::new(0)).collect(),
             pool_queued: AtomicU64::new(0),
             pool_progress: AtomicU64::new(0),
-            directory_success: AtomicU64::new(0),
+            directory_success: AtomicU64::new(NEVER),
             directory_last: AtomicU8::new(DIR_NEVER),
         }
     }
@@ -158,12 +161,19 @@ impl Health {
                 a.as_secs()
             ));
         }
-        let a = age(&self.directory_success);
+        let success = self.directory_success.load(Relaxed);
+        let a = match success {
+            NEVER => Duration::MAX,
+            _ => age(&self.directory_success),
+        };
         if self.directory_last.load(Relaxed) == DIR_FAILED && a > self.rules.directory_stale {
-            out.push(format!(
-                "directory: last search failed, no success for {} s",
-                a.as_secs()
-            ));
+            out.push(match success {
+                NEVER => "directory: last search failed, no success since start".to_string(),
+                _ => format!(
+                    "directory: last search failed, no success for {} s",
+                    a.as_secs()
+                ),
+            });
         }
         out
     }

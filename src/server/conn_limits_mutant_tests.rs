@@ -6,8 +6,8 @@ use super::*;
 
 fn realm(ip: &str, mask: &str, max: u32) -> ConnLimit {
     ConnLimit {
-        ip: ip.parse().unwrap(),
-        mask: mask.parse().unwrap(),
+        net: crate::config::net::NetMask::with_mask(ip.parse().unwrap(), mask.parse().unwrap())
+            .unwrap(),
         max,
     }
 }

@@ -9,7 +9,7 @@
 //! these cases are 127.0.0.120–127.0.0.149; header addresses are documentation or private
 //! ranges that only these cases use (10.77.x.x, 10.8.x.x, 10.9.x.x, 2001:db8::77:x), so the
 //! shared stores' logs can be searched for them. The cases whose names end in
-//! `_needs_login_metrics` check login counters and the directory health rule, which the
+//! `` check login counters and the directory health rule, which the
 //! loop does not feed yet: they fail until it does.
 
 mod haproxy;
@@ -39,8 +39,8 @@ pub fn cases() -> Vec<Case> {
         lb_proxy_header_then_tls_handshake_on_ssl_port,
         lb_haproxy_scale_out_two_instances_and_sigterm_drain,
         lb_status_metrics_count_connections_refusals_sessions_and_bytes,
-        lb_status_logins_by_outcome_needs_login_metrics,
-        lb_status_health_503_while_slapd_down_needs_login_metrics,
+        lb_status_logins_by_outcome,
+        lb_status_health_503_while_slapd_down,
     ]
 }
 

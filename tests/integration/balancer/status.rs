@@ -251,7 +251,7 @@ fn logins(outcome: &str) -> String {
     format!("mmp_logins_total{{outcome=\"{outcome}\",service=\"imap\"}}")
 }
 
-pub(super) fn lb_status_logins_by_outcome_needs_login_metrics(env: &Env) {
+pub(super) fn lb_status_logins_by_outcome(env: &Env) {
     let m = LbMmp::start(env.config(), true);
     let st = m.status.unwrap();
     let before = scrape(st);
@@ -311,7 +311,7 @@ pub(super) fn lb_status_logins_by_outcome_needs_login_metrics(env: &Env) {
     );
 }
 
-pub(super) fn lb_status_health_503_while_slapd_down_needs_login_metrics(env: &Env) {
+pub(super) fn lb_status_health_503_while_slapd_down(env: &Env) {
     // A private directory: stopping the shared one would fail the other cases.
     let mut slapd = Slapd::start_new();
     let m = LbMmp::start(
