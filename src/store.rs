@@ -544,16 +544,7 @@ mod tests {
             );
             got.plain.push_str(&read_rest(&mut sock));
         });
-        let pki = pki();
-        let tls = StoreTls::StartTls(&pki.trusting);
-        let err = login(
-            "127.0.0.1",
-            port,
-            replay(Protocol::Imap, true),
-            TIMEOUT,
-            tls,
-        )
-        .expect_err("injected bytes refused");
+        let err = imap_starttls_login(port).expect_err("injected bytes refused");
         assert!(
             matches!(&err, Error::Refused(Refusal::Protocol(why)) if why == "store sent data after its STARTTLS answer"),
             "{err:?}"
@@ -611,22 +602,26 @@ mod tests {
         assert_eq!(got.tls, "");
     }
 
-    #[test]
-    fn store_without_starttls_gets_nothing() {
-        let (port, store) = fake_store(move |mut sock, got| {
-            let _ = sock.write_all(b"* OK [CAPABILITY IMAP4rev1 SASL-IR AUTH=PLAIN] hi\r\n");
-            got.plain.push_str(&read_rest(&mut sock));
-        });
+    /// An IMAP login with SSLBacksideStartTLS to the fake store on `port`.
+    fn imap_starttls_login(port: u16) -> Result<LoggedIn, Error> {
         let pki = pki();
         let tls = StoreTls::StartTls(&pki.trusting);
-        let err = login(
+        login(
             "127.0.0.1",
             port,
             replay(Protocol::Imap, true),
             TIMEOUT,
             tls,
         )
-        .expect_err("no STARTTLS, no login");
+    }
+
+    #[test]
+    fn store_without_starttls_gets_nothing() {
+        let (port, store) = fake_store(move |mut sock, got| {
+            let _ = sock.write_all(b"* OK [CAPABILITY IMAP4rev1 SASL-IR AUTH=PLAIN] hi\r\n");
+            got.plain.push_str(&read_rest(&mut sock));
+        });
+        let err = imap_starttls_login(port).expect_err("no STARTTLS, no login");
         assert!(
             matches!(&err, Error::Refused(Refusal::Unavailable(why)) if why == "store does not offer STARTTLS"),
             "{err:?}"

@@ -3,33 +3,8 @@
 
 use super::super::super::examine;
 use super::super::Migration;
-use std::fs;
-use std::path::PathBuf;
 
-/// A fresh directory with `files`, removed on drop.
-struct Dir(PathBuf);
-
-impl Dir {
-    fn new(files: &[(&str, &str)]) -> Dir {
-        use std::sync::atomic::{AtomicUsize, Ordering};
-        static NEXT: AtomicUsize = AtomicUsize::new(0);
-        let n = NEXT.fetch_add(1, Ordering::SeqCst);
-        let name = format!("mmp-report-side-{}-{n}", std::process::id());
-        let path = std::env::temp_dir().join(name);
-        let _ = fs::remove_dir_all(&path);
-        fs::create_dir_all(&path).expect("create test dir");
-        for (name, text) in files {
-            fs::write(path.join(name), text).expect("write test file");
-        }
-        Dir(path)
-    }
-}
-
-impl Drop for Dir {
-    fn drop(&mut self) {
-        let _ = fs::remove_dir_all(&self.0);
-    }
-}
+use crate::config::tests::Dir;
 
 /// `(line, name, verdict)` of every line of the side file `name` in the report of `dir`.
 fn side(dir: &Dir, name: &str) -> (Option<String>, Vec<(u32, String, String)>) {

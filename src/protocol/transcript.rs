@@ -52,3 +52,39 @@ where
         "{name:?} byte by byte"
     );
 }
+
+/// The client of the replay tests: 192.0.2.7:50123 connected to 198.51.100.1:`port`,
+/// session 42.
+pub fn replay_info(port: u16) -> super::ClientInfo {
+    super::ClientInfo {
+        client: "192.0.2.7:50123".parse().unwrap(),
+        server: std::net::SocketAddr::from(([198, 51, 100, 1], port)),
+        session: 42,
+    }
+}
+
+/// Alice's credentials, optionally on behalf of `authzid`.
+pub fn alice(password: &[u8], authzid: Option<&str>) -> super::Credentials {
+    super::Credentials {
+        user: "Alice@Example.org".into(),
+        password: crate::secret::Secret::new(password),
+        authzid: authzid.map(String::from),
+    }
+}
+
+/// The replay sends `s`.
+pub fn send(s: &str) -> super::ReplayStep {
+    super::ReplayStep::Send(s.as_bytes().to_vec())
+}
+
+/// The replay ends logged in with the store's answer `s`.
+pub fn done(s: &str) -> super::ReplayStep {
+    super::ReplayStep::Done(super::StoreAnswer {
+        line: s.as_bytes().to_vec(),
+    })
+}
+
+/// The store broke the protocol (`s` says how).
+pub fn protocol(s: &str) -> super::ReplayStep {
+    super::ReplayStep::Refused(super::Refusal::Protocol(s.into()))
+}

@@ -1,42 +1,20 @@
 //! Tests of the IMAP store replay: store transcripts line by line, exact bytes.
 
 use super::Replay;
+use crate::protocol::transcript::{alice, done, protocol, replay_info, send};
 use crate::protocol::Refusal::{AuthFailed, Protocol, Unavailable};
-use crate::protocol::ReplayStep::{Done, Refused, Send, Wait};
-use crate::protocol::{ClientInfo, Credentials, ReplayStep, StoreAnswer};
-use crate::secret::Secret;
+use crate::protocol::ReplayStep::{Refused, Send, Wait};
+use crate::protocol::{ClientInfo, Credentials, ReplayStep};
 
 const ID: &str = "M1 ID (\"x-originating-ip\" \"192.0.2.7\" \"x-originating-port\" \"50123\" \"x-connected-ip\" \"198.51.100.1\" \"x-connected-port\" \"143\" \"x-session-id\" \"2a\")\r\n";
 const IR: &str = "AGFsaWNlAHNlY3JldA=="; // base64("\0alice\0secret")
 
 fn info() -> ClientInfo {
-    ClientInfo {
-        client: "192.0.2.7:50123".parse().unwrap(),
-        server: "198.51.100.1:143".parse().unwrap(),
-        session: 42,
-    }
+    replay_info(143)
 }
 
 fn credentials(password: &[u8], authzid: Option<&str>) -> Credentials {
-    Credentials {
-        user: "Alice@Example.org".into(),
-        password: Secret::new(password),
-        authzid: authzid.map(String::from),
-    }
-}
-
-fn send(s: &str) -> ReplayStep {
-    Send(s.as_bytes().to_vec())
-}
-
-fn done(s: &str) -> ReplayStep {
-    Done(StoreAnswer {
-        line: s.as_bytes().to_vec(),
-    })
-}
-
-fn protocol(s: &str) -> ReplayStep {
-    Refused(Protocol(s.into()))
+    alice(password, authzid)
 }
 
 /// Feeds the store's lines one by one and checks each step.
