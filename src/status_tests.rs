@@ -123,7 +123,7 @@ fn health_rules() {
     h.directory_failed();
     assert_eq!(
         said(h.problems(at(&h, 62))),
-        ["directory: last search failed, no success"]
+        ["directory: last search failed, no success since start"]
     );
     h.directory_succeeded();
     assert!(h.problems(at(&h, 61)).is_empty());
