@@ -234,7 +234,7 @@ pub(super) fn proxy_header(
     now: Instant,
 ) -> Phase {
     let protocol = session.rt.config.protocol;
-    let mut buf = vec![0u8; proxy_protocol::MAX_HEADER_BYTES];
+    let mut buf = [0u8; proxy_protocol::MAX_HEADER_BYTES];
     let seen = match h.stream.peek(&mut buf) {
         Ok(0) => {
             log::info!(target: session.target(), "{} closed before its PROXY header", session.ctx());

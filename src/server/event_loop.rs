@@ -241,8 +241,12 @@ impl EventLoop {
             let now = Instant::now();
             for event in events.iter() {
                 match token::decode(event.token(), self.listeners.len()) {
-                    Some(Target::Waker) if self.on_wake(now) => return Ok(()),
-                    Some(Target::Waker) => {}
+                    Some(Target::Waker) => {
+                        let halted = self.on_wake(now);
+                        if halted {
+                            return Ok(());
+                        }
+                    }
                     Some(Target::Listener(n)) => self.accept(n, now),
                     Some(Target::Session(sid, side)) => self.on_event(sid, side, event, now),
                     None => {}

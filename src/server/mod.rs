@@ -193,8 +193,9 @@ impl Server {
             Pool::start(workers, MAX_QUEUED_LOGINS)
                 .map_err(|e| Error::Setup("the worker threads", e))?,
         );
-        let tables = Arc::new(Tables::new(max_sessions(&self.config)));
-        tables.adopt(&self.generation, max_sessions(&self.config));
+        let admitted = max_sessions(&self.config);
+        let tables = Arc::new(Tables::new(admitted));
+        tables.adopt(&self.generation, admitted);
         let health = Arc::new(Health::new(self.loops, HealthRules::default()));
         status::set_global(Arc::clone(&health));
         let _status = match self.status.take() {
@@ -227,9 +228,8 @@ impl Server {
             threads.push(spawn_loop(event_loop).map_err(|e| Error::Setup("a loop thread", e))?);
         }
         log::info!(
-            "{} event loops and {workers} worker threads started; at most {} sessions",
+            "{} event loops and {workers} worker threads started; at most {admitted} sessions",
             self.loops,
-            max_sessions(&self.config)
         );
         drop(pool);
         self.serve(control, &inboxes, &tables, &health, threads)

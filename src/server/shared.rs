@@ -51,6 +51,9 @@ pub struct Tables {
     /// Per protocol: recent failed logins by address (`BG*`), with the options they were
     /// made for (a reload that changes them starts a new table).
     bad_guys: [Mutex<Option<(BadGuy, BadGuys)>>; 3],
+    /// Entries of each bad-guy table after its last use (for `mmp_bad_guys`, without
+    /// locking the other tables).
+    bad_guy_entries: [AtomicUsize; 3],
     /// Recent POP3 logins by address.
     pub pop_logins: Mutex<PopBeforeSmtp>,
     /// Live sessions of the whole process.
@@ -65,6 +68,7 @@ impl Tables {
         Tables {
             conn_counts: Mutex::default(),
             bad_guys: Default::default(),
+            bad_guy_entries: Default::default(),
             pop_logins: Mutex::default(),
             sessions: AtomicUsize::new(0),
             max_sessions: AtomicUsize::new(max_sessions),
@@ -87,16 +91,16 @@ impl Tables {
     /// Runs `f` on the bad-guy table of `protocol` (a no-op when it has none), and
     /// updates `mmp_bad_guys` (every protocol's tables together).
     pub fn bad_guys<R: Default>(&self, protocol: Protocol, f: impl FnOnce(&mut BadGuys) -> R) -> R {
-        let result = match &mut *self.bad_guys[slot(protocol)].lock() {
-            Some((_, table)) => f(table),
-            None => R::default(),
+        let (result, len) = match &mut *self.bad_guys[slot(protocol)].lock() {
+            Some((_, table)) => (f(table), table.len()),
+            None => (R::default(), 0),
         };
-        let entries: usize = self
-            .bad_guys
+        self.bad_guy_entries[slot(protocol)].store(len, Ordering::Relaxed);
+        let entries = self
+            .bad_guy_entries
             .iter()
-            .map(|t| t.lock().as_ref().map_or(0, |(_, t)| t.len()))
-            .sum();
-        crate::metrics::get().set_bad_guys(entries);
+            .map(|n| n.load(Ordering::Relaxed));
+        crate::metrics::get().set_bad_guys(entries.sum());
         result
     }
 
