@@ -34,14 +34,7 @@ impl Transport {
     /// Reads into `buf`.
     pub fn read(&mut self, buf: &mut [u8]) -> Io {
         match self {
-            Transport::Plain(s) => loop {
-                return match s.read(buf) {
-                    Ok(0) => Io::Closed,
-                    Ok(n) => Io::Moved(n),
-                    Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                    Err(e) => classify(e),
-                };
-            },
+            Transport::Plain(s) => plain_io(|| s.read(buf)),
             Transport::Tls(t) => t.read(buf),
         }
     }
@@ -50,14 +43,7 @@ impl Transport {
     /// see [`Transport::flush`]).
     pub fn write(&mut self, buf: &[u8]) -> Io {
         match self {
-            Transport::Plain(s) => loop {
-                return match s.write(buf) {
-                    Ok(0) => Io::Closed,
-                    Ok(n) => Io::Moved(n),
-                    Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                    Err(e) => classify(e),
-                };
-            },
+            Transport::Plain(s) => plain_io(|| s.write(buf)),
             Transport::Tls(t) => match t.write(buf) {
                 Io::Moved(0) => Io::WouldBlock,
                 other => other,
@@ -127,6 +113,19 @@ impl Transport {
             Transport::Plain(s) => Ok(s),
             other => Err(other),
         }
+    }
+}
+
+/// One read or write on a plain socket, retried when a signal interrupts it; 0 bytes moved
+/// is the peer gone.
+fn plain_io(mut op: impl FnMut() -> io::Result<usize>) -> Io {
+    loop {
+        return match op() {
+            Ok(0) => Io::Closed,
+            Ok(n) => Io::Moved(n),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => classify(e),
+        };
     }
 }
 

@@ -188,67 +188,51 @@ pub fn classify_vdmap(
     users: &[FileKind],
     examined: &Examined,
 ) -> Vec<LineVerdict> {
-    let lines = lex(text);
-    let mut out = Vec::new();
     let mut claimed: Vec<(String, u32)> = Vec::new();
-    for (i, item) in lines.iter().enumerate() {
-        let Ok(line) = item else {
-            out.push(syntax_line(item, path, examined));
-            continue;
-        };
-        let at = AtLine::new(examined, path, line.line());
-        let verdict = at.error().unwrap_or_else(|| match line {
-            Line::Keyword { rest, line, .. } => {
-                // The loader warns about a repeated address only when the file loads.
-                let words: Vec<&str> = rest.split_ascii_whitespace().collect();
-                let key = match words[..] {
-                    [name, ip] => match ip.parse::<std::net::IpAddr>() {
-                        Ok(ip) => format!("{name} {}", ip.to_canonical()),
-                        Err(_) => words.join(" "),
-                    },
-                    _ => words.join(" "),
-                };
-                match claimed.iter().find(|(k, _)| *k == key) {
-                    Some((_, first)) => Verdict::NoEffect(format!(
-                        "line {first} already gives this address to {}",
-                        words.first().unwrap_or(&"")
-                    )),
-                    None => {
-                        claimed.push((key, *line));
-                        Verdict::Honoured
-                    }
+    let judge = |lines: &[Lexed], i: usize, line: &Line| match line {
+        Line::Keyword { rest, line, .. } => {
+            // The loader warns about a repeated address only when the file loads.
+            let words: Vec<&str> = rest.split_ascii_whitespace().collect();
+            let key = match words[..] {
+                [name, ip] => match ip.parse::<std::net::IpAddr>() {
+                    Ok(ip) => format!("{name} {}", ip.to_canonical()),
+                    Err(_) => words.join(" "),
+                },
+                _ => words.join(" "),
+            };
+            match claimed.iter().find(|(k, _)| *k == key) {
+                Some((_, first)) => Verdict::NoEffect(format!(
+                    "line {first} already gives this address to {}",
+                    words.first().unwrap_or(&"")
+                )),
+                None => {
+                    claimed.push((key, *line));
+                    Verdict::Honoured
                 }
             }
-            Line::Option(e) => {
-                let Some(def) = lookup(&e.name).filter(|d| OVERRIDABLE.contains(&d.opt)) else {
-                    return Verdict::Honoured; // unreachable without an error at the line
-                };
-                let later = lines[i + 1..].iter().rev().find_map(|l| match l {
-                    Ok(Line::Option(o)) if o.scope == e.scope && same_opt(&o.name, def.opt) => {
-                        Some(o.line)
-                    }
-                    _ => None,
-                });
-                match later.filter(|_| def.repeat == Repeat::LastWins) {
-                    Some(at) => Verdict::NoEffect(format!("line {at} sets it again")),
-                    None if !users.iter().any(|u| def.files.contains(u)) => {
-                        Verdict::NoEffect(format!(
-                            "{} does not read {}, and no other started service names this file",
-                            names(users),
-                            def.name
-                        ))
-                    }
-                    None => Verdict::Honoured,
+        }
+        Line::Option(e) => {
+            let Some(def) = lookup(&e.name).filter(|d| OVERRIDABLE.contains(&d.opt)) else {
+                return Verdict::Honoured; // unreachable without an error at the line
+            };
+            let later = lines[i + 1..].iter().rev().find_map(|l| match l {
+                Ok(Line::Option(o)) if o.scope == e.scope && same_opt(&o.name, def.opt) => {
+                    Some(o.line)
                 }
+                _ => None,
+            });
+            match later.filter(|_| def.repeat == Repeat::LastWins) {
+                Some(at) => Verdict::NoEffect(format!("line {at} sets it again")),
+                None if !users.iter().any(|u| def.files.contains(u)) => Verdict::NoEffect(format!(
+                    "{} does not read {}, and no other started service names this file",
+                    names(users),
+                    def.name
+                )),
+                None => Verdict::Honoured,
             }
-        });
-        out.push(LineVerdict {
-            line: line.line(),
-            name: line_name(line),
-            verdict: with_suggestion(verdict, line),
-        });
-    }
-    out
+        }
+    };
+    classify_each(text, path, examined, judge, with_suggestion)
 }
 
 /// An unknown option in a vdmap entry is an error; it gets the nearest known name, as in
@@ -267,6 +251,39 @@ fn with_suggestion(verdict: Verdict, line: &Line) -> Verdict {
 
 /// The verdict of every line of a certmap.conf at `path`.
 pub fn classify_certmap(text: &str, path: &Path, examined: &Examined) -> Vec<LineVerdict> {
+    let judge = |lines: &[Lexed], i: usize, line: &Line| match line {
+        Line::Keyword { .. } => Verdict::Honoured,
+        Line::Option(e) => {
+            let later = lines[i + 1..].iter().rev().find_map(|l| match l {
+                Ok(Line::Option(o))
+                    if o.scope == e.scope && o.name.eq_ignore_ascii_case(&e.name) =>
+                {
+                    Some(o.line)
+                }
+                _ => None,
+            });
+            match later {
+                Some(at) => Verdict::NoEffect(format!("line {at} sets it again")),
+                None => Verdict::Honoured,
+            }
+        }
+    };
+    classify_each(text, path, examined, judge, |verdict, _| verdict)
+}
+
+/// A lexed line, or why the lexer could not read it.
+type Lexed = Result<Line, super::super::lexer::LexError>;
+
+/// Every line of the file at `path` with its verdict: the lexer's or the loader's error
+/// where there is one, else what `judge` says of line `i` of `lines`; `refine` then sees
+/// each verdict with its line.
+fn classify_each(
+    text: &str,
+    path: &Path,
+    examined: &Examined,
+    mut judge: impl FnMut(&[Lexed], usize, &Line) -> Verdict,
+    refine: impl Fn(Verdict, &Line) -> Verdict,
+) -> Vec<LineVerdict> {
     let lines = lex(text);
     let mut out = Vec::new();
     for (i, item) in lines.iter().enumerate() {
@@ -274,39 +291,20 @@ pub fn classify_certmap(text: &str, path: &Path, examined: &Examined) -> Vec<Lin
             out.push(syntax_line(item, path, examined));
             continue;
         };
-        let at = AtLine::new(examined, path, line.line());
-        let verdict = at.error().unwrap_or_else(|| match line {
-            Line::Keyword { .. } => Verdict::Honoured,
-            Line::Option(e) => {
-                let later = lines[i + 1..].iter().rev().find_map(|l| match l {
-                    Ok(Line::Option(o))
-                        if o.scope == e.scope && o.name.eq_ignore_ascii_case(&e.name) =>
-                    {
-                        Some(o.line)
-                    }
-                    _ => None,
-                });
-                match later {
-                    Some(at) => Verdict::NoEffect(format!("line {at} sets it again")),
-                    None => Verdict::Honoured,
-                }
-            }
-        });
+        let verdict = AtLine::new(examined, path, line.line())
+            .error()
+            .unwrap_or_else(|| judge(&lines, i, line));
         out.push(LineVerdict {
             line: line.line(),
             name: line_name(line),
-            verdict,
+            verdict: refine(verdict, line),
         });
     }
     out
 }
 
 /// A line the lexer could not read: its error, as the loader reported it.
-fn syntax_line(
-    item: &Result<Line, super::super::lexer::LexError>,
-    path: &Path,
-    examined: &Examined,
-) -> LineVerdict {
+fn syntax_line(item: &Lexed, path: &Path, examined: &Examined) -> LineVerdict {
     let (line, message) = match item {
         Err(e) => (e.line, e.message.clone()),
         Ok(l) => (l.line(), String::new()),

@@ -90,14 +90,8 @@ impl Ask<'_> {
             .as_deref()
             .filter(|_| self.cfg.hosted_domains);
         let Some(domain_name) = domain_name else {
-            let entries = search(
-                ldap,
-                self.base,
-                Scope::Subtree,
-                &user.filter,
-                attrs,
-                self.timeout,
-            )?;
+            let query = Query::subtree(self.base, &user.filter);
+            let entries = search(ldap, query, attrs, self.timeout)?;
             return Ok((
                 one_active(entries, &user.filter).map_err(SearchFailure::Answered)?,
                 None,
@@ -120,14 +114,8 @@ impl Ask<'_> {
         if let Some(replay) = &domain.replay {
             attrs.extend(super::template_attrs(replay));
         }
-        let entries = search(
-            ldap,
-            &domain.base_dn,
-            Scope::Subtree,
-            &filter,
-            &attrs,
-            self.timeout,
-        )?;
+        let query = Query::subtree(&domain.base_dn, &filter);
+        let entries = search(ldap, query, &attrs, self.timeout)?;
         let entry = one_active(entries, &filter).map_err(SearchFailure::Answered)?;
         Ok((entry, Some(domain)))
     }
@@ -177,14 +165,8 @@ impl Ask<'_> {
         let filter = format!(
             "(&(objectClass=sunManagedOrganization)(|(sunPreferredDomain={d})(associatedDomain={d})))"
         );
-        let entries = search(
-            ldap,
-            self.base,
-            Scope::Subtree,
-            &filter,
-            &attrs,
-            self.timeout,
-        )?;
+        let query = Query::subtree(self.base, &filter);
+        let entries = search(ldap, query, &attrs, self.timeout)?;
         match entries.as_slice() {
             [] => Err(SearchFailure::Answered(Error::UnknownDomain(
                 domain.to_string(),
@@ -206,43 +188,37 @@ impl Ask<'_> {
     pub(super) fn certificate(
         &self,
         ldap: &mut LdapConn,
-        search: &CertSearch,
+        cert: &CertSearch,
         subject_dn: &str,
         der: &[u8],
         attrs: &[String],
     ) -> Result<SearchEntry, SearchFailure> {
-        let base = search.base.as_deref().unwrap_or(subject_dn);
-        let scope = if search.base.is_some() {
+        let base = cert.base.as_deref().unwrap_or(subject_dn);
+        let scope = if cert.base.is_some() {
             Scope::Subtree
         } else {
             Scope::Base
         };
-        let limit = if search.verify_cert { 64 } else { 2 };
-        if let Some(filter) = search.cmap_filter() {
-            let cmap_base = search.base.as_deref().unwrap_or(self.base);
-            let found = search_limited(
-                ldap,
-                cmap_base,
-                Scope::Subtree,
-                &filter,
-                attrs,
-                self.timeout,
+        let limit = if cert.verify_cert { 64 } else { 2 };
+        if let Some(filter) = cert.cmap_filter() {
+            let cmap_base = cert.base.as_deref().unwrap_or(self.base);
+            let query = Query {
                 limit,
-            )?;
+                ..Query::subtree(cmap_base, &filter)
+            };
+            let found = search(ldap, query, attrs, self.timeout)?;
             if !found.is_empty() {
-                return self.pick(found, search, der, &filter);
+                return self.pick(found, cert, der, &filter);
             }
         }
-        let entries = search_limited(
-            ldap,
+        let query = Query {
             base,
             scope,
-            &search.filter,
-            attrs,
-            self.timeout,
+            filter: &cert.filter,
             limit,
-        )?;
-        self.pick(entries, search, der, &search.filter)
+        };
+        let entries = search(ldap, query, attrs, self.timeout)?;
+        self.pick(entries, cert, der, &cert.filter)
     }
 
     /// Exactly one (active) entry, after the `verifycert` comparison when asked.
@@ -321,7 +297,11 @@ pub(super) fn read(
     attrs: &[String],
     timeout: Duration,
 ) -> Result<Option<SearchEntry>, SearchFailure> {
-    match search(ldap, dn, Scope::Base, "(objectClass=*)", attrs, timeout) {
+    let query = Query {
+        scope: Scope::Base,
+        ..Query::subtree(dn, "(objectClass=*)")
+    };
+    match search(ldap, query, attrs, timeout) {
         Ok(mut entries) => Ok(entries.pop()),
         Err(SearchFailure::Answered(Error::NotFound)) => Ok(None),
         Err(e) => Err(e),
@@ -336,28 +316,40 @@ pub(super) enum SearchFailure {
     Connection(String),
 }
 
-pub(super) fn search(
-    ldap: &mut LdapConn,
-    base: &str,
-    scope: Scope,
-    filter: &str,
-    attrs: &[String],
-    timeout: Duration,
-) -> Result<Vec<SearchEntry>, SearchFailure> {
-    // Two entries are enough to know the answer is ambiguous.
-    search_limited(ldap, base, scope, filter, attrs, timeout, 2)
+/// One search: where, how deep, what, and how many entries at most (more → ambiguous).
+pub(super) struct Query<'a> {
+    pub base: &'a str,
+    pub scope: Scope,
+    pub filter: &'a str,
+    pub limit: i32,
 }
 
-/// A search that returns at most `limit` entries (more → ambiguous).
-pub(super) fn search_limited(
+impl<'a> Query<'a> {
+    /// A subtree search for exactly one entry: two are enough to know the answer is
+    /// ambiguous.
+    pub fn subtree(base: &'a str, filter: &'a str) -> Query<'a> {
+        Query {
+            base,
+            scope: Scope::Subtree,
+            filter,
+            limit: 2,
+        }
+    }
+}
+
+/// Runs `query` within `timeout`, asking for `attrs`.
+pub(super) fn search(
     ldap: &mut LdapConn,
-    base: &str,
-    scope: Scope,
-    filter: &str,
+    query: Query,
     attrs: &[String],
     timeout: Duration,
-    limit: i32,
 ) -> Result<Vec<SearchEntry>, SearchFailure> {
+    let Query {
+        base,
+        scope,
+        filter,
+        limit,
+    } = query;
     let result = ldap
         .with_search_options(SearchOptions::new().sizelimit(limit))
         .with_timeout(timeout)

@@ -88,3 +88,46 @@ pub fn done(s: &str) -> super::ReplayStep {
 pub fn protocol(s: &str) -> super::ReplayStep {
     super::ReplayStep::Refused(super::Refusal::Protocol(s.into()))
 }
+
+/// Issue 9 item 14: feeding `input` hands out a login whose `Debug` hides `password`,
+/// leaves `rest` (the pipelined bytes) in the buffer, and the buffer's spare capacity (the
+/// drained bytes, which live on with it) holds no copy of the password: it was wiped.
+#[track_caller]
+pub fn check_login_wipes_input(
+    mut feed: impl FnMut(&mut Vec<u8>) -> Option<Action>,
+    input: &[u8],
+    rest: &[u8],
+    password: &str,
+) {
+    // `to_vec` makes capacity == length, so every spare byte below was written once.
+    let mut buf = input.to_vec();
+    let login = (0..4)
+        .map_while(|_| feed(&mut buf))
+        .find_map(|action| match action {
+            Action::Login(login) => Some(login),
+            _ => None,
+        })
+        .expect("a login");
+    let shown = format!("{login:?}");
+    assert!(
+        shown.contains("<redacted>") && !shown.contains(password),
+        "{shown}"
+    );
+    assert_eq!(buf, rest);
+    let spare: Vec<u8> = buf
+        .spare_capacity_mut()
+        .iter()
+        // SAFETY: `buf` was filled whole by `to_vec` (capacity == length), so every spare
+        // byte was written once before being drained.
+        .map(|b| unsafe { b.assume_init() })
+        .collect();
+    assert!(
+        !spare.is_empty(),
+        "the drained bytes should be spare capacity"
+    );
+    assert!(
+        spare.iter().all(|&b| b == 0),
+        "spare capacity not wiped: {:?}",
+        String::from_utf8_lossy(&spare)
+    );
+}

@@ -199,21 +199,14 @@ pub fn store_client_config(ca: Option<&Path>) -> Result<Arc<ClientConfig>, Error
 /// Reads `SSLCRLFile`: one PEM file holding one or more `X509 CRL` blocks, each of which
 /// must parse as a certificate revocation list.
 pub fn load_crls(path: &Path) -> Result<Vec<CertificateRevocationListDer<'static>>, Error> {
-    let bytes = read_pem(path, "CRL")?;
-    let pem_error = |detail: String| Error::Pem {
-        path: path.to_owned(),
-        what: "CRL",
-        detail,
-    };
-    let crls = CertificateRevocationListDer::pem_slice_iter(&bytes)
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| pem_error(e.to_string()))?;
-    if crls.is_empty() {
-        return Err(pem_error("no X509 CRL block".into()));
-    }
+    let crls: Vec<CertificateRevocationListDer> = read_blocks(path, "CRL", "X509 CRL")?;
     for (i, crl) in crls.iter().enumerate() {
         if let Err(e) = x509_parser::parse_x509_crl(crl.as_ref()) {
-            return Err(pem_error(format!("CRL {} does not parse: {e}", i + 1)));
+            return Err(Error::Pem {
+                path: path.to_owned(),
+                what: "CRL",
+                detail: format!("CRL {} does not parse: {e}", i + 1),
+            });
         }
     }
     Ok(crls)
@@ -353,19 +346,29 @@ fn read_pem(path: &Path, what: &'static str) -> Result<Vec<u8>, Error> {
 }
 
 fn load_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, Error> {
-    let bytes = read_pem(path, "certificate")?;
+    read_blocks(path, "certificate", "CERTIFICATE")
+}
+
+/// The PEM blocks of kind `T` in the file at `path` (at least one; `block` names the kind
+/// in the error).
+fn read_blocks<T: PemObject>(
+    path: &Path,
+    what: &'static str,
+    block: &str,
+) -> Result<Vec<T>, Error> {
+    let bytes = read_pem(path, what)?;
     let pem_error = |detail: String| Error::Pem {
         path: path.to_owned(),
-        what: "certificate",
+        what,
         detail,
     };
-    let certs = CertificateDer::pem_slice_iter(&bytes)
+    let blocks = T::pem_slice_iter(&bytes)
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| pem_error(e.to_string()))?;
-    if certs.is_empty() {
-        return Err(pem_error("no CERTIFICATE block".into()));
+    if blocks.is_empty() {
+        return Err(pem_error(format!("no {block} block")));
     }
-    Ok(certs)
+    Ok(blocks)
 }
 
 fn load_key(path: &Path) -> Result<PrivateKeyDer<'static>, Error> {
