@@ -28,6 +28,7 @@ pub mod runtime;
 pub mod sanitize;
 pub mod secret;
 pub mod server;
+pub mod socket;
 pub mod status;
 pub mod store;
 pub mod store_gate;

@@ -174,10 +174,11 @@ pub fn login(
     };
     crate::metrics::get().store_connect(host, outcome);
     let (tcp, addr) = connected?;
-    // One timeout for every read and write of the dialogue (two system calls per login,
-    // not two per line); the deadline itself is checked before each step, so a store that
-    // trickles lines is cut off after at most twice the budget.
-    set_deadline(&tcp, deadline, "connecting")?;
+    // One timeout for every read of the dialogue (one system call per login, not one per
+    // line; the connect's send timeout already bounds the writes); the deadline itself is
+    // checked before each step, so a store that trickles lines is cut off after at most
+    // twice the budget.
+    set_read_deadline(&tcp, deadline, "connecting")?;
     let mut stream = match tls {
         StoreTls::Plain | StoreTls::StartTls(_) => StoreStream::Plain(tcp),
         StoreTls::Implicit(cfg) => StoreStream::Tls(Box::new(handshake(tcp, host, cfg)?)),
@@ -266,11 +267,8 @@ fn connect(host: &str, port: u16, deadline: Instant) -> Result<(TcpStream, Socke
             reasons.push(format!("{addr}: no time left"));
             break;
         }
-        match TcpStream::connect_timeout(&addr, left) {
-            Ok(s) => {
-                let _ = s.set_nodelay(true);
-                return Ok((s, addr));
-            }
+        match crate::socket::connect(addr, left) {
+            Ok(s) => return Ok((s, addr)),
             Err(e) => reasons.push(format!("{addr}: {e}")),
         }
     }
@@ -287,13 +285,16 @@ fn check_deadline(deadline: Instant, what: &'static str) -> Result<(), Error> {
     Ok(())
 }
 
-fn set_deadline(stream: &TcpStream, deadline: Instant, what: &'static str) -> Result<(), Error> {
+fn set_read_deadline(
+    stream: &TcpStream,
+    deadline: Instant,
+    what: &'static str,
+) -> Result<(), Error> {
     let left = deadline.saturating_duration_since(Instant::now());
     if left.is_zero() {
         return Err(Error::Timeout(what));
     }
-    stream.set_read_timeout(Some(left)).map_err(Error::Io)?;
-    stream.set_write_timeout(Some(left)).map_err(Error::Io)
+    stream.set_read_timeout(Some(left)).map_err(Error::Io)
 }
 
 fn io_error(e: io::Error, what: &'static str) -> Error {

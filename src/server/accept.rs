@@ -41,11 +41,13 @@ impl EventLoop {
                     return;
                 }
             };
-            // Replies are small and each one is awaited: no Nagle delay behind the peer's
-            // delayed ACK (40 ms per TLS flight otherwise).
-            let _ = stream.set_nodelay(true);
+            // TCP_NODELAY comes from the listener (see `listen`).
             let (protocol, port) = (listener.protocol, listener.addr.port());
-            let server_addr = stream.local_addr().unwrap_or(listener.addr);
+            // A listener on one address gives that address; only a wildcard one must ask.
+            let server_addr = match listener.addr.ip().is_unspecified() {
+                true => stream.local_addr().unwrap_or(listener.addr),
+                false => listener.addr,
+            };
             // A service removed by a reload whose listener is not closed yet: drop.
             let Some(rt) = self.tools.generation.service(protocol).cloned() else {
                 continue;
