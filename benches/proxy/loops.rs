@@ -2,14 +2,26 @@
 //! identical but for the loop count, running at once and measured in paired rounds (plain
 //! IMAP and IMAPS with resumed sessions on each). Besides the rates it prints how busy the
 //! busiest loop thread was (its CPU time / wall time): a loop near 100 % is the ceiling.
+//!
+//! On a 2-core box the clients and the stores share the cores with mmp, so a login cannot
+//! show what a second loop buys. The loops' own ceiling is measured with cheap clients:
+//! two more mmps (1 and 2 loops) with an RSA-2048 certificate, as most operators have, and
+//! clients that make a full handshake, read the greeting and close. The server's RSA
+//! signature costs about thirty times the client's verification, so the clients take little
+//! of the two cores and the loops are the bottleneck.
 
-use super::common::tls::{Proto, TlsMmp};
+use super::common::tls::{set_all, Proto, TlsMmp};
 use super::common::*;
 use super::cost::CostBook;
 use super::rounds::{paired, paired_ratio, Mode, Tally};
 use super::tls::{client_config, thread_users, tls_mmp_config};
 use super::wire::imap_login;
 use super::{row, Row, Settings};
+use rustls::pki_types::{pem::PemObject, CertificateDer};
+use rustls::{ClientConfig, RootCertStore};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::Arc;
 
 fn busiest(t: &Tally) -> String {
     format!(
@@ -75,4 +87,160 @@ pub fn measure_loops(
     ));
     drop(one);
     drop(two);
+    measure_handshakes(s, env, rows);
+}
+
+/// Full IMAPS handshakes/s with an RSA-2048 certificate, `LoopThreads 1` against `2`.
+fn measure_handshakes(s: &Settings, env: &Env, rows: &mut Vec<Row>) {
+    let Some(rsa) = RsaPki::make() else {
+        println!("  (no openssl: the RSA handshake measurement is skipped)");
+        return;
+    };
+    let config = |n| {
+        let cfg = tls_mmp_config(env, Some(n));
+        let cfg = set_all(cfg, "SSLCertFile", &rsa.cert.display().to_string());
+        set_all(cfg, "SSLKeyFile", &rsa.key.display().to_string())
+    };
+    let one = TlsMmp::start(&config(1), true);
+    let two = TlsMmp::start(&config(2), true);
+    let client = rsa.client_config();
+    let c = &client;
+    let modes: Vec<Mode> = [(1, &one), (2, &two)]
+        .into_iter()
+        .map(|(n, m)| {
+            let ssl = m.ssl_addr(Proto::Imap);
+            Mode {
+                name: format!("IMAPS handshakes (RSA), LoopThreads {n}"),
+                op: Box::new(move |_| super::wire::imaps_greeting(ssl, c)),
+                mmp_pid: m.pid(),
+            }
+        })
+        .collect();
+    let t = paired(&modes, s.clients, s.round_secs, s.rounds);
+    for x in &t {
+        let c = x.cpu_per_op();
+        println!(
+            "  {:<40}: {:.0}/s, mmp CPU/handshake {:.1} us (loops {:.1}); busiest loop thread {}",
+            x.name,
+            x.rate(),
+            c.total,
+            c.loops,
+            busiest(x)
+        );
+    }
+    let ratio = paired_ratio(&t[1], &t[0]);
+    rows.push(row(
+        "IMAPS full handshakes/s (RSA-2048, cheap clients), LoopThreads 2 vs 1",
+        format!("1 loop {:.0}/s (busiest {})", t[0].rate(), busiest(&t[0])),
+        format!("2 loops {:.0}/s (busiest {})", t[1].rate(), busiest(&t[1])),
+        format!("{ratio:.2}x"),
+        ">= 1.60x",
+        Some(ratio >= 1.6 && t[0].failures + t[1].failures == 0),
+    ));
+}
+
+/// A CA and an RSA-2048 server certificate for 127.0.0.1, made with the openssl command.
+struct RsaPki {
+    ca: PathBuf,
+    cert: PathBuf,
+    key: PathBuf,
+}
+
+impl RsaPki {
+    fn make() -> Option<RsaPki> {
+        let dir = temp_dir("rsa-pki");
+        let p = |name: &str| dir.join(name);
+        let ext = p("ext.cnf");
+        write_file(
+            &ext,
+            "subjectAltName=IP:127.0.0.1,DNS:localhost\nbasicConstraints=CA:FALSE\n\
+             keyUsage=digitalSignature,keyEncipherment\nextendedKeyUsage=serverAuth\n",
+        );
+        let steps: [&[&str]; 3] = [
+            &[
+                "req",
+                "-x509",
+                "-newkey",
+                "rsa:2048",
+                "-nodes",
+                "-days",
+                "2",
+                "-subj",
+                "/CN=mmp bench RSA CA",
+                "-keyout",
+                "ca.key",
+                "-out",
+                "ca.pem",
+            ],
+            &[
+                "req",
+                "-newkey",
+                "rsa:2048",
+                "-nodes",
+                "-subj",
+                "/CN=localhost",
+                "-keyout",
+                "leaf.key",
+                "-out",
+                "leaf.csr",
+            ],
+            &[
+                "x509",
+                "-req",
+                "-in",
+                "leaf.csr",
+                "-CA",
+                "ca.pem",
+                "-CAkey",
+                "ca.key",
+                "-CAcreateserial",
+                "-days",
+                "2",
+                "-extfile",
+                "ext.cnf",
+                "-out",
+                "leaf.pem",
+            ],
+        ];
+        for args in steps {
+            let ok = Command::new("openssl")
+                .args(args)
+                .current_dir(&dir)
+                .output()
+                .ok()?;
+            if !ok.status.success() {
+                println!(
+                    "  openssl {}: {}",
+                    args[0],
+                    String::from_utf8_lossy(&ok.stderr)
+                );
+                return None;
+            }
+        }
+        Some(RsaPki {
+            ca: p("ca.pem"),
+            cert: p("leaf.pem"),
+            key: p("leaf.key"),
+        })
+    }
+
+    /// A verifying client trusting the CA, without resumption: every connection makes a
+    /// full handshake.
+    fn client_config(&self) -> Arc<ClientConfig> {
+        let mut roots = RootCertStore::empty();
+        for c in CertificateDer::pem_file_iter(Path::new(&self.ca))
+            .expect("the RSA CA's PEM file")
+            .flatten()
+        {
+            let _ = roots.add(c);
+        }
+        let mut cfg =
+            ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+                .with_safe_default_protocol_versions()
+                .expect("rustls protocol versions")
+                .with_root_certificates(roots)
+                .with_no_client_auth();
+        cfg.resumption = rustls::client::Resumption::disabled();
+        Arc::new(cfg)
+    }
 }

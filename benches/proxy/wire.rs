@@ -234,6 +234,21 @@ pub struct Outcome {
     pub resumed: Option<bool>,
 }
 
+/// IMAPS without a login: connect, full handshake, greeting (timed to it), the client
+/// closes. All of mmp's part of this runs in its loops.
+pub fn imaps_greeting(addr: SocketAddr, tls: &Arc<ClientConfig>) -> Result<Outcome, String> {
+    let t = Instant::now();
+    let mut w = Wire::connect(addr, Some(tls)).map_err(|e| format!("connect: {e}"))?;
+    let g = w.line().map_err(|e| format!("greeting: {e}"))?;
+    if !g.starts_with(b"* OK") {
+        return Err(format!("greeting {}", String::from_utf8_lossy(g)));
+    }
+    Ok(Outcome {
+        latency: t.elapsed(),
+        resumed: w.resumed(),
+    })
+}
+
 /// IMAP: connect, greeting, LOGIN (timed to its OK), LOGOUT, the server closes.
 pub fn imap_login(
     addr: SocketAddr,
