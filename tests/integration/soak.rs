@@ -9,7 +9,8 @@
 //!
 //! The start figures (descriptors, RSS, thread waits) are taken after a warm-up at full
 //! load: every held session open and the trickling clients connected for at least a
-//! minute, with the churn, then all of them released by the clients and mmp back to quiet.
+//! minute, with the churn and a 10 s directory outage, then all of them released by the
+//! clients and mmp back to quiet.
 //! Taken after a few sessions only, the start figure left out what a first full load adds
 //! and keeps without leaking (glibc's per-thread arenas, the loops' buffer pools and slabs
 //! at their peak size), and the end figure, after the same load, was 70 % above it. It
@@ -436,14 +437,23 @@ fn trickle_clients(cx: &Ctx, n: usize) -> Vec<(TcpStream, Instant)> {
     cs
 }
 
-/// The warm-up at full load (see the module doc): the whole load until every held session
-/// has been open and at least `WARM_UP_MIN` has passed (at most `WARM_UP_MAX`), then every
+/// The warm-up at full load (see the module doc): the whole load, with a directory outage,
+/// until every held session has been open and at least `WARM_UP_MIN` has passed (at most
+/// `WARM_UP_MAX`), then every
 /// client closes and mmp is let to quiet down (its descriptor count steady for 3 s).
 /// Returns how long the load ran.
-fn warm_up(cx: &Ctx, pid: u32, sessions: usize, trickle: usize) -> Duration {
+fn warm_up(cx: &Ctx, slapd: &mut Slapd, pid: u32, sessions: usize, trickle: usize) -> Duration {
     let cx = cx.phase(WARM_UP_MAX);
     let t = Instant::now();
     let load = Load::start(&cx, sessions, trickle);
+    // The directory stopped for 10 s, as in the soak, so that the start figures have seen
+    // that fault too. (It does not explain the step that both 10-minute runs showed
+    // between the 2nd and 3rd minute, about 1.6 MB, flat to 2 % afterwards: see the
+    // report of issue 13; the RSS check still fails on it.)
+    thread::sleep(Duration::from_secs(20));
+    slapd.stop();
+    thread::sleep(Duration::from_secs(10));
+    slapd.start();
     while cx.running()
         && (t.elapsed() < WARM_UP_MIN || cx.fig.held_peak.load(Ordering::Relaxed) < sessions as u64)
     {
@@ -574,7 +584,7 @@ fn soak_churn_under_directory_and_store_faults(env: &Env) {
     let fig = base.fig.clone();
     let accepted = base.accepted.clone();
     let (fd_fresh, rss_fresh) = (fd_count(pid), rss_kb(pid));
-    let warm_ran = warm_up(&base, pid, sessions, trickle);
+    let warm_ran = warm_up(&base, &mut slapd, pid, sessions, trickle);
     let warm_peak = fig.held_peak.swap(0, Ordering::Relaxed);
     let (fd0, rss0) = (fd_count(pid), rss_kb(pid));
     let waits0 = thread_waits(pid);
@@ -676,7 +686,7 @@ fn soak_churn_under_directory_and_store_faults(env: &Env) {
         "-".into(),
     );
     row(
-        "warm-up at full load: time, held peak",
+        "warm-up (full load, slapd down 10 s)",
         format!("{warm_ran:.0?}, {warm_peak}"),
         format!("{WARM_UP_MIN:?}, {sessions}"),
     );
