@@ -57,6 +57,11 @@ fn good_cases() -> Vec<(Vec<u8>, Header)> {
             b"PROXY TCP6 2001:db8::7 2001:db8::1 40000 993\r\n".to_vec(),
             proxied("[2001:db8::7]:40000", "[2001:db8::1]:993"),
         ),
+        // Port 0 is a port (one digit, no leading zero to refuse).
+        (
+            b"PROXY TCP4 192.0.2.7 10.0.0.1 0 25\r\n".to_vec(),
+            proxied("192.0.2.7:0", "10.0.0.1:25"),
+        ),
         (b"PROXY UNKNOWN\r\n".to_vec(), Header::Unspecified),
         (
             b"PROXY UNKNOWN ffff:f...f:ffff ffff:f...f:ffff 65535 65535\r\n".to_vec(),
@@ -295,6 +300,14 @@ fn trusted_nets_match_addresses_and_networks() {
     let mapped = TrustedNets::parse("::ffff:127.0.0.0/104").unwrap();
     assert!(mapped.contains("127.0.0.9".parse().unwrap()));
     assert!(!mapped.contains("128.0.0.1".parse().unwrap()));
+    // A prefix of the full length is one address; ::ffff:0.0.0.0/96 is every IPv4 address.
+    let hosts = TrustedNets::parse("192.0.2.7/32 2001:db8::1/128").unwrap();
+    assert!(hosts.contains("192.0.2.7".parse().unwrap()));
+    assert!(hosts.contains("2001:db8::1".parse().unwrap()));
+    assert!(!hosts.contains("192.0.2.6".parse().unwrap()));
+    let v4 = TrustedNets::parse("::ffff:0.0.0.0/96").unwrap();
+    assert!(v4.contains("198.51.100.1".parse().unwrap()));
+    assert!(!v4.contains("2001:db8::1".parse().unwrap()));
     let all = TrustedNets::parse("0.0.0.0/0").unwrap();
     assert!(all.contains("203.0.113.1".parse().unwrap()));
     assert!(!all.contains("2001:db8::1".parse().unwrap()));
@@ -325,8 +338,63 @@ fn trusted_nets_errors() {
             "expected an address or ADDRESS/PREFIX, got \"10.0.0.0/x\"",
         ),
         ("::/129", "prefix longer than 128 bits in \"::/129\""),
+        // `parse` would take the sign.
+        (
+            "10.0.0.0/+8",
+            "expected an address or ADDRESS/PREFIX, got \"10.0.0.0/+8\"",
+        ),
+        // A mapped network shorter than the mapping prefix is no IPv4 network.
+        (
+            "::ffff:0.0.0.0/80",
+            "expected an address or ADDRESS/PREFIX, got \"::ffff:0.0.0.0/80\"",
+        ),
     ];
     for (text, want) in cases {
         assert_eq!(TrustedNets::parse(text), Err(want.to_string()), "{text:?}");
+    }
+}
+
+#[test]
+fn v2_cap_is_the_documented_16_kib() {
+    // Written out rather than taken from the constant: a balancer's header of 16 KiB,
+    // TLVs included, passes; one byte more is refused.
+    let cap = 16 * 1024;
+    assert_eq!(MAX_HEADER_BYTES, cap);
+    let at_cap = v2(1, 0x11, &vec![0; cap - 16]);
+    assert!(matches!(parse(&at_cap), Ok(Parsed::Header { consumed, .. }) if consumed == cap));
+    let over = v2(1, 0x11, &vec![0; cap - 15]);
+    assert_eq!(parse(&over), Err(Error::V2TooLong(cap + 1)));
+}
+
+#[test]
+fn errors_say_what_was_wrong() {
+    // These texts end up in the log line of a refused connection.
+    let cases = [
+        (Error::NotProxy, "not a PROXY protocol header"),
+        (Error::V1TooLong, "PROXY v1 line longer than 107 bytes"),
+        (
+            Error::V1Malformed("bad port"),
+            "malformed PROXY v1 header: bad port",
+        ),
+        (Error::V2Version(3), "PROXY v2 header with version 3"),
+        (
+            Error::V2Command(5),
+            "PROXY v2 header with unknown command 5",
+        ),
+        (
+            Error::V2Unsupported(0x31),
+            "PROXY v2 address family/transport 0x31 not supported",
+        ),
+        (
+            Error::V2TooLong(20000),
+            "PROXY v2 header of 20000 bytes is larger than 16384",
+        ),
+        (
+            Error::V2LengthTooShort(4),
+            "PROXY v2 length 4 too short for its addresses",
+        ),
+    ];
+    for (e, want) in cases {
+        assert_eq!(e.to_string(), want);
     }
 }

@@ -156,7 +156,9 @@ impl Relay {
         (self.client.read_closed() && up_done) || (self.store.read_closed() && down_done)
     }
 
-    /// True when the relay holds no buffer (what an idle session should look like).
+    /// True when the relay holds no buffer (what an idle session should look like). For
+    /// the tests: the loop has no use for it.
+    #[cfg(test)]
     pub fn holds_no_buffers(&self) -> bool {
         self.to_client.is_none() && self.to_store.is_none() && self.filter.holds_nothing()
     }
@@ -313,6 +315,7 @@ mod tests {
             relay.to_store.is_none(),
             "no buffer held for the quiet direction"
         );
+        assert!(!relay.holds_no_buffers(), "the full buffer is held");
         drop((client_peer, store_peer));
     }
 
@@ -392,5 +395,85 @@ mod tests {
             relay.holds_no_buffers(),
             "an idle guarded relay holds nothing"
         );
+    }
+
+    #[test]
+    fn store_close_waits_for_bytes_the_client_cannot_take_yet() {
+        let (client, mut client_peer) = pair();
+        let (store, mut store_peer) = pair();
+        let mut pool = BufferPool::new(4);
+        let mut relay = Relay::new(client, store, Vec::new(), Vec::new());
+        store_peer
+            .write_all(b"* 1 FETCH (BODY[] {5}\r\nhello)\r\n")
+            .unwrap();
+        store_peer.shutdown(std::net::Shutdown::Both).unwrap();
+        std::thread::sleep(Duration::from_millis(50));
+        // The poll has reported the store readable, the client not yet writable: the
+        // answer is read, and the store's end with it, but not delivered.
+        relay.store.ready.readable = true;
+        relay.store.ready.peer_closed = true;
+        relay.client.ready.writable = false;
+        let turn = relay.run(&mut pool);
+        assert!(relay.store.read_closed(), "the store's end was read");
+        assert_ne!(turn, Turn::Finished, "finished with the answer undelivered");
+        relay.client.ready.writable = true;
+        assert_eq!(relay.run(&mut pool), Turn::Finished);
+        relay.into_parts(&mut pool);
+        let mut got = Vec::new();
+        client_peer.read_to_end(&mut got).unwrap();
+        assert_eq!(got, b"* 1 FETCH (BODY[] {5}\r\nhello)\r\n");
+    }
+
+    #[test]
+    fn idle_leaves_no_ready_bytes_behind() {
+        // After `Idle` the loop waits for the poll, whose edges do not report bytes that
+        // were already waiting: an `Idle` turn must leave no side marked readable with
+        // room to read into, or an upload stalls. A quiet relay must say `Idle` (not
+        // `MoreWork`, which would spin the loop).
+        let (client, mut client_peer) = pair();
+        let (store, mut store_peer) = pair();
+        let mut pool = BufferPool::new(4);
+        let mut relay = Relay::new(client, store, Vec::new(), Vec::new());
+        let total = 4 << 20;
+        let writer = std::thread::spawn(move || {
+            client_peer.write_all(&vec![b'u'; total]).unwrap();
+            client_peer
+        });
+        let reader = std::thread::spawn(move || {
+            let (mut got, mut buf) = (0, vec![0u8; 65536]);
+            while got < total {
+                let n = store_peer.read(&mut buf).unwrap();
+                assert!(n > 0, "store side closed early");
+                got += n;
+            }
+            store_peer
+        });
+        let until = Instant::now() + Duration::from_secs(10);
+        while (relay.up_bytes as usize) < total {
+            assert!(Instant::now() < until, "relay made no progress in time");
+            for end in [&mut relay.client, &mut relay.store] {
+                end.ready.readable = true;
+                end.ready.writable = true;
+            }
+            if relay.run(&mut pool) == Turn::Idle {
+                let room = relay.to_store.as_ref().is_none_or(|b| !b.is_full());
+                assert!(
+                    !(relay.client.ready.readable && room),
+                    "Idle with the client still readable after {} bytes",
+                    relay.up_bytes
+                );
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        let _peers = (writer.join().unwrap(), reader.join().unwrap());
+        let quiet = (0..3).any(|_| {
+            for end in [&mut relay.client, &mut relay.store] {
+                end.ready.readable = true;
+                end.ready.writable = true;
+            }
+            relay.run(&mut pool) == Turn::Idle
+        });
+        assert!(quiet, "a relay with nothing to move is not Idle");
+        assert!(relay.holds_no_buffers());
     }
 }

@@ -26,8 +26,10 @@ for f in $files; do
     fi
 done
 out_dir=${MMP_MUTANTS_OUT:-target/mutants}
+# As cargo arguments (not --cargo-test-arg): the build of each mutant is then limited to
+# the same targets, instead of rebuilding every test binary to run only some.
 for a in ${MMP_MUTANTS_TEST_ARGS:-}; do
-    args="$args --cargo-test-arg=$a"
+    args="$args --cargo-arg=$a"
 done
 # One job (in place implies it): the integration suite starts its own slapd, stores and
 # Postfix per run.

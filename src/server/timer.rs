@@ -34,16 +34,6 @@ impl Timers {
             _ => None,
         }
     }
-
-    /// Entries held (stale ones included).
-    pub fn len(&self) -> usize {
-        self.heap.len()
-    }
-
-    /// True when no entry is held.
-    pub fn is_empty(&self) -> bool {
-        self.heap.is_empty()
-    }
 }
 
 #[cfg(test)]
@@ -68,7 +58,7 @@ mod tests {
             Some((t0 + Duration::from_secs(5), 2))
         );
         assert_eq!(timers.pop_due(later), None);
-        assert!(timers.is_empty());
+        assert!(timers.heap.is_empty());
         assert_eq!(timers.sleep(later), None);
     }
 }

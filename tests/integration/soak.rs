@@ -5,11 +5,20 @@
 //! 500 clients that trickle a byte a second, and meanwhile stops and starts its own slapd,
 //! kills and restarts a store, and freezes (SIGSTOP) and thaws a store. The held sessions
 //! are kept alive by a NOOP each well within `Timeout`; at the end every client falls
-//! silent for `Timeout` + slack, and all of them must have been closed by mmp by then. It
+//! silent for `Timeout` + slack, and all of them must have been closed by mmp by then.
+//!
+//! The start figures (descriptors, RSS, thread waits) are taken after a warm-up at full
+//! load: every held session open and the trickling clients connected for at least a
+//! minute, with the churn and a 10 s directory outage, then all of them released by the
+//! clients and mmp back to quiet.
+//! Taken after a few sessions only, the start figure left out what a first full load adds
+//! and keeps without leaking (glibc's per-thread arenas, the loops' buffer pools and slabs
+//! at their peak size), and the end figure, after the same load, was 70 % above it. It
 //! prints a table and fails when descriptors or RSS are not within 10 % of the start, a
 //! session outlived its timeout, mmp's threads are not back in the waits they were in at
 //! the start (a worker still busy), a client waited longer than `Timeout`, or an accepted
-//! SMTP message was not delivered exactly once.
+//! SMTP message was not delivered exactly once, or the killed store did not come back
+//! (a user of that store cannot log in through mmp within 30 s of its restart).
 
 use crate::cases;
 use crate::common::dovecot::Dovecot;
@@ -34,6 +43,11 @@ const TIMEOUT: Duration = Duration::from_secs(60);
 const LOGIN_TIMEOUT: Duration = Duration::from_secs(60);
 /// How late after its timeout a silent session may still be open (timer and poll slack).
 const SLACK: Duration = Duration::from_secs(5);
+
+/// The shortest full-load warm-up before the start figures.
+const WARM_UP_MIN: Duration = Duration::from_secs(60);
+/// The longest: the warm-up ends then even if not every held session could be opened.
+const WARM_UP_MAX: Duration = Duration::from_secs(240);
 
 /// Settings appended to each store's dovecot.conf so that 2 000 held sessions of one user
 /// fit: `imap` processes serve many sessions each (as in `benches/proxy.rs`; every user has
@@ -261,18 +275,238 @@ fn waits_text(h: &std::collections::BTreeMap<String, usize>) -> String {
         .join(" ")
 }
 
+/// What the threads of one phase share; they run until `stop` is set or `end` passes.
+#[derive(Clone)]
+struct Ctx {
+    m: Arc<MmpServices>,
+    fig: Arc<Figures>,
+    accepted: Arc<Mutex<Vec<String>>>,
+    stop: Arc<AtomicBool>,
+    end: Instant,
+}
+
+impl Ctx {
+    /// The same shared figures for a new phase of `length`.
+    fn phase(&self, length: Duration) -> Ctx {
+        Ctx {
+            stop: Arc::new(AtomicBool::new(false)),
+            end: Instant::now() + length,
+            ..self.clone()
+        }
+    }
+
+    fn running(&self) -> bool {
+        !self.stop.load(Ordering::Relaxed) && Instant::now() < self.end
+    }
+
+    fn imap(&self) -> std::net::SocketAddr {
+        addr("127.0.0.1", self.m.ports.imap.expect("imap"))
+    }
+}
+
+/// The clients of one phase: 16 churning threads, the held sessions, the trickling ones.
+struct Load {
+    churn: Vec<thread::JoinHandle<()>>,
+    held: thread::JoinHandle<Vec<Held>>,
+    trickle: thread::JoinHandle<Vec<(TcpStream, Instant)>>,
+}
+
+impl Load {
+    fn start(cx: &Ctx, sessions: usize, trickle: usize) -> Load {
+        let churn = (0..16u64)
+            .map(|w| {
+                let cx = cx.clone();
+                thread::spawn(move || {
+                    let mut k = w;
+                    while cx.running() {
+                        churn_timed(&cx.m, k, &cx.fig, &cx.accepted);
+                        k += 1;
+                    }
+                })
+            })
+            .collect();
+        let held = {
+            let cx = cx.clone();
+            thread::spawn(move || hold(&cx, sessions))
+        };
+        let trickle = {
+            let cx = cx.clone();
+            thread::spawn(move || trickle_clients(&cx, trickle))
+        };
+        Load {
+            churn,
+            held,
+            trickle,
+        }
+    }
+
+    /// Waits for the threads (stopped by the phase); returns the clients still connected.
+    fn join(self) -> (Vec<Held>, Vec<(TcpStream, Instant)>) {
+        for t in self.churn {
+            let _ = t.join();
+        }
+        let held = self.held.join().unwrap_or_default();
+        (held, self.trickle.join().unwrap_or_default())
+    }
+}
+
+/// Held sessions: opened gradually, one replaced per tick once all are open, and two
+/// NOOPed per tick (oldest answer first) so that each stays well within `Timeout`.
+fn hold(cx: &Ctx, sessions: usize) -> Vec<Held> {
+    let fig = &cx.fig;
+    let mut held: Vec<Held> = Vec::new();
+    let u = user("alice@a.test");
+    let mut i = 0u64;
+    while cx.running() {
+        if held.len() >= sessions {
+            held.remove((i as usize * 7919) % held.len());
+        }
+        let t = Instant::now();
+        let opened = ImapClient::connect(cx.imap()).ok().and_then(|mut c| {
+            c.set_read_timeout(TIMEOUT);
+            let _ = c.read_line();
+            let r = try_command(&mut c, "h", &format!("LOGIN {} {}", u.uid, u.password));
+            r.filter(|r| r.starts_with("h OK")).map(|_| c)
+        });
+        fig.took(t, opened.is_some());
+        if let Some(c) = opened {
+            held.push(Held {
+                c,
+                last: Instant::now(),
+            });
+        }
+        for _ in 0..2 {
+            let Some(at) = (0..held.len()).min_by_key(|&j| held[j].last) else {
+                break;
+            };
+            let t = Instant::now();
+            let idle = t - held[at].last;
+            let ok =
+                try_command(&mut held[at].c, "n", "NOOP").is_some_and(|r| r.starts_with("n OK"));
+            fig.took(t, ok);
+            if ok {
+                held[at].last = Instant::now();
+            } else {
+                // Closed by mmp (a store fault) or by its Timeout: count it, and count it
+                // as early when it had been silent for less than Timeout.
+                fig.held_lost.fetch_add(1, Ordering::Relaxed);
+                if idle < TIMEOUT {
+                    fig.held_lost_early.fetch_add(1, Ordering::Relaxed);
+                }
+                held.swap_remove(at);
+            }
+        }
+        fig.held_peak
+            .fetch_max(held.len() as u64, Ordering::Relaxed);
+        i += 1;
+        thread::sleep(Duration::from_millis(20));
+    }
+    held
+}
+
+/// Trickling clients: a byte a second each of a LOGIN line that never ends, so that
+/// mmp's LoginTimeout closes them (then they reconnect). A line that ended would make
+/// 500 failed logins every 30 s: that queues every real login behind them for longer
+/// than Timeout on 4 workers (seen in the first 10-minute run), a flood test of its own.
+fn trickle_clients(cx: &Ctx, n: usize) -> Vec<(TcpStream, Instant)> {
+    let line = b"t1 LOGIN alice@a.test ";
+    let connect = || {
+        TcpStream::connect(cx.imap())
+            .ok()
+            .map(|s| (s, Instant::now()))
+    };
+    let mut cs: Vec<(TcpStream, Instant)> = (0..n).filter_map(|_| connect()).collect();
+    while cx.running() {
+        for (s, since) in cs.iter_mut() {
+            let sent = since.elapsed().as_secs() as usize;
+            let byte = line.get(sent).copied().unwrap_or(b'x');
+            if s.write_all(&[byte]).is_err() {
+                cx.fig.trickle_closed.fetch_add(1, Ordering::Relaxed);
+                if let Some((n, t)) = connect() {
+                    (*s, *since) = (n, t);
+                }
+            } else {
+                // The first write after mmp's close still succeeds: up to a second late.
+                cx.fig
+                    .trickle_oldest_ms
+                    .fetch_max(since.elapsed().as_millis() as u64, Ordering::Relaxed);
+            }
+        }
+        thread::sleep(Duration::from_secs(1));
+    }
+    cs
+}
+
+/// The warm-up at full load (see the module doc): the whole load, with a directory outage,
+/// until every held session has been open and at least `WARM_UP_MIN` has passed (at most
+/// `WARM_UP_MAX`), then every
+/// client closes and mmp is let to quiet down (its descriptor count steady for 3 s).
+/// Returns how long the load ran.
+fn warm_up(cx: &Ctx, slapd: &mut Slapd, pid: u32, sessions: usize, trickle: usize) -> Duration {
+    let cx = cx.phase(WARM_UP_MAX);
+    let t = Instant::now();
+    let load = Load::start(&cx, sessions, trickle);
+    // The directory stopped for 10 s, as in the soak, so that the start figures have seen
+    // that fault too. (It does not explain the step that both 10-minute runs showed
+    // between the 2nd and 3rd minute, about 1.6 MB, flat to 2 % afterwards: see the
+    // report of issue 13; the RSS check still fails on it.)
+    thread::sleep(Duration::from_secs(20));
+    slapd.stop();
+    thread::sleep(Duration::from_secs(10));
+    slapd.start();
+    while cx.running()
+        && (t.elapsed() < WARM_UP_MIN || cx.fig.held_peak.load(Ordering::Relaxed) < sessions as u64)
+    {
+        thread::sleep(Duration::from_millis(500));
+    }
+    cx.stop.store(true, Ordering::Relaxed);
+    let ran = t.elapsed();
+    drop(load.join());
+    let (mut last, mut steady) = (fd_count(pid), 0);
+    for _ in 0..60 {
+        thread::sleep(Duration::from_secs(1));
+        let n = fd_count(pid);
+        steady = if n == last { steady + 1 } else { 0 };
+        last = n;
+        if steady >= 3 {
+            break;
+        }
+    }
+    ran
+}
+
+/// Logs in a user of store3 through mmp, retrying for up to 30 s: whether the restarted
+/// store serves again.
+fn store3_serves(cx: &Ctx) -> bool {
+    let bob = user("bob@a.test");
+    assert_eq!(bob.store(), "store3", "bob must live on store3");
+    wait_until(Duration::from_secs(30), || {
+        let ok = ImapClient::connect(cx.imap()).ok().and_then(|mut c| {
+            c.set_read_timeout(Duration::from_secs(10));
+            let _ = c.read_line();
+            try_command(&mut c, "b", &format!("LOGIN {} {}", bob.uid, bob.password))
+        });
+        let ok = ok.is_some_and(|r| r.starts_with("b OK"));
+        if !ok {
+            thread::sleep(Duration::from_millis(500));
+        }
+        ok
+    })
+}
+
+/// The faults, spread over the phase; returns what was done and whether store3 came back.
 fn faults(
     slapd: &mut Slapd,
     stores: &mut (Dovecot, Dovecot),
     port: u16,
     minutes: u64,
-    stop: &AtomicBool,
-) -> Vec<String> {
+    cx: &Ctx,
+) -> (Vec<String>, bool) {
     let mut log = Vec::new();
     let step = Duration::from_secs(minutes * 60 / 5);
     let pause = |d: Duration| {
         let t = Instant::now();
-        while t.elapsed() < d && !stop.load(Ordering::Relaxed) {
+        while t.elapsed() < d && !cx.stop.load(Ordering::Relaxed) {
             thread::sleep(Duration::from_millis(200));
         }
     };
@@ -300,8 +534,12 @@ fn faults(
             .unwrap_or_else(|e| panic!("{e}")),
     );
     drop(old);
+    let t = Instant::now();
+    let back = store3_serves(cx);
     log.push(format!(
-        "store3 killed (listener gone: {gone}), down 5 s, restarted"
+        "store3 killed (listener gone: {gone}), down 5 s, restarted (a store3 user logs in \
+         through mmp: {back}, after {:.1?})",
+        t.elapsed()
     ));
     pause(step);
     if let Some(root) = stores.0.pid() {
@@ -315,7 +553,7 @@ fn faults(
         }
         log.push(format!("store2 frozen 10 s ({} processes)", pids.len()));
     }
-    log
+    (log, back)
 }
 
 fn soak_churn_under_directory_and_store_faults(env: &Env) {
@@ -336,130 +574,26 @@ fn soak_churn_under_directory_and_store_faults(env: &Env) {
         .smtp("LdapUrl", &slapd.url());
     let m = Arc::new(MmpServices::start(&cfg));
     let pid = m.pid().expect("mmp pid");
-    let fig = Arc::new(Figures::default());
-    let accepted = Arc::new(Mutex::new(Vec::new()));
-    // Warm-up: every kind of session on every worker, so that the start figures include
-    // the directory and store connections a running mmp keeps.
-    let warm: Vec<_> = (0..16u64)
-        .map(|k| {
-            let (m, fig, acc) = (m.clone(), fig.clone(), accepted.clone());
-            thread::spawn(move || churn_timed(&m, k, &fig, &acc))
-        })
-        .collect();
-    for w in warm {
-        let _ = w.join();
-    }
-    thread::sleep(Duration::from_secs(3));
+    let base = Ctx {
+        m: m.clone(),
+        fig: Arc::new(Figures::default()),
+        accepted: Arc::new(Mutex::new(Vec::new())),
+        stop: Arc::new(AtomicBool::new(false)),
+        end: Instant::now(),
+    };
+    let fig = base.fig.clone();
+    let accepted = base.accepted.clone();
+    let (fd_fresh, rss_fresh) = (fd_count(pid), rss_kb(pid));
+    let warm_ran = warm_up(&base, &mut slapd, pid, sessions, trickle);
+    let warm_peak = fig.held_peak.swap(0, Ordering::Relaxed);
     let (fd0, rss0) = (fd_count(pid), rss_kb(pid));
     let waits0 = thread_waits(pid);
-    let stop = Arc::new(AtomicBool::new(false));
-    let end = Instant::now() + Duration::from_secs(minutes * 60);
+    let cx = base.phase(Duration::from_secs(minutes * 60));
+    let (stop, end) = (cx.stop.clone(), cx.end);
+    let load = Load::start(&cx, sessions, trickle);
     let mut threads = Vec::new();
-    for w in 0..16u64 {
-        let (m, fig, acc, stop) = (m.clone(), fig.clone(), accepted.clone(), stop.clone());
-        threads.push(thread::spawn(move || {
-            let mut k = w;
-            while !stop.load(Ordering::Relaxed) && Instant::now() < end {
-                churn_timed(&m, k, &fig, &acc);
-                k += 1;
-            }
-        }));
-    }
-    // Held sessions: opened gradually, one replaced per tick once all are open, and two
-    // NOOPed per tick (oldest answer first) so that each stays well within `Timeout`.
-    let held_thread = {
-        let (m, fig, stop) = (m.clone(), fig.clone(), stop.clone());
-        thread::spawn(move || {
-            let mut held: Vec<Held> = Vec::new();
-            let u = user("alice@a.test");
-            let mut i = 0u64;
-            while !stop.load(Ordering::Relaxed) && Instant::now() < end {
-                if held.len() >= sessions {
-                    held.remove((i as usize * 7919) % held.len());
-                }
-                let t = Instant::now();
-                let opened = ImapClient::connect(addr("127.0.0.1", m.ports.imap.expect("imap")))
-                    .ok()
-                    .and_then(|mut c| {
-                        c.set_read_timeout(TIMEOUT);
-                        let _ = c.read_line();
-                        let r =
-                            try_command(&mut c, "h", &format!("LOGIN {} {}", u.uid, u.password));
-                        r.filter(|r| r.starts_with("h OK")).map(|_| c)
-                    });
-                fig.took(t, opened.is_some());
-                if let Some(c) = opened {
-                    held.push(Held {
-                        c,
-                        last: Instant::now(),
-                    });
-                }
-                for _ in 0..2 {
-                    let Some(at) = (0..held.len()).min_by_key(|&j| held[j].last) else {
-                        break;
-                    };
-                    let t = Instant::now();
-                    let idle = t - held[at].last;
-                    let ok = try_command(&mut held[at].c, "n", "NOOP")
-                        .is_some_and(|r| r.starts_with("n OK"));
-                    fig.took(t, ok);
-                    if ok {
-                        held[at].last = Instant::now();
-                    } else {
-                        // Closed by mmp (a store fault) or by its Timeout: count it, and
-                        // count it as early when it had been silent for less than Timeout.
-                        fig.held_lost.fetch_add(1, Ordering::Relaxed);
-                        if idle < TIMEOUT {
-                            fig.held_lost_early.fetch_add(1, Ordering::Relaxed);
-                        }
-                        held.swap_remove(at);
-                    }
-                }
-                fig.held_peak
-                    .fetch_max(held.len() as u64, Ordering::Relaxed);
-                i += 1;
-                thread::sleep(Duration::from_millis(20));
-            }
-            held
-        })
-    };
-    // Trickling clients: a byte a second each of a LOGIN line that never ends, so that
-    // mmp's LoginTimeout closes them (then they reconnect). A line that ended would make
-    // 500 failed logins every 30 s: that queues every real login behind them for longer
-    // than Timeout on 4 workers (seen in the first 10-minute run), a flood test of its own.
-    let trickle_thread = {
-        let (m, fig, stop) = (m.clone(), fig.clone(), stop.clone());
-        thread::spawn(move || {
-            let line = b"t1 LOGIN alice@a.test ";
-            let connect = || {
-                TcpStream::connect(addr("127.0.0.1", m.ports.imap.expect("imap")))
-                    .ok()
-                    .map(|s| (s, Instant::now()))
-            };
-            let mut cs: Vec<(TcpStream, Instant)> =
-                (0..trickle).filter_map(|_| connect()).collect();
-            while !stop.load(Ordering::Relaxed) && Instant::now() < end {
-                for (s, since) in cs.iter_mut() {
-                    let sent = since.elapsed().as_secs() as usize;
-                    let byte = line.get(sent).copied().unwrap_or(b'x');
-                    if s.write_all(&[byte]).is_err() {
-                        fig.trickle_closed.fetch_add(1, Ordering::Relaxed);
-                        if let Some((n, t)) = connect() {
-                            (*s, *since) = (n, t);
-                        }
-                    } else {
-                        // The first write after mmp's close still succeeds: up to a second late.
-                        fig.trickle_oldest_ms
-                            .fetch_max(since.elapsed().as_millis() as u64, Ordering::Relaxed);
-                    }
-                }
-                thread::sleep(Duration::from_secs(1));
-            }
-            cs
-        })
-    };
-    // RSS once a minute under load: a leak grows with the work done, the allocator's
-    // high-water mark stays flat (the end figure alone cannot tell them apart).
+    // RSS and descriptors once a minute under load: a leak grows with the work done, the
+    // allocator's high-water mark stays flat (the end figure alone cannot tell them apart).
     let rss_trend = Arc::new(Mutex::new(Vec::new()));
     {
         let (trend, stop) = (rss_trend.clone(), stop.clone());
@@ -471,11 +605,11 @@ fn soak_churn_under_directory_and_store_faults(env: &Env) {
                     }
                     thread::sleep(Duration::from_millis(500));
                 }
-                trend.lock().unwrap().push(rss_kb(pid));
+                trend.lock().unwrap().push((rss_kb(pid), fd_count(pid)));
             }
         }));
     }
-    let fault_log = faults(&mut slapd, &mut stores, port, minutes, &stop);
+    let (fault_log, store3_back) = faults(&mut slapd, &mut stores, port, minutes, &cx);
     while Instant::now() < end {
         thread::sleep(Duration::from_millis(500));
     }
@@ -483,8 +617,7 @@ fn soak_churn_under_directory_and_store_faults(env: &Env) {
     for t in threads {
         let _ = t.join();
     }
-    let held = held_thread.join().unwrap_or_default();
-    let trickling = trickle_thread.join().unwrap_or_default();
+    let (held, trickling) = load.join();
     // Every client now falls silent: after Timeout (and LoginTimeout) + slack, mmp must
     // have closed every held and every trickling session.
     let silent = Instant::now();
@@ -548,24 +681,37 @@ fn soak_churn_under_directory_and_store_faults(env: &Env) {
     println!("{:<40} {:>14} {:>14}", "figure", "value", "limit");
     let row = |a: &str, b: String, c: String| println!("{a:<40} {b:>14} {c:>14}");
     row(
-        "descriptors start -> end",
+        "fresh mmp: descriptors / RSS kB",
+        format!("{fd_fresh} / {rss_fresh}"),
+        "-".into(),
+    );
+    row(
+        "warm-up (full load, slapd down 10 s)",
+        format!("{warm_ran:.0?}, {warm_peak}"),
+        format!("{WARM_UP_MIN:?}, {sessions}"),
+    );
+    row(
+        "descriptors start (after warm-up) -> end",
         format!("{fd0} -> {fd1}"),
         "+10 %".into(),
     );
     row(
-        "RSS kB start -> end",
+        "RSS kB start (after warm-up) -> end",
         format!("{rss0} -> {rss1}"),
         "+10 %".into(),
     );
     let trend = rss_trend.lock().unwrap().clone();
+    let each =
+        |f: &dyn Fn(&(u64, usize)) -> String| trend.iter().map(f).collect::<Vec<_>>().join(" ");
     row(
         "RSS kB each minute under load",
-        trend
-            .iter()
-            .map(|k| k.to_string())
-            .collect::<Vec<_>>()
-            .join(" "),
+        each(&|t| t.0.to_string()),
         "flat".into(),
+    );
+    row(
+        "descriptors each minute under load",
+        each(&|t| t.1.to_string()),
+        "-".into(),
     );
     row("RSS kB peak (VmHWM)", hwm_kb(pid).to_string(), "-".into());
     row(
@@ -660,4 +806,5 @@ fn soak_churn_under_directory_and_store_faults(env: &Env) {
         "login after the soak: {probe_ok} {probe_t:?}"
     );
     assert!(wrong.is_empty(), "not delivered exactly once: {wrong:?}");
+    assert!(store3_back, "store3 did not serve again after its restart");
 }

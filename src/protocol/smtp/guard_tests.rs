@@ -1,7 +1,7 @@
 //! Tests of the relay guard: transcripts of client and MTA bytes, each event fed whole,
 //! cut at every byte, and byte by byte, with the exact bytes passed each way.
 
-use super::guard::{MAX_COMMAND_LINE, MAX_HELD_BYTES, MAX_PENDING};
+use super::guard::{MAX_COMMAND_LINE, MAX_HELD_BYTES, MAX_PENDING, MAX_REPLY_LINE};
 use super::{Guard, GuardError};
 
 /// One event of a transcript and what must come out of it.
@@ -361,4 +361,125 @@ fn owes_store_while_bytes_after_data_wait_for_its_reply() {
     assert!(!g.owes_store());
     g.from_client(b"NOOP", &mut up).unwrap();
     assert!(!g.owes_store(), "a partial command line is not owed");
+}
+
+#[test]
+fn held_cap_is_the_documented_64_kib() {
+    // Written out rather than taken from the constant: 64 KiB sent after DATA, before
+    // its reply, are held and then passed on; one byte more closes the session.
+    let cap = 64 * 1024;
+    let body = vec![b'x'; cap];
+    let mut guard = Guard::new();
+    let mut out = Vec::new();
+    guard.from_client(b"DATA\r\n", &mut out).unwrap();
+    assert_eq!(guard.from_client(&body, &mut out), Ok(()));
+    assert_eq!(guard.held_bytes(), cap);
+    let mut down = Vec::new();
+    guard.from_store(b"354 go ahead\r\n", &mut down).unwrap();
+    let mut released = Vec::new();
+    guard.released(&mut released);
+    assert_eq!(released, body);
+    let mut guard = Guard::new();
+    guard.from_client(b"DATA\r\n", &mut out).unwrap();
+    assert_eq!(
+        guard.from_client(&[body.as_slice(), b"x"].concat(), &mut out),
+        Err(GuardError::HeldTooLong)
+    );
+}
+
+#[test]
+fn errors_say_why_the_session_closed() {
+    // These texts end up in the log line of the closed session.
+    let cases = [
+        (GuardError::LineTooLong, "client command line too long"),
+        (
+            GuardError::HeldTooLong,
+            "too many bytes sent before the reply to DATA",
+        ),
+        (GuardError::AmbiguousEndOfData, "end of data with a bare LF"),
+        (
+            GuardError::TooManyPending,
+            "too many commands without a reply",
+        ),
+        (GuardError::ReplyTooLong, "MTA reply too long"),
+        (
+            GuardError::BadReply,
+            "MTA sent something other than a reply",
+        ),
+        (GuardError::Desync, "MTA entered DATA mode unexpectedly"),
+    ];
+    for (e, want) in cases {
+        assert_eq!(e.to_string(), want);
+    }
+}
+
+#[test]
+fn reply_line_cap_is_4096_bytes_with_its_lf() {
+    let line = |n: usize| [b"250 ".to_vec(), vec![b'x'; n - 6], b"\r\n".to_vec()].concat();
+    assert_eq!(MAX_REPLY_LINE, 4096);
+    let longest = line(4096);
+    check(&[s(&longest, &longest, b"")]);
+    check(&[s_err(&line(4097), GuardError::ReplyTooLong)]);
+}
+
+#[test]
+fn held_bytes_counts_the_partial_line_the_held_and_the_released() {
+    // What the pump's backpressure reads: every client byte not yet passed on.
+    let mut g = Guard::new();
+    let mut up = Vec::new();
+    g.from_client(b"DATA\r\nNOOP\r\nNO", &mut up).unwrap();
+    assert_eq!(g.held_bytes(), 8, "held after DATA");
+    let mut down = Vec::new();
+    g.from_store(b"554 5.5.1 no valid recipients\r\n", &mut down)
+        .unwrap();
+    // DATA refused: the held bytes are commands; the whole one is released, "NO" waits.
+    assert_eq!(g.held_bytes(), 8, "a released line and a partial one");
+    let mut released = Vec::new();
+    g.released(&mut released);
+    assert_eq!(released, b"NOOP\r\n");
+    assert_eq!(g.held_bytes(), 2, "the partial line");
+}
+
+#[test]
+fn a_354_to_a_command_pipelined_before_data_is_a_desync() {
+    // The guard already holds what follows DATA; a 354 that answers MAIL is not the
+    // answer to that DATA, and taking it for one would put the two sides in different
+    // modes.
+    check(&[
+        c(
+            b"MAIL FROM:<a@b>\r\nDATA\r\n",
+            b"MAIL FROM:<a@b>\r\nDATA\r\n",
+        ),
+        s_err(b"354 go ahead\r\n", GuardError::Desync),
+    ]);
+}
+
+#[test]
+fn ehlo_reply_cap_is_16_kib_of_kept_lines() {
+    // An EHLO reply of `total` bytes (CRLFs not counted) in lines of at most 4000.
+    let reply = |total: usize| {
+        let (mut r, mut left) = (Vec::new(), total);
+        while left > 0 {
+            let n = left.min(4000);
+            left -= n;
+            r.extend_from_slice(if left == 0 { b"250 " } else { b"250-" });
+            r.extend_from_slice(&vec![b'K'; n - 4]);
+            r.extend_from_slice(b"\r\n");
+        }
+        r
+    };
+    for (total, ok) in [(16 * 1024, true), (16 * 1024 + 1, false)] {
+        let mut g = Guard::new();
+        let mut up = Vec::new();
+        g.from_client(b"EHLO x\r\n", &mut up).unwrap();
+        let r = reply(total);
+        let mut down = Vec::new();
+        let got = g.from_store(&r, &mut down);
+        if ok {
+            assert_eq!(got, Ok(()), "{total} bytes");
+            assert!(down == r, "the reply passes unchanged");
+        } else {
+            assert_eq!(got, Err(GuardError::ReplyTooLong), "{total} bytes");
+        }
+    }
 }
