@@ -17,9 +17,8 @@ use super::rounds::{paired, paired_ratio, Mode, Tally};
 use super::tls::{client_config, thread_users, tls_mmp_config};
 use super::wire::imap_login;
 use super::{row, Row, Settings};
-use rustls::pki_types::{pem::PemObject, CertificateDer};
-use rustls::{ClientConfig, RootCertStore};
-use std::path::{Path, PathBuf};
+use rustls::ClientConfig;
+use std::path::PathBuf;
 use std::process::Command;
 use std::sync::Arc;
 
@@ -227,20 +226,6 @@ impl RsaPki {
     /// A verifying client trusting the CA, without resumption: every connection makes a
     /// full handshake.
     fn client_config(&self) -> Arc<ClientConfig> {
-        let mut roots = RootCertStore::empty();
-        for c in CertificateDer::pem_file_iter(Path::new(&self.ca))
-            .expect("the RSA CA's PEM file")
-            .flatten()
-        {
-            let _ = roots.add(c);
-        }
-        let mut cfg =
-            ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
-                .with_safe_default_protocol_versions()
-                .expect("rustls protocol versions")
-                .with_root_certificates(roots)
-                .with_no_client_auth();
-        cfg.resumption = rustls::client::Resumption::disabled();
-        Arc::new(cfg)
+        super::tls::client_config_trusting(&self.ca, false)
     }
 }

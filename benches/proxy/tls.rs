@@ -22,9 +22,15 @@ use std::sync::Arc;
 /// cache (256 sessions) in the `ClientConfig`, shared by every thread that uses this `Arc`
 /// (TLS 1.3 tickets, TLS 1.2 session IDs and tickets); without, every handshake is full.
 pub fn client_config(resume: bool) -> Arc<ClientConfig> {
+    client_config_trusting(&pki().ca, resume)
+}
+
+/// A verifying client trusting the CAs in the PEM file `ca`; `resume` off makes every
+/// connection a full handshake.
+pub fn client_config_trusting(ca: &std::path::Path, resume: bool) -> Arc<ClientConfig> {
     let mut roots = RootCertStore::empty();
-    for c in CertificateDer::pem_file_iter(&pki().ca)
-        .expect("the test CA's PEM file")
+    for c in CertificateDer::pem_file_iter(ca)
+        .expect("the CA's PEM file")
         .flatten()
     {
         let _ = roots.add(c);
