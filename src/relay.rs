@@ -192,6 +192,18 @@ fn checked(result: Result<Moved, PumpError>, way: Way) -> Result<Moved, Turn> {
 mod tests {
     use super::*;
     use crate::pump::testing::pair;
+
+    /// A relay between two fresh socket pairs that owes nothing yet, with the client's and
+    /// the store's far ends.
+    fn quiet_relay() -> (Relay, TcpStream, TcpStream) {
+        let (client, client_peer) = pair();
+        let (store, store_peer) = pair();
+        (
+            Relay::new(client, store, Vec::new(), Vec::new()),
+            client_peer,
+            store_peer,
+        )
+    }
     use std::io::{Read, Write};
     use std::net::TcpStream;
     use std::time::{Duration, Instant};
@@ -266,10 +278,8 @@ mod tests {
 
     #[test]
     fn store_close_ends_the_session_after_its_last_bytes() {
-        let (client, mut client_peer) = pair();
-        let (store, mut store_peer) = pair();
+        let (mut relay, mut client_peer, mut store_peer) = quiet_relay();
         let mut pool = BufferPool::new(4);
-        let mut relay = Relay::new(client, store, Vec::new(), Vec::new());
         store_peer.write_all(b"* BYE logging out\r\n").unwrap();
         store_peer.shutdown(std::net::Shutdown::Both).unwrap();
         let turn = drive(&mut relay, &mut pool, |_| false);
@@ -281,10 +291,8 @@ mod tests {
 
     #[test]
     fn backpressure_stops_reading_a_side_whose_peer_is_full() {
-        let (client, client_peer) = pair();
-        let (store, store_peer) = pair();
+        let (mut relay, client_peer, store_peer) = quiet_relay();
         let mut pool = BufferPool::new(4);
-        let mut relay = Relay::new(client, store, Vec::new(), Vec::new());
         // The client never reads; the store sends far more than the kernel buffers hold.
         let mut w = store_peer.try_clone().unwrap();
         w.set_write_timeout(Some(Duration::from_millis(500)))
@@ -399,10 +407,8 @@ mod tests {
 
     #[test]
     fn store_close_waits_for_bytes_the_client_cannot_take_yet() {
-        let (client, mut client_peer) = pair();
-        let (store, mut store_peer) = pair();
+        let (mut relay, mut client_peer, mut store_peer) = quiet_relay();
         let mut pool = BufferPool::new(4);
-        let mut relay = Relay::new(client, store, Vec::new(), Vec::new());
         store_peer
             .write_all(b"* 1 FETCH (BODY[] {5}\r\nhello)\r\n")
             .unwrap();
@@ -430,10 +436,8 @@ mod tests {
         // were already waiting: an `Idle` turn must leave no side marked readable with
         // room to read into, or an upload stalls. A quiet relay must say `Idle` (not
         // `MoreWork`, which would spin the loop).
-        let (client, mut client_peer) = pair();
-        let (store, mut store_peer) = pair();
+        let (mut relay, mut client_peer, mut store_peer) = quiet_relay();
         let mut pool = BufferPool::new(4);
-        let mut relay = Relay::new(client, store, Vec::new(), Vec::new());
         let total = 4 << 20;
         let writer = std::thread::spawn(move || {
             client_peer.write_all(&vec![b'u'; total]).unwrap();
